@@ -1,0 +1,3 @@
+"""qtrl: Quantum-Train reinforcement learning, distributed (Dist-QTRL)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,7 @@
+"""Quantum layer: statevector kernels, gates, ansätze, fusion and QASM export."""
+
+from .ansatz import ANSATZE, Ansatz, Gate, RingU3Ansatz, RYCNOTAnsatz
+from .statevector import Operation, apply_matrix, probabilities, run_circuit, zero_state
+
+__all__ = ["ANSATZE", "Ansatz", "Gate", "RingU3Ansatz", "RYCNOTAnsatz", "Operation",
+           "apply_matrix", "probabilities", "run_circuit", "zero_state"]
