@@ -1,0 +1,49 @@
+"""``qtrl`` command line: each subcommand lives in its own module with
+``register(subparsers)``, which adds its parser and sets ``func(args) -> int``.
+
+Only this package prints; library code logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+from ..errors import UserError
+from ..quantum.memory import StatevectorTooLarge
+from . import bench, info
+
+__all__ = ["main", "build_parser"]
+
+SUBCOMMANDS = [info, bench]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qtrl", description="Quantum-Train reinforcement learning, distributed (Dist-QTRL).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in SUBCOMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, StatevectorTooLarge) as err:
+        print(f"qtrl {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"qtrl {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""Quantum-Train: a parameterised circuit plus a small mapping model generate
+every weight of a classical network.
+
+For a target with ``k`` trainable weights, a circuit on ``n = ceil(log2 k)``
+qubits gives ``2^n >= k`` basis-state probabilities ``p_i``. Weight ``i`` is
+
+    x_i = (β · tanh(γ · 2^(n-1) · p_i))^α,   x ← x − mean(x)
+    w_i = f([bits(i) as ±1, x_i]) ,          w ← w − mean(w)
+
+where ``f`` is the mapping MLP (Liu et al., Quantum-Train; Chen et al.,
+Dist-QTRL, arXiv:2412.08845). Only the circuit angles and ``f`` are trained.
+
+Chunked generation splits the ``k`` weights into ``Q`` chunks, each made by its
+own circuit of ``ceil(log2 ceil(k/Q))`` qubits; the chunk index enters the
+mapping model as extra ±1 bits. The ``Q`` circuits run as one batched simulation.
+
+Weight order: the target's ``named_parameters()`` order, each tensor flattened
+row-major — the same order as the reference's ``state_dict`` for its networks.
+Basis state ``i`` is read with wire 0 as its most significant bit.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from .quantum.ansatz import ANSATZE, Ansatz
+from .quantum.memory import check_statevector_fits
+
+__all__ = ["QuantumTrain", "ParameterCounts", "ACTIVATIONS", "qubits_for"]
+
+log = logging.getLogger(__name__)
+
+ACTIVATIONS: dict[str, type[nn.Module] | None] = {
+    "none": None, "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU,
+}
+
+
+def qubits_for(k: int) -> int:
+    """Qubits needed to give every one of ``k`` weights its own basis state."""
+    if k < 1:
+        raise ValueError(f"need at least one weight, got k={k}")
+    return max(1, math.ceil(math.log2(k)))
+
+
+@dataclass(frozen=True)
+class ParameterCounts:
+    """What Quantum-Train trains, against what the target would train."""
+
+    target_weights: int      # k: trainable weights of the classical network
+    qubits: int              # n: qubits per circuit
+    chunks: int              # Q: circuits (chunks)
+    layers: int              # L: ansatz layers
+    qnn: int                 # circuit angles (all chunks)
+    mapping: int             # mapping-model parameters
+    total: int               # qnn + mapping
+
+    @property
+    def compression(self) -> float:
+        """k / trainable: how many times fewer parameters are trained."""
+        return self.target_weights / self.total
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "compression": self.compression}
+
+
+def _mlp(sizes: Sequence[int], activation: str) -> nn.Sequential:
+    act = ACTIVATIONS[activation]
+    mods: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+        mods.append(nn.Linear(a, b))
+        if act is not None and i < len(sizes) - 2:
+            mods.append(act())
+    return nn.Sequential(*mods)
+
+
+def _signed_bits(count: int, width: int) -> Tensor:
+    """Rows ``0..count-1`` written as ``width`` bits, MSB first, as ±1: ``(count, width)``."""
+    idx = torch.arange(count).unsqueeze(1)
+    shifts = torch.arange(width - 1, -1, -1)
+    return ((idx >> shifts) & 1).float() * 2 - 1
+
+
+class QuantumTrain(nn.Module):
+    """Generate all weights of ``target`` from a circuit and a mapping model.
+
+    Args:
+        target: any ``nn.Module``; its trainable parameters are generated, its
+            buffers (norm statistics, …) are used as they are.
+        layers: ansatz layers ``L``.
+        mapping_hidden: hidden sizes of the mapping MLP.
+        gamma, beta, alpha: post-processing constants of the probabilities.
+        chunks: ``Q`` circuits, each generating ``ceil(k/Q)`` weights.
+        ansatz: name in :data:`qtrl.quantum.ansatz.ANSATZE`.
+        mapping_activation: activation between mapping layers
+            (``"none"`` is the reference's purely linear mapping).
+        dtype: real dtype of the angles (float32 → complex64 simulation).
+    """
+
+    def __init__(self, target: nn.Module, layers: int, mapping_hidden: Sequence[int] = (10, 10, 10),
+                 gamma: float = 0.1, beta: float = 1.0, alpha: float = 1.0, chunks: int = 1,
+                 ansatz: str = "ring-u3", mapping_activation: str = "tanh",
+                 dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        if ansatz not in ANSATZE:
+            raise ValueError(f"unknown ansatz {ansatz!r}; choose from {sorted(ANSATZE)}")
+        if mapping_activation not in ACTIVATIONS:
+            raise ValueError(f"unknown mapping activation {mapping_activation!r}; "
+                             f"choose from {sorted(ACTIVATIONS)}")
+        if layers < 1:
+            raise ValueError(f"layers must be >= 1, got {layers}")
+        # Kept out of the module tree so that .parameters() is only what we train.
+        self._target = (target,)
+        self.spec = [(name, tuple(p.shape)) for name, p in target.named_parameters()
+                     if p.requires_grad]
+        self.k = sum(math.prod(shape) for _, shape in self.spec)
+        if chunks < 1 or chunks > self.k:
+            raise ValueError(f"chunks must be in 1..{self.k} (the weight count), got {chunks}")
+        self.chunks = chunks
+        self.chunk_size = math.ceil(self.k / chunks)
+        self.n_qubits = qubits_for(self.chunk_size) if chunks > 1 else qubits_for(self.k)
+        self.chunk_bits = math.ceil(math.log2(chunks)) if chunks > 1 else 0
+        self.gamma, self.beta, self.alpha = gamma, beta, alpha
+        self.mapping_hidden = tuple(mapping_hidden)
+        check_statevector_fits(self.n_qubits, chunks, dtype)
+        self.qnn: Ansatz = ANSATZE[ansatz](self.n_qubits, layers, circuits=chunks, dtype=dtype)
+        width = self.n_qubits + self.chunk_bits + 1
+        self.mapping = _mlp([width, *self.mapping_hidden, 1], mapping_activation)
+        self.register_buffer("features", self._index_features(), persistent=False)
+
+    @property
+    def target(self) -> nn.Module:
+        """The classical network whose weights are generated (not trained directly)."""
+        return self._target[0]
+
+    def _index_features(self) -> Tensor:
+        """±1 bits of each weight's basis state (and chunk), ``(k, n + chunk_bits)``."""
+        local = _signed_bits(2**self.n_qubits, self.n_qubits)[: self.chunk_size]
+        if self.chunks == 1:
+            return local[: self.k].clone()
+        chunk = _signed_bits(self.chunks, self.chunk_bits)
+        feats = torch.cat((chunk.repeat_interleave(self.chunk_size, 0),
+                           local.repeat(self.chunks, 1)), 1)
+        return feats[: self.k].clone()
+
+    def probabilities(self) -> Tensor:
+        """Circuit probabilities of the ``k`` weights' basis states, ``(k,)``."""
+        probs = self.qnn()                              # (Q, 2^n)
+        return probs[:, : self.chunk_size].reshape(-1)[: self.k]
+
+    def generate_flat(self) -> Tensor:
+        """All ``k`` generated weights in order, ``(k,)``."""
+        p = self.probabilities()
+        scale = 2 ** (self.n_qubits - 1)
+        x = (self.beta * torch.tanh(self.gamma * scale * p)) ** self.alpha
+        x = (x - x.mean()).to(self.features.dtype)
+        rows = torch.cat((self.features, x.unsqueeze(1)), 1)  # (k, n + chunk_bits + 1)
+        w = self.mapping(rows).squeeze(1)
+        return w - w.mean()
+
+    def generate(self) -> dict[str, Tensor]:
+        """Generated weights as ``{parameter name: tensor}`` of the target's shapes."""
+        flat = self.generate_flat()
+        out: dict[str, Tensor] = {}
+        start = 0
+        for name, shape in self.spec:
+            size = math.prod(shape)
+            out[name] = flat[start:start + size].reshape(shape)
+            start += size
+        return out
+
+    def forward(self, *args: Any, weights: dict[str, Tensor] | None = None, **kwargs: Any) -> Any:
+        """Run the target with generated weights (``weights`` reuses a generation)."""
+        params = self.generate() if weights is None else weights
+        return functional_call(self.target, params, args, kwargs, strict=False)
+
+    @torch.no_grad()
+    def materialize(self) -> nn.Module:
+        """A plain copy of the target holding the generated weights: no quantum part."""
+        import copy
+        net = copy.deepcopy(self.target)
+        weights = self.generate()
+        for name, p in net.named_parameters():
+            if name in weights:
+                p.copy_(weights[name])
+        return net
+
+    def parameter_counts(self) -> ParameterCounts:
+        qnn = sum(p.numel() for p in self.qnn.parameters())
+        mapping = sum(p.numel() for p in self.mapping.parameters())
+        return ParameterCounts(self.k, self.n_qubits, self.chunks, self.qnn.layers,
+                               qnn, mapping, qnn + mapping)

@@ -1,0 +1,1 @@
+"""Reinforcement learning: environments, roll-outs and losses."""
