@@ -115,6 +115,16 @@ class RingU3Ansatz(Ansatz):
         self.u3_angles = nn.Parameter(torch.empty(shape, dtype=dtype))
         self.cu3_angles = nn.Parameter(torch.empty(shape, dtype=dtype))
         self.reset_parameters()
+        g = self.fuse_qubits
+        self._windows = _ring_windows(n_qubits, g) if 2 <= g < n_qubits else []
+        # Gather indices into the table [U3 of each wire, CU3 of each pair, identity].
+        n = n_qubits
+        self.register_buffer("_u_index", torch.tensor(
+            [[q if q < n else 2 * n for q in w[1]] for w in self._windows], dtype=torch.long),
+            persistent=False)
+        self.register_buffer("_cu_index", torch.tensor(
+            [[n + q if q < n else 2 * n for q in w[2]] for w in self._windows], dtype=torch.long),
+            persistent=False)
 
     def reset_parameters(self) -> None:
         """Uniform angles in [0, 2π), as the reference's TorchQuantum gates."""
@@ -127,8 +137,8 @@ class RingU3Ansatz(Ansatz):
         return [(j, (j + 1) % n) for j in range(n)]
 
     def layer_template(self) -> list[Operation]:
-        u = gates.u3(*self.u3_angles.unbind(-1))                  # (C, L, n, 2, 2)
-        cu = gates.controlled(gates.u3(*self.cu3_angles.unbind(-1)))  # (C, L, n, 4, 4)
+        u = gates.u3_from_angles(self.u3_angles)                      # (C, L, n, 2, 2)
+        cu = gates.controlled(gates.u3_from_angles(self.cu3_angles))  # (C, L, n, 4, 4)
         n = self.n_qubits
         ops = [Operation(u[:, :, 0], (0,))]
         for j in range(n - 1):
@@ -139,45 +149,43 @@ class RingU3Ansatz(Ansatz):
 
     def layered_operations(self) -> list[Operation]:
         g = self.fuse_qubits
-        if self.n_qubits <= g or g < 2:
+        if not self._windows:
             return super().layered_operations()  # one window holds the ring, or no fusion
-        windows = _ring_windows(self.n_qubits, g)
-        mats = self._window_matrices(windows)                     # (C, L, W, 2^g, 2^g)
-        wrap = gates.controlled(gates.u3(*self.cu3_angles[:, :, -1].unbind(-1)))  # (C, L, 4, 4)
+        c, ell, n = self.circuits, self.layers, self.n_qubits
+        angles = torch.cat((self.u3_angles, self.cu3_angles,
+                            self.u3_angles.new_zeros(c, ell, 1, 3)), 2)  # (C, L, 2n+1, 3)
+        table = gates.u3_from_angles(angles)       # U3 of wires, CU3 targets, identity (U3(0))
+        mats = self._window_matrices(table)                       # (C, L, W, 2^g, 2^g)
+        wrap = gates.controlled(table[:, :, 2 * n - 1])           # CU3 q(n-1)→q0: (C, L, 4, 4)
         ops = [Operation(self._layer_major(mats[:, :, w]), tuple(range(lo, lo + g)))
-               for w, (lo, _, _) in enumerate(windows)]
+               for w, (lo, _, _) in enumerate(self._windows)]
         ops.append(Operation(self._layer_major(wrap), (self.n_qubits - 1, 0)))
         return ops
 
-    def _window_matrices(self, windows: list[tuple[int, list[int], list[int]]]) -> Tensor:
-        """Every window of every layer and circuit in one vectorised build.
+    def _window_matrices(self, table: Tensor) -> Tensor:
+        """Every window of every layer and circuit, built as one batched circuit.
 
         A window over wires lo..lo+g-1 is (CU chain) · (⊗ U3): a U3 commutes with
         all earlier gates on other wires, so within a window all its U3s can go
         first. Slots of gates that belong to another window hold the identity.
-        Returns ``(C, L, W, 2^g, 2^g)``.
+        The window's matrix is that g-wire circuit run on the identity, viewed as
+        a 2g-qubit state (rows = the window's wires) — by the same adjoint-
+        differentiated simulator, batched over (circuits, layers, windows).
+        ``table``: ``(C, L, 2n+1, 2, 2)`` — U3 of each wire, CU3 target of each
+        ring pair, identity. Returns ``(C, L, W, 2^g, 2^g)``.
         """
         g = self.fuse_qubits
-        u = gates.u3(*self.u3_angles.unbind(-1))                  # (C, L, n, 2, 2)
-        cu = gates.u3(*self.cu3_angles.unbind(-1))                # (C, L, n, 2, 2)
-        eye = torch.eye(2, dtype=u.dtype, device=u.device).expand(*u.shape[:2], 1, 2, 2)
-        u_idx = torch.tensor([w[1] for w in windows], device=u.device)   # (W, g)
-        cu_idx = torch.tensor([w[2] for w in windows], device=u.device)  # (W, g-1)
-        u_slots = torch.cat((u, eye), 2)[:, :, u_idx]             # (C, L, W, g, 2, 2)
-        cu_slots = torch.cat((cu, eye), 2)[:, :, cu_idx]          # (C, L, W, g-1, 2, 2)
-        mat = u_slots[..., 0, :, :]
-        for s in range(1, g):
-            b = u_slots[..., s, :, :]
-            d = mat.shape[-1]
-            mat = (mat[..., :, None, :, None] * b[..., None, :, None, :]).reshape(
-                *mat.shape[:-2], 2 * d, 2 * d)
+        c, ell, n_win = self.circuits, self.layers, len(self._windows)
+        batch = c * ell * n_win
+        u_slots = table[:, :, self._u_index].reshape(batch, g, 2, 2).unbind(1)
+        cu_slots = gates.controlled(table[:, :, self._cu_index]).reshape(
+            batch, g - 1, 4, 4).unbind(1)
+        template = [Operation(m.unsqueeze(0), (s,)) for s, m in enumerate(u_slots)]
+        template += [Operation(m.unsqueeze(0), (s, s + 1)) for s, m in enumerate(cu_slots)]
         dim = 2**g
-        for s in range(g - 1):
-            # Controlled-U on rows (s, s+1): rows whose bit s is 1 get U on bit s+1.
-            rows = mat.reshape(*mat.shape[:-2], 2**s, 2, 2, -1)
-            flipped = cu_slots[..., s, None, :, :] @ rows[..., 1, :, :]
-            mat = torch.stack((rows[..., 0, :, :], flipped), -3).reshape(*mat.shape[:-2], dim, dim)
-        return mat
+        identity = torch.eye(dim, dtype=table.dtype, device=table.device).reshape(1, dim * dim)
+        out = run_layers(template, 2 * g, 1, batch, table.dtype, identity.expand(batch, -1))
+        return out.reshape(c, ell, n_win, dim, dim)
 
     def gates(self) -> list[Gate]:
         out: list[Gate] = []

@@ -19,6 +19,7 @@ from torch import Tensor
 __all__ = [
     "complex_dtype_for",
     "u3",
+    "u3_from_angles",
     "rx",
     "ry",
     "rz",
@@ -44,17 +45,33 @@ def _matrix(a: Tensor, b: Tensor, c: Tensor, d: Tensor) -> Tensor:
     return torch.stack((torch.stack((a, b), -1), torch.stack((c, d), -1)), -2)
 
 
+# U3 entries as amplitude · e^{i phase}, both affine in (θ, φ, λ):
+#   [[cos θ/2,            e^{i(λ+π)} sin θ/2],
+#    [e^{iφ} sin θ/2,     e^{i(φ+λ)} cos θ/2]]
+# so a whole batch of matrices costs a few small elementwise ops and two matmuls.
+_U3_AMP = torch.tensor([[0.5, 0.5, 0.5, 0.5], [0, 0, 0, 0], [0, 0, 0, 0]], dtype=torch.float64)
+_U3_AMP_OFFSET = torch.tensor([0, math.pi / 2, math.pi / 2, 0], dtype=torch.float64)
+_U3_PHASE = torch.tensor([[0, 0, 0, 0], [0, 0, 1, 1], [0, 1, 0, 1]], dtype=torch.float64)
+_U3_PHASE_OFFSET = torch.tensor([0, math.pi, 0, 0], dtype=torch.float64)
+
+
+def u3_from_angles(angles: Tensor) -> Tensor:
+    """U3 for angles ``(..., 3)`` = (θ, φ, λ): matrices ``(..., 2, 2)`` (see :func:`u3`)."""
+    dt, dev = angles.dtype, angles.device
+    amp = torch.cos(angles @ _U3_AMP.to(dev, dt) - _U3_AMP_OFFSET.to(dev, dt))
+    phase = angles @ _U3_PHASE.to(dev, dt) + _U3_PHASE_OFFSET.to(dev, dt)
+    # Not torch.polar: its backward assumes a non-negative modulus, and amp is signed.
+    mat = torch.complex(amp * torch.cos(phase), amp * torch.sin(phase))
+    return mat.reshape(*angles.shape[:-1], 2, 2)
+
+
 def u3(theta: Tensor, phi: Tensor, lam: Tensor) -> Tensor:
     """U3(θ, φ, λ) of OpenQASM 2.0 / PennyLane ``U3``, shape ``(..., 2, 2)``.
 
     U3 = [[cos(θ/2), -e^{iλ} sin(θ/2)], [e^{iφ} sin(θ/2), e^{i(φ+λ)} cos(θ/2)]].
     """
-    cdt = complex_dtype_for(theta.dtype)
-    c = torch.cos(theta / 2).to(cdt)
-    s = torch.sin(theta / 2).to(cdt)
-    e_phi = torch.polar(torch.ones_like(phi), phi)
-    e_lam = torch.polar(torch.ones_like(lam), lam)
-    return _matrix(c, -e_lam * s, e_phi * s, e_phi * e_lam * c)
+    theta, phi, lam = torch.broadcast_tensors(theta, phi, lam)
+    return u3_from_angles(torch.stack((theta, phi, lam), -1))
 
 
 def rx(theta: Tensor) -> Tensor:
@@ -98,11 +115,9 @@ def controlled(target: Tensor) -> Tensor:
     The first wire is the control: the matrix is block-diag(I, target).
     """
     batch = target.shape[:-2]
-    out = torch.zeros(*batch, 4, 4, dtype=target.dtype, device=target.device)
-    out[..., 0, 0] = 1
-    out[..., 1, 1] = 1
-    out[..., 2:, 2:] = target
-    return out
+    top = torch.eye(2, 4, dtype=target.dtype, device=target.device).expand(*batch, 2, 4)
+    zeros = torch.zeros((), dtype=target.dtype, device=target.device).expand(*batch, 2, 2)
+    return torch.cat((top, torch.cat((zeros, target), -1)), -2)
 
 
 def cu3(theta: Tensor, phi: Tensor, lam: Tensor) -> Tensor:

@@ -87,15 +87,27 @@ def _apply_flat(x: Tensor, matrix: Tensor, wires: Sequence[int], n: int) -> Tens
             return torch.bmm(matrix.expand(xs.shape[0], d, d), xs).reshape(x.shape)
         y = matrix.unsqueeze(-3) @ x.reshape(*lead, above, d, below)
         return y.reshape(*y.shape[:-3], 2**n)
-    # General wires: bring them to the end, contract, put them back.
+    # General wires: permute them to the end, contract, permute back (two copies).
     k = len(lead)
-    moved = x.reshape(*lead, *([2] * n)).movedim([k + w for w in wires],
-                                                 list(range(k + n - m, k + n)))
+    perm, inverse = _wire_permutation(wires, n, k)
+    moved = x.reshape(*lead, *([2] * n)).permute(perm)
     y = moved.reshape(*lead, -1, d) @ matrix.mT
     kb = y.dim() - 2  # broadcasting may have added leading axes
-    y = y.reshape(*y.shape[:kb], *([2] * n))
-    y = y.movedim(list(range(kb + n - m, kb + n)), [kb + w for w in wires])
+    if kb != k:
+        perm, inverse = _wire_permutation(wires, n, kb)
+    y = y.reshape(*y.shape[:kb], *([2] * n)).permute(inverse)
     return y.reshape(*y.shape[:kb], 2**n)
+
+
+def _wire_permutation(wires: Sequence[int], n: int, k: int) -> tuple[list[int], list[int]]:
+    """Axis order moving ``wires`` (in order) behind the other wires, after ``k``
+    leading axes, and its inverse."""
+    rest = [w for w in range(n) if w not in wires]
+    perm = list(range(k)) + [k + w for w in rest] + [k + w for w in wires]
+    inverse = [0] * len(perm)
+    for i, p in enumerate(perm):
+        inverse[p] = i
+    return perm, inverse
 
 
 def _outer_sum(adjoint: Tensor, state: Tensor, wires: Sequence[int], n: int,
@@ -114,10 +126,9 @@ def _outer_sum(adjoint: Tensor, state: Tensor, wires: Sequence[int], n: int,
         below = 2 ** (n - wires[0] - m)
     else:
         # Bring the wires to the fastest axes (two copies), then as below == 1.
-        src = [1 + w for w in wires]
-        dst = list(range(1 + n - m, 1 + n))
-        adjoint = adjoint.reshape(batch, *([2] * n)).movedim(src, dst)
-        state = state.reshape(batch, *([2] * n)).movedim(src, dst)
+        perm, _ = _wire_permutation(wires, n, 1)
+        adjoint = adjoint.reshape(batch, *([2] * n)).permute(perm)
+        state = state.reshape(batch, *([2] * n)).permute(perm)
         above, below = 2 ** (n - m), 1
     if below == 1:
         rows = (batch, above * d) if per_circuit else (batch * above, d)
@@ -166,40 +177,69 @@ def probabilities(state: Tensor) -> Tensor:
     return flat.real.square() + flat.imag.square()
 
 
+# Below this many bytes of intermediate states the forward pass keeps them, and
+# the backward pass skips recomputing them by inverse gates (a quarter of the
+# work). Above it, memory stays at a few states whatever the depth.
+STORE_STATES_BYTES = 256 * 2**20
+
+
 class _AdjointCircuit(torch.autograd.Function):
-    """Forward: apply every layer's operations keeping only the final state.
-    Backward: the adjoint method (inverse gates recompute earlier states)."""
+    """Forward: apply every layer's operations. Backward: the adjoint method.
+
+    Earlier states are either kept from the forward pass (small circuits) or
+    recomputed by applying inverse gates to the final state (large ones).
+    """
 
     @staticmethod
     def forward(ctx, initial: Tensor, n: int, wires: tuple, layers: int,
                 *stacks: Tensor) -> Tensor:
+        steps = layers * len(stacks)
+        store = steps * initial.numel() * initial.element_size() <= STORE_STATES_BYTES
+        kept = []
         x = initial
         for layer in range(layers):
             for stack, w in zip(stacks, wires):
+                if store:
+                    kept.append(x)
                 x = _apply_flat(x, stack[layer], w, n)
-        ctx.n, ctx.wires, ctx.layers = n, wires, layers
-        ctx.save_for_backward(x, *stacks)
+        ctx.n, ctx.wires, ctx.layers, ctx.n_stacks = n, wires, layers, len(stacks)
+        ctx.save_for_backward(x, *stacks, *kept)
         return x
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        final, *stacks = ctx.saved_tensors
+        final, *rest = ctx.saved_tensors
+        stacks, kept = rest[:ctx.n_stacks], rest[ctx.n_stacks:]
         n, wires = ctx.n, ctx.wires
         wanted = ctx.needs_input_grad[4:]
         grads = [torch.empty_like(st) if need else None for st, need in zip(stacks, wanted)]
-        # buf[0] is the state after a gate, buf[1] the adjoint dL/dψ* after it;
-        # both are walked back together with one (batched) matmul per gate.
-        buf = torch.stack(torch.broadcast_tensors(final, grad_out))
-        for layer in range(ctx.layers - 1, -1, -1):
-            for j in range(len(stacks) - 1, -1, -1):
-                matrix = stacks[j][layer]
-                if grads[j] is not None:
-                    # y = M x  =>  dL/dM = g x^H = g (M^H y)^H = (g y^H) M
-                    outer = _outer_sum(buf[1], buf[0], wires[j], n, matrix.dim() == 3)
-                    grads[j][layer] = outer @ matrix
-                buf = _apply_flat(buf, matrix.mH, wires[j], n)
-        grad_initial = buf[1] if ctx.needs_input_grad[0] else None
-        return (grad_initial, None, None, None, *grads)
+        if kept:
+            adjoint = grad_out.expand_as(final)
+            step = len(kept)
+            for layer in range(ctx.layers - 1, -1, -1):
+                for j in range(len(stacks) - 1, -1, -1):
+                    step -= 1
+                    matrix = stacks[j][layer]
+                    if grads[j] is not None:
+                        # y = M x  =>  dL/dM = g x^H, x kept from the forward pass
+                        grads[j][layer] = _outer_sum(adjoint, kept[step], wires[j], n,
+                                                     matrix.dim() == 3)
+                    adjoint = _apply_flat(adjoint, matrix.mH, wires[j], n)
+            grad_initial = adjoint
+        else:
+            # buf[0] is the state after a gate, buf[1] the adjoint dL/dψ* after it;
+            # both are walked back together with one (batched) matmul per gate.
+            buf = torch.stack(torch.broadcast_tensors(final, grad_out))
+            for layer in range(ctx.layers - 1, -1, -1):
+                for j in range(len(stacks) - 1, -1, -1):
+                    matrix = stacks[j][layer]
+                    if grads[j] is not None:
+                        # y = M x  =>  dL/dM = g x^H = g (M^H y)^H = (g y^H) M
+                        outer = _outer_sum(buf[1], buf[0], wires[j], n, matrix.dim() == 3)
+                        grads[j][layer] = outer @ matrix
+                    buf = _apply_flat(buf, matrix.mH, wires[j], n)
+            grad_initial = buf[1]
+        return (grad_initial if ctx.needs_input_grad[0] else None, None, None, None, *grads)
 
 
 def run_layers(template: Sequence[Operation], n_qubits: int, layers: int, batch: int = 1,
