@@ -62,13 +62,65 @@ def _is_ascending_range(wires: Sequence[int]) -> bool:
     return all(b == a + 1 for a, b in zip(wires, wires[1:]))
 
 
+def _layout(wires: Sequence[int], n: int) -> tuple[list[int], list[int], list[int]]:
+    """A few-axis view of ``n`` qubits for moving ``wires`` to the end.
+
+    Returns ``(shape, rest_axes, wire_axes)``: the state viewed with ``shape``
+    (runs of untouched wires merged into one axis each, so copies stay fast);
+    ``rest_axes`` the untouched axes in order; ``wire_axes`` the axes of
+    ``wires`` in the given order (one axis of size ``d`` if they are an
+    ascending range).
+    """
+    if _is_ascending_range(wires):
+        lo, m = wires[0], len(wires)
+        return [2**lo, 2**m, 2 ** (n - lo - m)], [0, 2], [1]
+    order = sorted(wires)
+    shape, rest, axis_of = [], [], {}
+    prev = -1
+    for w in order:
+        shape.append(2 ** (w - prev - 1))
+        rest.append(len(shape) - 1)
+        axis_of[w] = len(shape)
+        shape.append(2)
+        prev = w
+    shape.append(2 ** (n - prev - 1))
+    rest.append(len(shape) - 1)
+    return shape, rest, [axis_of[w] for w in wires]
+
+
+def _to_end(x: Tensor, wires: Sequence[int], n: int) -> Tensor:
+    """Flat ``(*lead, 2**n)`` -> ``(*lead, 2**n / d, d)`` with ``wires`` last (a copy)."""
+    shape, rest, wire_axes = _layout(wires, n)
+    k = x.dim() - 1
+    perm = list(range(k)) + [k + a for a in rest + wire_axes]
+    return x.reshape(*x.shape[:-1], *shape).permute(perm).reshape(*x.shape[:-1], -1, 2 ** len(wires))
+
+
+def _from_end(y: Tensor, wires: Sequence[int], n: int) -> Tensor:
+    """Inverse of :func:`_to_end`: ``(*lead, R, d)`` -> flat ``(*lead, 2**n)``."""
+    shape, rest, wire_axes = _layout(wires, n)
+    k = y.dim() - 2
+    moved_shape = [shape[a] for a in rest + wire_axes]
+    order = rest + wire_axes
+    inverse = [0] * len(order)
+    for i, a in enumerate(order):
+        inverse[a] = i
+    y = y.reshape(*y.shape[:k], *moved_shape).permute(list(range(k)) + [k + i for i in inverse])
+    return y.reshape(*y.shape[:k], 2**n)
+
+
+# A trailing axis thinner than this makes batched matmuls slow: move the wires
+# to the end instead (two fast copies plus one large GEMM).
+_THIN = 32
+
+
 def _apply_flat(x: Tensor, matrix: Tensor, wires: Sequence[int], n: int) -> Tensor:
     """Apply ``matrix`` to ``wires`` of flat states ``x`` of shape ``(*lead, 2**n)``.
 
     ``matrix`` is ``(d, d)`` (shared) or ``(*lead_m, d, d)`` with ``lead_m``
     broadcastable against ``lead``. Returns ``(*broadcast(lead, lead_m), 2**n)``.
-    Every branch is one GEMM/batched GEMM; only non-contiguous wires pay for
-    two extra copies (permute in, permute out).
+    Contiguous wires with a wide trailing axis cost one (batched) GEMM and no
+    copy; other wires are moved to the end and back (two copies).
     """
     m = len(wires)
     d = 2**m
@@ -80,40 +132,21 @@ def _apply_flat(x: Tensor, matrix: Tensor, wires: Sequence[int], n: int) -> Tens
             # The gate acts on the fastest axes: rows of (…, above, d) times M^T.
             y = x.reshape(*lead, above, d) @ matrix.mT
             return y.reshape(*y.shape[:-2], 2**n)
-        if matrix.dim() == 2:
-            if above == 1 and x.numel() == 2**n:
-                return (matrix @ x.reshape(d, below)).reshape(x.shape)
-            xs = x.reshape(-1, d, below)
-            return torch.bmm(matrix.expand(xs.shape[0], d, d), xs).reshape(x.shape)
-        y = matrix.unsqueeze(-3) @ x.reshape(*lead, above, d, below)
-        return y.reshape(*y.shape[:-3], 2**n)
-    # General wires: permute them to the end, contract, permute back (two copies).
-    k = len(lead)
-    perm, inverse = _wire_permutation(wires, n, k)
-    moved = x.reshape(*lead, *([2] * n)).permute(perm)
-    y = moved.reshape(*lead, -1, d) @ matrix.mT
-    kb = y.dim() - 2  # broadcasting may have added leading axes
-    if kb != k:
-        perm, inverse = _wire_permutation(wires, n, kb)
-    y = y.reshape(*y.shape[:kb], *([2] * n)).permute(inverse)
-    return y.reshape(*y.shape[:kb], 2**n)
-
-
-def _wire_permutation(wires: Sequence[int], n: int, k: int) -> tuple[list[int], list[int]]:
-    """Axis order moving ``wires`` (in order) behind the other wires, after ``k``
-    leading axes, and its inverse."""
-    rest = [w for w in range(n) if w not in wires]
-    perm = list(range(k)) + [k + w for w in rest] + [k + w for w in wires]
-    inverse = [0] * len(perm)
-    for i, p in enumerate(perm):
-        inverse[p] = i
-    return perm, inverse
+        if matrix.dim() == 2 and above == 1 and x.numel() == 2**n:
+            return (matrix @ x.reshape(d, below)).reshape(x.shape)
+        if below >= _THIN:
+            if matrix.dim() == 2:
+                xs = x.reshape(-1, d, below)
+                return torch.bmm(matrix.expand(xs.shape[0], d, d), xs).reshape(x.shape)
+            y = matrix.unsqueeze(-3) @ x.reshape(*lead, above, d, below)
+            return y.reshape(*y.shape[:-3], 2**n)
+    return _from_end(_to_end(x, wires, n) @ matrix.mT, wires, n)
 
 
 def _outer_sum(adjoint: Tensor, state: Tensor, wires: Sequence[int], n: int,
                per_circuit: bool) -> Tensor:
     """``Σ adjoint ⊗ conj(state)`` over every axis but ``wires``: the gradient
-    of a gate matrix before the final right-multiplication by the matrix.
+    of a gate matrix ``M`` in ``y = M x`` is this sum of ``dL/dy*`` and ``x``.
 
     Both inputs are flat ``(batch, 2**n)``. Returns ``(batch, d, d)`` if
     ``per_circuit`` else ``(d, d)`` (also summed over the batch).
@@ -121,29 +154,30 @@ def _outer_sum(adjoint: Tensor, state: Tensor, wires: Sequence[int], n: int,
     m = len(wires)
     d = 2**m
     batch = adjoint.shape[0]
+    above = below = 0
     if _is_ascending_range(wires):
         above = 2 ** wires[0]
         below = 2 ** (n - wires[0] - m)
-    else:
-        # Bring the wires to the fastest axes (two copies), then as below == 1.
-        perm, _ = _wire_permutation(wires, n, 1)
-        adjoint = adjoint.reshape(batch, *([2] * n)).permute(perm)
-        state = state.reshape(batch, *([2] * n)).permute(perm)
-        above, below = 2 ** (n - m), 1
+    if below >= _THIN:
+        if per_circuit:
+            a = adjoint.reshape(batch, above, d, below)
+            s = state.reshape(batch, above, d, below)
+            return (a @ s.mH).sum(1)
+        a = adjoint.reshape(batch * above, d, below)
+        s = state.reshape(batch * above, d, below)
+        if a.shape[0] == 1:
+            return a[0] @ s[0].mH
+        return torch.bmm(a, s.mH).sum(0)
     if below == 1:
-        rows = (batch, above * d) if per_circuit else (batch * above, d)
-        a = adjoint.reshape(*rows[:-1], -1, d) if per_circuit else adjoint.reshape(rows)
-        s = state.reshape(*rows[:-1], -1, d) if per_circuit else state.reshape(rows)
-        return a.mT @ s.conj()
+        a = adjoint.reshape(batch, -1, d)
+        s = state.reshape(batch, -1, d)
+    else:
+        a = _to_end(adjoint, wires, n)
+        s = _to_end(state, wires, n)
     if per_circuit:
-        a = adjoint.reshape(batch, above, d, below)
-        s = state.reshape(batch, above, d, below)
-        return (a @ s.mH).sum(1)
-    a = adjoint.reshape(batch * above, d, below)
-    s = state.reshape(batch * above, d, below)
-    if a.shape[0] == 1:
-        return a[0] @ s[0].mH
-    return torch.bmm(a, s.mH).sum(0)
+        return a.mT @ s.conj()
+    # 2-D conj-transpose is passed to BLAS as a flag; a batched one would be copied.
+    return (a.reshape(-1, d).mH @ s.reshape(-1, d)).conj()
 
 
 def apply_matrix(state: Tensor, matrix: Tensor, wires: Sequence[int]) -> Tensor:
