@@ -1,0 +1,74 @@
+"""``qtrl info``: the parameter table, and one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from qtrl.cli import main
+
+
+def _table(text: str) -> dict[str, str]:
+    rows = {}
+    for line in text.strip().splitlines():
+        key, _, value = line.partition("  ")
+        rows[key.strip()] = value.strip()
+    return rows
+
+
+@pytest.mark.parametrize("preset, expected", [
+    ("cartpole", {"environment": "CartPole-v1", "policy": "4-128-2", "target weights k": "898",
+                  "qubits n": "10", "chunks Q": "1", "layers L": "5",
+                  "mapping hidden": "[10, 10, 10]", "QNN parameters": "300",
+                  "mapping parameters": "351", "total trainable": "651",
+                  "compression k/total": "1.38x"}),
+    ("minigrid", {"environment": "MiniGrid-Empty-5x5-v0", "policy": "147-32-3",
+                  "target weights k": "4835", "qubits n": "13", "layers L": "13",
+                  "QNN parameters": "1014", "mapping parameters": "1515",
+                  "total trainable": "2529"}),
+])
+def test_info_preset_table(preset: str, expected: dict, capsys) -> None:
+    assert main(["info", "--preset", preset]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    rows = _table(out)
+    for key, value in expected.items():
+        assert rows[key] == value, key
+
+
+def test_info_any_environment(capsys) -> None:
+    assert main(["info", "--env", "Acrobot-v1", "--hidden", "64"]) == 0
+    rows = _table(capsys.readouterr().out)
+    k = 6 * 64 + 64 + 64 * 3 + 3
+    assert rows["policy"] == "6-64-3"
+    assert rows["target weights k"] == str(k)
+    assert rows["qubits n"] == "10"
+    assert rows["QNN parameters"] == str(6 * 10 * 5)
+
+
+def test_info_chunks(capsys) -> None:
+    assert main(["info", "--preset", "cartpole", "--chunks", "4"]) == 0
+    rows = _table(capsys.readouterr().out)
+    assert rows["chunks Q"] == "4"
+    assert rows["qubits n"] == "8"           # ceil(log2(ceil(898 / 4)))
+    assert rows["QNN parameters"] == str(4 * 6 * 8 * 5)
+
+
+def test_unknown_environment_is_one_line_and_exit_2(capsys) -> None:
+    assert main(["info", "--env", "NoSuchEnv-v0"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("qtrl info: error:") and "NoSuchEnv-v0" in lines[0]
+
+
+def test_missing_preset_and_env(capsys) -> None:
+    assert main(["info"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--preset" in err[0]
+
+
+def test_non_positive_sizes(capsys) -> None:
+    assert main(["info", "--preset", "cartpole", "--hidden", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--hidden" in err[0]
