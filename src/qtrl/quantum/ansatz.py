@@ -151,18 +151,11 @@ class RingU3Ansatz(Ansatz):
         g = self.fuse_qubits
         if not self._windows:
             return super().layered_operations()  # one window holds the ring, or no fusion
-        c, ell, n = self.circuits, self.layers, self.n_qubits
-        angles = torch.cat((self.u3_angles, self.cu3_angles,
-                            self.u3_angles.new_zeros(c, ell, 1, 3)), 2)  # (C, L, 2n+1, 3)
-        table = gates.u3_from_angles(angles)       # U3 of wires, CU3 targets, identity (U3(0))
-        mats = self._window_matrices(table)                       # (C, L, W, 2^g, 2^g)
-        wrap = gates.controlled(table[:, :, 2 * n - 1])           # CU3 q(n-1)→q0: (C, L, 4, 4)
-        ops = [Operation(self._layer_major(mats[:, :, w]), tuple(range(lo, lo + g)))
-               for w, (lo, _, _) in enumerate(self._windows)]
-        ops.append(Operation(self._layer_major(wrap), (self.n_qubits - 1, 0)))
-        return ops
+        mats = self._window_matrices()                            # (C, L, W, 2^g, 2^g)
+        return [Operation(self._layer_major(mats[:, :, w]), wires)
+                for w, (wires, _, _) in enumerate(self._windows)]
 
-    def _window_matrices(self, table: Tensor) -> Tensor:
+    def _window_matrices(self) -> Tensor:
         """Every window of every layer and circuit, built as one batched circuit.
 
         A window over wires lo..lo+g-1 is (CU chain) · (⊗ U3): a U3 commutes with
@@ -171,12 +164,14 @@ class RingU3Ansatz(Ansatz):
         The window's matrix is that g-wire circuit run on the identity, viewed as
         a 2g-qubit state (rows = the window's wires) — by the same adjoint-
         differentiated simulator, batched over (circuits, layers, windows).
-        ``table``: ``(C, L, 2n+1, 2, 2)`` — U3 of each wire, CU3 target of each
-        ring pair, identity. Returns ``(C, L, W, 2^g, 2^g)``.
+        Returns ``(C, L, W, 2^g, 2^g)``.
         """
         g = self.fuse_qubits
         c, ell, n_win = self.circuits, self.layers, len(self._windows)
         batch = c * ell * n_win
+        angles = torch.cat((self.u3_angles, self.cu3_angles,
+                            self.u3_angles.new_zeros(c, ell, 1, 3)), 2)  # (C, L, 2n+1, 3)
+        table = gates.u3_from_angles(angles)       # U3 of wires, CU3 targets, identity (U3(0))
         u_slots = table[:, :, self._u_index].reshape(batch, g, 2, 2).unbind(1)
         cu_slots = gates.controlled(table[:, :, self._cu_index]).reshape(
             batch, g - 1, 4, 4).unbind(1)
@@ -228,27 +223,30 @@ class RYCNOTAnsatz(Ansatz):
         return out
 
 
-def _ring_windows(n: int, g: int) -> list[tuple[int, list[int], list[int]]]:
-    """Cover the ring's chain q0→q1→…→q(n-1) with windows of ``g`` wires.
+def _ring_windows(n: int, g: int) -> list[tuple[tuple[int, ...], list[int], list[int]]]:
+    """Cover the ring q0→q1→…→q(n-1)→q0 with windows of ``g`` consecutive wires.
 
-    Windows are laid from the last wire backwards, ``g-1`` apart (neighbours
-    share a wire), so every window but the last has at least ``2^(g-1)``
-    amplitudes below it: the matmul kernel is slow on thin trailing axes.
-    Returns per window ``(lo, u_slots, cu_slots)``: the first wire, the U3 index
-    for each of its ``g`` wires and the CU3 index for each of its ``g-1`` pairs
-    (``n`` means identity: that gate belongs to another window).
+    Pair ``j`` is the CU3 ``q_j → q_{(j+1) mod n}``; each window takes ``g-1``
+    consecutive pairs, so neighbouring windows share a wire. The last window
+    ends with the wrap-around pair, its wires ``(n-g+1, …, n-1, 0)``; the
+    others are laid backwards from it, the first clamped to wire 0, so every
+    window but the last has a wide trailing axis (the matmul kernel is slow on
+    thin ones). Returns per window ``(wires, u_slots, cu_slots)``: its wires in
+    order, the U3 index of each wire and the pair index of each of its ``g-1``
+    pairs (``n`` means identity: that gate belongs to another window).
     """
-    n_windows = -(-(n - 1) // (g - 1))
-    los = [max(0, n - g - (n_windows - 1 - w) * (g - 1)) for w in range(n_windows)]
+    n_windows = -(-n // (g - 1))
+    starts = [max(0, n - g + 1 - (n_windows - 1 - w) * (g - 1)) for w in range(n_windows)]
     out = []
-    next_pair = 0  # pairs (j, j+1) below this are done, as are U3s on wires <= it
-    for w, lo in enumerate(los):
+    next_pair = 0  # pairs below this are done, and so are the U3s of wires <= it
+    for w, lo in enumerate(starts):
         # The first window (clamped to wire 0) takes only the pairs left of the next one.
-        last_pair = los[w + 1] - 1 if w + 1 < n_windows else n - 2
-        cu_slots = [q if next_pair <= q <= last_pair else n for q in range(lo, lo + g - 1)]
-        u_slots = [q if (q > next_pair or (next_pair == 0 and q == 0)) and q <= last_pair + 1
-                   else n for q in range(lo, lo + g)]
-        out.append((lo, u_slots, cu_slots))
+        last_pair = starts[w + 1] - 1 if w + 1 < n_windows else n - 1
+        wires = tuple((lo + i) % n for i in range(g))
+        cu_slots = [p if next_pair <= p <= last_pair else n for p in range(lo, lo + g - 1)]
+        u_slots = [q if (q > next_pair or q == next_pair == 0) and lo + i <= last_pair + 1
+                   and lo + i < n else n for i, q in enumerate(wires)]
+        out.append((wires, u_slots, cu_slots))
         next_pair = last_pair + 1
     return out
 

@@ -111,7 +111,9 @@ def _from_end(y: Tensor, wires: Sequence[int], n: int) -> Tensor:
 
 # A trailing axis thinner than this makes batched matmuls slow: move the wires
 # to the end instead (two fast copies plus one large GEMM).
+# Small states skip that: there a copy costs more in overhead than it saves.
 _THIN = 32
+_SMALL_STATE = 2**14
 
 
 def _apply_flat(x: Tensor, matrix: Tensor, wires: Sequence[int], n: int) -> Tensor:
@@ -134,7 +136,7 @@ def _apply_flat(x: Tensor, matrix: Tensor, wires: Sequence[int], n: int) -> Tens
             return y.reshape(*y.shape[:-2], 2**n)
         if matrix.dim() == 2 and above == 1 and x.numel() == 2**n:
             return (matrix @ x.reshape(d, below)).reshape(x.shape)
-        if below >= _THIN:
+        if below >= _THIN or x.shape[-1] < _SMALL_STATE:
             if matrix.dim() == 2:
                 xs = x.reshape(-1, d, below)
                 return torch.bmm(matrix.expand(xs.shape[0], d, d), xs).reshape(x.shape)
@@ -158,7 +160,7 @@ def _outer_sum(adjoint: Tensor, state: Tensor, wires: Sequence[int], n: int,
     if _is_ascending_range(wires):
         above = 2 ** wires[0]
         below = 2 ** (n - wires[0] - m)
-    if below >= _THIN:
+    if below > 1 and (below >= _THIN or adjoint.shape[-1] < _SMALL_STATE):
         if per_circuit:
             a = adjoint.reshape(batch, above, d, below)
             s = state.reshape(batch, above, d, below)
@@ -247,6 +249,8 @@ class _AdjointCircuit(torch.autograd.Function):
         n, wires = ctx.n, ctx.wires
         wanted = ctx.needs_input_grad[4:]
         grads = [torch.empty_like(st) if need else None for st, need in zip(stacks, wanted)]
+        # Inverse gates, conj-transposed once for all layers (not per call).
+        inverses = [st.mH.resolve_conj() for st in stacks]
         if kept:
             adjoint = grad_out.expand_as(final)
             step = len(kept)
@@ -258,7 +262,7 @@ class _AdjointCircuit(torch.autograd.Function):
                         # y = M x  =>  dL/dM = g x^H, x kept from the forward pass
                         grads[j][layer] = _outer_sum(adjoint, kept[step], wires[j], n,
                                                      matrix.dim() == 3)
-                    adjoint = _apply_flat(adjoint, matrix.mH, wires[j], n)
+                    adjoint = _apply_flat(adjoint, inverses[j][layer], wires[j], n)
             grad_initial = adjoint
         else:
             # buf[0] is the state after a gate, buf[1] the adjoint dL/dψ* after it;
@@ -271,7 +275,7 @@ class _AdjointCircuit(torch.autograd.Function):
                         # y = M x  =>  dL/dM = g x^H = g (M^H y)^H = (g y^H) M
                         outer = _outer_sum(buf[1], buf[0], wires[j], n, matrix.dim() == 3)
                         grads[j][layer] = outer @ matrix
-                    buf = _apply_flat(buf, matrix.mH, wires[j], n)
+                    buf = _apply_flat(buf, inverses[j][layer], wires[j], n)
             grad_initial = buf[1]
         return (grad_initial if ctx.needs_input_grad[0] else None, None, None, None, *grads)
 
