@@ -9,6 +9,7 @@ import importlib
 BENCHES = {
     "simulator": "simulator",
     "generation": "generation",
+    "training": "training",
 }
 
 

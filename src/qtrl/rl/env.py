@@ -8,13 +8,15 @@ observation is a ``Box`` (flattened), or a ``Dict`` holding an ``image`` Box
 from __future__ import annotations
 
 import math
+from copy import deepcopy
 
 import gymnasium as gym
 import numpy as np
 
 from ..errors import UserError
 
-__all__ = ["make_env", "env_dims", "FlatImageObservation"]
+__all__ = ["FlatImageObservation", "MaskedSyncVectorEnv", "env_dims", "make_env",
+           "make_vector_env"]
 
 
 def _register_minigrid() -> None:
@@ -74,10 +76,72 @@ def make_env(env_id: str, max_steps: int | None = None, **kwargs) -> gym.Env:
     if isinstance(space, gym.spaces.Dict) and "image" in space.spaces:
         return FlatImageObservation(env)
     if isinstance(space, gym.spaces.Box):
+        if len(space.shape) == 1 and space.dtype == np.float32:
+            return env  # already flat float32 (CartPole): no wrapper cost per step
         return FlatObservation(env)
     env.close()
     raise UserError(f"{env_id} has observation space {space}; supported are Box and "
                     f"Dict with an 'image' Box")
+
+
+class MaskedSyncVectorEnv(gym.vector.SyncVectorEnv):
+    """A :class:`~gymnasium.vector.SyncVectorEnv` whose ``step`` can leave copies idle.
+
+    ``step(actions, mask=m)`` steps only the copies where ``m`` is true; an idle
+    copy keeps its observation and returns reward 0, ``terminated`` and
+    ``truncated`` false. Roll-outs use it so that copies that have finished their
+    share of an update's episodes cost nothing while the others finish. Without
+    ``mask`` it is the ordinary ``SyncVectorEnv`` step. Both explicit autoreset
+    modes (``SAME_STEP``, ``NEXT_STEP``) are honoured; a masked step returns
+    no infos (roll-outs do not read them).
+    """
+
+    def step(self, actions, mask: np.ndarray | None = None):  # type: ignore[override]
+        if mask is None:
+            return super().step(actions)
+        mode = self.autoreset_mode
+        if mode not in (gym.vector.AutoresetMode.SAME_STEP, gym.vector.AutoresetMode.NEXT_STEP):
+            raise ValueError(f"masked steps need SAME_STEP or NEXT_STEP autoreset, got {mode}")
+        self._rewards[:] = 0.0
+        self._terminations[:] = False
+        self._truncations[:] = False
+        for i in np.flatnonzero(mask):
+            env = self.envs[i]
+            if mode == gym.vector.AutoresetMode.NEXT_STEP and self._autoreset_envs[i]:
+                self._env_obs[i], _ = env.reset()
+                continue
+            (self._env_obs[i], self._rewards[i], self._terminations[i],
+             self._truncations[i], _) = env.step(actions[i])
+            if mode == gym.vector.AutoresetMode.SAME_STEP and (
+                    self._terminations[i] or self._truncations[i]):
+                self._env_obs[i], _ = env.reset()
+        self._observations = gym.vector.utils.concatenate(
+            self.single_observation_space, self._env_obs, self._observations)
+        done = self._terminations | self._truncations
+        self._autoreset_envs = np.where(mask, done, self._autoreset_envs)
+        return (deepcopy(self._observations) if self.copy else self._observations,
+                self._rewards.copy(), self._terminations.copy(), self._truncations.copy(), {})
+
+
+def make_vector_env(env_id: str, num_envs: int, max_steps: int | None = None,
+                    autoreset: str = "same-step") -> gym.vector.SyncVectorEnv:
+    """``num_envs`` copies of :func:`make_env` stepped together in this process.
+
+    ``autoreset`` is Gymnasium's vector autoreset mode, always explicit:
+    ``"same-step"`` (a finished copy returns the next episode's first
+    observation in the step that ended the episode) or ``"next-step"`` (the step
+    after a done only resets that copy: its action is ignored and the roll-out
+    must mask it). Observations are not copied (``copy=False``): the caller
+    copies what it keeps before the next step. The copies can be stepped
+    selectively (:class:`MaskedSyncVectorEnv`).
+    """
+    modes = {"same-step": gym.vector.AutoresetMode.SAME_STEP,
+             "next-step": gym.vector.AutoresetMode.NEXT_STEP}
+    if autoreset not in modes:
+        raise UserError(f"autoreset mode {autoreset!r}: choose from {', '.join(modes)}")
+    make_env(env_id, max_steps).close()  # validate once, with a clear error
+    return MaskedSyncVectorEnv([lambda: make_env(env_id, max_steps)] * num_envs,
+                               copy=False, autoreset_mode=modes[autoreset])
 
 
 def env_dims(env_id: str, n_actions: int | None = None) -> tuple[int, int]:

@@ -1,0 +1,37 @@
+"""``qtrl eval RUN_DIR``: run a trained policy — the generated classical network,
+no quantum computation — and print its mean ± std return."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ["register", "run"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate a trained run's classical policy",
+                       description="Load RUN_DIR's generated weights into the plain policy "
+                                   "network (no circuit is simulated) and play episodes.")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a qtrl train run directory")
+    p.add_argument("--episodes", type=int, default=100, help="episodes to play (default: 100)")
+    p.add_argument("--greedy", action="store_true",
+                   help="take the most probable action instead of sampling")
+    p.add_argument("--seed", type=int, default=0, help="evaluation seed (default: 0)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..train import evaluate, load_policy
+
+    torch.set_num_threads(1)
+    policy, config = load_policy(args.run_dir)
+    returns = evaluate(policy, config, args.episodes, greedy=args.greedy, seed=args.seed)
+    std = returns.std(ddof=1) if len(returns) > 1 else 0.0
+    how = "greedy" if args.greedy else "sampled"
+    print(f"{config.env} ({config.mode}, {how} actions): return {returns.mean():.2f} ± "
+          f"{std:.2f} over {len(returns)} episodes (min {returns.min():.2f}, "
+          f"max {returns.max():.2f})")
+    return 0

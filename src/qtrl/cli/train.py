@@ -1,0 +1,141 @@
+"""``qtrl train``: REINFORCE on a Quantum-Train (or ``--classical``) policy.
+
+The flags are generated from :class:`qtrl.config.TrainConfig`'s fields; the
+preset (``--preset``, default ``cartpole`` unless ``--env`` is given) fills in
+every flag that is not given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from ..config import TrainConfig, add_dataclass_flags, config_from_flags, given_flags
+
+__all__ = ["PlainDisplay", "RichDisplay", "register", "run"]
+
+# Flags that may differ from the saved run when resuming.
+RESUMABLE = {"episodes"}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train a Quantum-Train policy with REINFORCE",
+        description="Train a Quantum-Train-generated policy (or, with --classical, the same "
+                    "network directly) with REINFORCE. Defaults come from --preset.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_dataclass_flags(p, TrainConfig)
+    p.add_argument("--out", type=Path, metavar="RUN_DIR",
+                   help="new run directory (default: runs/<name>-<date>-<time>)")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR from its last checkpoint "
+                        "(--episodes may raise its length)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--no-tensorboard", action="store_true", help="skip TensorBoard events")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..errors import UserError
+    from ..train import check_config, create_run_dir, load_checkpoint, train
+
+    if args.threads < 1:
+        raise UserError(f"--threads {args.threads}: must be a positive integer")
+    torch.set_num_threads(args.threads)
+    if args.resume is not None:
+        if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
+            raise UserError("give either --out (a new run) or --resume RUN_DIR, not both")
+        config, _ = load_checkpoint(args.resume)          # validates dir and checkpoint
+        given = given_flags(args)
+        for key, value in given.items():
+            if key not in RESUMABLE and value != getattr(config, key):
+                flag = "--" + key.replace("_", "-")
+                raise UserError(f"--resume {args.resume}: the run was trained with {flag} "
+                                f"{_show(getattr(config, key))}, not {_show(value)}")
+        if "episodes" in given:
+            config = TrainConfig.from_dict({**config.to_dict(), "episodes": given["episodes"]})
+        run_dir = Path(args.resume)
+    else:
+        config = config_from_flags(args)
+        check_config(config)                                # before anything is written
+        run_dir = create_run_dir(args.out, config)
+
+    display = RichDisplay() if sys.stdout.isatty() else PlainDisplay()
+    print(f"{'resuming' if args.resume else 'training'} {config.mode} on {config.env} "
+          f"(seed {config.seed}) -> {run_dir}", flush=True)
+    summary = train(config, run_dir, resume=args.resume is not None, display=display,
+                    tensorboard=not args.no_tensorboard)
+    solved = summary["solved_at_episode"]
+    print(f"done: {summary['episodes']} episodes, {summary['env_steps']} steps in "
+          f"{summary['wall_time_s']:.1f} s; final 100-episode average "
+          f"{summary['final_return_avg100']:.2f}"
+          + (f"; solved at episode {solved}" if solved else "")
+          + f"\nrun directory: {run_dir}")
+    return 0
+
+
+def _show(value: object) -> str:
+    if isinstance(value, tuple):
+        return " ".join(map(str, value))
+    return json.dumps(value) if value is None or isinstance(value, bool) else str(value)
+
+
+class PlainDisplay:
+    """One line every ``interval`` seconds (and at the end) for logs and pipes."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+
+    def start(self, total_episodes: int, done_episodes: int) -> None:
+        self.total = total_episodes
+        self._last = time.monotonic()
+        self._episode = done_episodes
+
+    def update(self, episode: int, values: dict[str, float]) -> None:
+        self._episode = episode
+        now = time.monotonic()
+        if now - self._last >= self.interval or episode >= self.total:
+            self._last = now
+            print(f"episode {episode}/{self.total}  avg100 "
+                  f"{values.get('rollout/return_avg100', float('nan')):.2f}  "
+                  f"{values.get('time/episodes_per_s', float('nan')):.1f} episodes/s",
+                  flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+class RichDisplay:
+    """A rich progress bar: episode, 100-episode average return, episodes/s."""
+
+    def start(self, total_episodes: int, done_episodes: int) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+        self.progress = Progress(
+            TextColumn("episode"), MofNCompleteColumn(), BarColumn(),
+            TextColumn("avg100 {task.fields[avg]:>8.2f}"),
+            TextColumn("{task.fields[eps]:>6.1f} ep/s"),
+            TimeElapsedColumn(), TimeRemainingColumn())
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=total_episodes,
+                                           completed=done_episodes, avg=float("nan"),
+                                           eps=0.0)
+
+    def update(self, episode: int, values: dict[str, float]) -> None:
+        self.progress.update(self.task, completed=episode,
+                             avg=values.get("rollout/return_avg100", float("nan")),
+                             eps=values.get("time/episodes_per_s", 0.0))
+
+    def close(self) -> None:
+        self.progress.stop()

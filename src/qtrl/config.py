@@ -1,0 +1,255 @@
+"""Training configuration: one frozen dataclass, saved as ``config.json``.
+
+Every field carries a one-line ``help`` in its metadata; :func:`add_dataclass_flags`
+turns the fields into ``argparse`` flags, so the CLI and the JSON file can never
+disagree. Sizes that follow from the fields (updates, vector-env copies) are
+properties, never fields patched after parsing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+from .generator import ACTIVATIONS
+from .presets import PRESETS
+
+__all__ = ["AUTORESET_MODES", "TrainConfig", "add_dataclass_flags", "config_from_flags"]
+
+AUTORESET_MODES = ("same-step", "next-step")
+
+
+def _f(default: Any, help: str, **meta: Any) -> Any:
+    """A dataclass field with its CLI help (and optional ``choices``/``flag``) as metadata."""
+    return field(default=default, metadata={"help": help, **meta})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines one training run (REINFORCE on a Quantum-Train or
+    classical policy). ``asdict(config)`` is what lands in ``config.json``."""
+
+    preset: str | None = _f(None, "reference preset whose settings are the defaults",
+                            choices=tuple(sorted(PRESETS)))
+    env: str = _f("CartPole-v1", "Gymnasium environment id (Discrete actions; Box or "
+                                 "MiniGrid-image observations)")
+    hidden: tuple[int, ...] = _f((64,), "hidden layer sizes of the policy network")
+    n_actions: int | None = _f(None, "use only the first N actions (none: all)")
+    max_steps: int | None = _f(None, "per-episode step cap (none: the environment's own)")
+    classical: bool = _f(False, "train the policy network directly (the baseline) "
+                                "instead of through Quantum-Train")
+    layers: int = _f(5, "ansatz layers L of the circuit")
+    mapping_hidden: tuple[int, ...] = _f((10, 10, 10), "hidden sizes of the mapping model")
+    mapping_activation: str = _f("tanh", "activation between mapping layers "
+                                         "('none' is the reference's linear mapping)",
+                                 choices=tuple(ACTIVATIONS))
+    ansatz: str = _f("ring-u3", "circuit ansatz", choices=("ring-u3", "ry-cnot"))
+    chunks: int = _f(1, "circuits (chunks) Q that share the weight generation")
+    qt_gamma: float = _f(0.1, "γ of the probability post-processing (β·tanh(γ·2^(n-1)·p))^α")
+    qt_beta: float = _f(1.0, "β of the probability post-processing")
+    qt_alpha: float = _f(1.0, "α of the probability post-processing")
+    lr: float = _f(1e-3, "Adam learning rate")
+    gamma: float = _f(0.99, "discount of the returns")
+    entropy: float = _f(0.0, "entropy bonus coefficient")
+    episodes: int = _f(1000, "training episodes")
+    episodes_per_update: int = _f(1, "complete episodes collected per update")
+    num_envs: int | None = _f(None, "vector-env copies (none: min(episodes-per-update, 8))")
+    autoreset: str = _f("same-step", "Gymnasium vector autoreset mode of the roll-outs",
+                        choices=AUTORESET_MODES)
+    seed: int = _f(0, "seed of the initial parameters, environments and action sampling")
+    checkpoint_every: int = _f(10, "updates between checkpoints (and at the end)")
+    solve_threshold: float | None = _f(None, "100-episode average return that counts as solved")
+
+    def __post_init__(self) -> None:
+        for name in ("layers", "episodes", "episodes_per_update", "chunks", "checkpoint_every"):
+            _positive(name, getattr(self, name))
+        for name in ("n_actions", "max_steps", "num_envs"):
+            if getattr(self, name) is not None:
+                _positive(name, getattr(self, name))
+        for name in ("hidden", "mapping_hidden"):
+            sizes = getattr(self, name)
+            if not sizes or any(not isinstance(s, int) or s < 1 for s in sizes):
+                raise UserError(f"{_flag(name)} {' '.join(map(str, sizes))}: sizes must be "
+                                f"one or more positive integers")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise UserError(f"--lr {self.lr}: the learning rate must be a positive number")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise UserError(f"--gamma {self.gamma}: the discount must be in [0, 1]")
+        if not (math.isfinite(self.entropy) and self.entropy >= 0):
+            raise UserError(f"--entropy {self.entropy}: must be >= 0")
+        if self.preset is not None and self.preset not in PRESETS:
+            raise UserError(f"--preset {self.preset!r}: choose from {', '.join(sorted(PRESETS))}")
+        if self.mapping_activation not in ACTIVATIONS:
+            raise UserError(f"--mapping-activation {self.mapping_activation!r}: choose from "
+                            f"{', '.join(ACTIVATIONS)}")
+        if self.autoreset not in AUTORESET_MODES:
+            raise UserError(f"--autoreset {self.autoreset!r}: choose from "
+                            f"{', '.join(AUTORESET_MODES)}")
+        if self.num_envs is not None and self.num_envs > self.episodes_per_update:
+            raise UserError(f"--num-envs {self.num_envs}: at most --episodes-per-update "
+                            f"({self.episodes_per_update}) copies can hold an episode")
+
+    # -- derived sizes ---------------------------------------------------------------
+
+    @property
+    def updates(self) -> int:
+        """Optimizer steps of the run (the last one may collect fewer episodes)."""
+        return math.ceil(self.episodes / self.episodes_per_update)
+
+    @property
+    def vector_envs(self) -> int:
+        """Environment copies stepped side by side."""
+        return self.num_envs or min(self.episodes_per_update, 8)
+
+    @property
+    def mode(self) -> str:
+        """``"classical"`` or ``"quantum-train"``."""
+        return "classical" if self.classical else "quantum-train"
+
+    @property
+    def name(self) -> str:
+        """Short run name: preset (or env), mode and seed."""
+        base = self.preset or self.env.replace("/", "_")
+        return f"{base}-{'classical' if self.classical else 'qt'}-seed{self.seed}"
+
+    # -- presets and JSON -------------------------------------------------------------
+
+    @classmethod
+    def from_preset(cls, preset: str | None, **overrides: Any) -> TrainConfig:
+        """Defaults of ``preset`` (DESIGN §2) with ``overrides`` on top."""
+        base: dict[str, Any] = {}
+        if preset is not None:
+            if preset not in PRESETS:
+                raise UserError(f"unknown preset {preset!r}; choose from "
+                                f"{', '.join(sorted(PRESETS))}")
+            p = PRESETS[preset]
+            base = {"preset": preset, "env": p.env_id, "hidden": p.hidden,
+                    "layers": p.layers, "mapping_hidden": p.mapping_hidden, "lr": p.lr,
+                    "gamma": p.discount, "entropy": p.entropy, "episodes": p.episodes,
+                    "max_steps": p.max_steps, "qt_gamma": p.qt_gamma, "qt_beta": p.qt_beta,
+                    "qt_alpha": p.qt_alpha, "n_actions": p.n_actions,
+                    "solve_threshold": p.solve_threshold}
+        return cls(**{**base, **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; JSON lists become tuples again."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UserError(f"unknown configuration keys {unknown}; known are {sorted(known)}")
+        hints = typing.get_type_hints(cls)
+        values = {k: tuple(v) if _is_tuple(hints[k]) and v is not None else v
+                  for k, v in data.items()}
+        return cls(**values)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> TrainConfig:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise UserError(f"cannot read the run configuration {path}: {err}") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{path} does not hold a configuration object")
+        try:
+            return cls.from_dict(data)
+        except TypeError as err:
+            raise UserError(f"{path}: {err}") from None
+
+
+def _positive(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise UserError(f"{_flag(name)} {value}: must be a positive integer")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _is_tuple(tp: Any) -> bool:
+    return typing.get_origin(tp) is tuple
+
+
+def _optional_inner(tp: Any) -> tuple[Any, bool]:
+    """``X | None`` -> ``(X, True)``; anything else -> ``(tp, False)``."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def _none_or(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        return None if text.lower() == "none" else kind(text)
+    parse.__name__ = kind.__name__  # argparse names the type in its error messages
+    return parse
+
+
+def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Add one ``--flag`` per field of dataclass ``cls``.
+
+    Every flag defaults to :data:`argparse.SUPPRESS`, so the parsed namespace
+    holds exactly the flags the user gave (preset defaults fill in the rest).
+    Types: ``int``/``float``/``str``; ``X | None`` also accepts ``none``;
+    ``tuple[int, ...]`` takes one or more values; ``bool`` is a switch.
+    """
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        tp, optional = _optional_inner(hints[f.name])
+        meta = f.metadata
+        default = None if f.default is MISSING else f.default
+        help_text = meta.get("help", "")
+        if default is not None and not isinstance(default, bool):
+            shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+            help_text += f" (default: {shown})"
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS,
+                                  "help": help_text}
+        if tp is bool:
+            kwargs["action"] = "store_true"
+        else:
+            if _is_tuple(tp):
+                inner = typing.get_args(tp)[0]
+                kwargs.update(nargs="+", type=inner, metavar=f.name[0].upper())
+            else:
+                kwargs["type"] = _none_or(tp) if optional else tp
+            if "choices" in meta:
+                kwargs["choices"] = meta["choices"]
+            else:
+                kwargs["metavar"] = kwargs.get("metavar", f.name.upper())
+        parser.add_argument(meta.get("flag", _flag(f.name)), **kwargs)
+
+
+def config_from_flags(args: argparse.Namespace) -> TrainConfig:
+    """The :class:`TrainConfig` of parsed flags: the preset's defaults (``cartpole``
+    when neither ``--preset`` nor ``--env`` is given), then the given flags."""
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    preset = given.pop("preset", None)
+    if preset is None and "env" not in given:
+        preset = "cartpole"
+    given = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
+    return TrainConfig.from_preset(preset, **given)
+
+
+def given_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """Fields of :class:`TrainConfig` that the user set explicitly."""
+    return {f.name: (tuple(v) if isinstance(v := getattr(args, f.name), list) else v)
+            for f in fields(TrainConfig) if hasattr(args, f.name)}
+
+
+def with_episodes(config: TrainConfig, episodes: int) -> TrainConfig:
+    """``config`` trained for ``episodes`` episodes in all (used by ``--resume``)."""
+    return replace(config, episodes=episodes)

@@ -1,0 +1,148 @@
+"""Training logger: ``record(key, value)`` then ``dump(step)``, fanned out to
+a CSV file, TensorBoard and a progress display.
+
+Keys are namespaced ``rollout/…``, ``train/…``, ``quantum/…``, ``time/…``.
+Per-episode rows go to ``metrics.csv`` through :meth:`Logger.episode`
+(``update, episode, return, length, wall_time, agent``). The display is
+whatever the caller passes (the CLI gives a rich bar or plain lines); library
+code itself only logs through :mod:`logging`.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from pathlib import Path
+from typing import Protocol, Self
+
+__all__ = ["EPISODE_FIELDS", "Display", "LogDisplay", "Logger", "truncate_csv"]
+
+log = logging.getLogger(__name__)
+
+EPISODE_FIELDS = ("update", "episode", "return", "length", "wall_time", "agent")
+
+
+class Display(Protocol):
+    """Where progress is shown (terminal bar, plain lines, logging)."""
+
+    def start(self, total_episodes: int, done_episodes: int) -> None: ...
+
+    def update(self, episode: int, values: dict[str, float]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class LogDisplay:
+    """Progress as ``logging`` INFO lines every ``every`` updates (the library default)."""
+
+    def __init__(self, every: int = 50) -> None:
+        self.every = every
+        self._calls = 0
+
+    def start(self, total_episodes: int, done_episodes: int) -> None:
+        self.total = total_episodes
+
+    def update(self, episode: int, values: dict[str, float]) -> None:
+        self._calls += 1
+        if self._calls % self.every == 0 or episode >= self.total:
+            log.info("episode %d/%d  avg100 %.2f  %.1f episodes/s", episode, self.total,
+                     values.get("rollout/return_avg100", math.nan),
+                     values.get("time/episodes_per_s", math.nan))
+
+    def close(self) -> None:
+        pass
+
+
+class Logger:
+    """Scalars per update (``progress.csv`` + TensorBoard + display) and one
+    ``metrics.csv`` row per episode, all under ``run_dir``.
+
+    Args:
+        run_dir: the run directory (exists).
+        display: progress display (default: :class:`LogDisplay`).
+        purge_step: when resuming, TensorBoard drops its events from this step on.
+        tensorboard: write TensorBoard events.
+    """
+
+    def __init__(self, run_dir: Path, display: Display | None = None,
+                 purge_step: int | None = None, tensorboard: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        self.display = display or LogDisplay()
+        self._values: dict[str, float] = {}
+        self._progress_keys: list[str] | None = None
+        metrics = self.run_dir / "metrics.csv"
+        new = not metrics.exists()
+        self._metrics_file = open(metrics, "a", newline="")  # noqa: SIM115 (closed by close())
+        self._metrics = csv.writer(self._metrics_file)
+        if new:
+            self._metrics.writerow(EPISODE_FIELDS)
+        progress = self.run_dir / "progress.csv"
+        if progress.exists() and progress.stat().st_size:
+            with open(progress, newline="") as fh:
+                self._progress_keys = next(csv.reader(fh), None)
+        self._progress_file = open(progress, "a", newline="")  # noqa: SIM115
+        self._progress = csv.writer(self._progress_file)
+        self._tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+            self._tb = SummaryWriter(log_dir=str(self.run_dir), purge_step=purge_step)
+
+    def record(self, key: str, value: float) -> None:
+        """Remember ``value`` under ``key`` until the next :meth:`dump`."""
+        self._values[key] = float(value)
+
+    def episode(self, update: int, episode: int, ret: float, length: int, wall_time: float,
+                agent: int = 0) -> None:
+        """One ``metrics.csv`` row."""
+        self._metrics.writerow((update, episode, repr(float(ret)), int(length),
+                                f"{wall_time:.4f}", agent))
+
+    def dump(self, step: int, episode: int) -> None:
+        """Write the recorded scalars at ``step`` (the update) and show progress."""
+        values = self._values
+        if self._progress_keys is None:
+            self._progress_keys = ["update", *values]
+            self._progress.writerow(self._progress_keys)
+        self._progress.writerow([step, *(values.get(k, "") for k in self._progress_keys[1:])])
+        if self._tb is not None:
+            for key, value in values.items():
+                self._tb.add_scalar(key, value, step)
+        self.display.update(episode, values)
+        self._values = {}
+
+    def flush(self) -> None:
+        self._metrics_file.flush()
+        self._progress_file.flush()
+        if self._tb is not None:
+            self._tb.flush()
+
+    def close(self) -> None:
+        self.flush()
+        self._metrics_file.close()
+        self._progress_file.close()
+        if self._tb is not None:
+            self._tb.close()
+        self.display.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def truncate_csv(path: Path, keep: int) -> None:
+    """Keep the header and the first ``keep`` rows of ``path`` (resume drops the
+    rows written after the checkpoint). Rewritten atomically."""
+    import os
+    if not path.exists():
+        return
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    if len(rows) <= keep + 1:
+        return
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        csv.writer(fh).writerows(rows[: keep + 1])
+    os.replace(tmp, path)

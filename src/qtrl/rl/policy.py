@@ -1,0 +1,136 @@
+"""The trained model of a run and the fast actor used in roll-outs.
+
+Both kinds of model expose the same three calls, so the train loop does not
+care which one it holds:
+
+- ``model.generate() -> {name: tensor}``: the policy network's weights
+  (Quantum-Train: made by the circuit and mapping model; classical: its own
+  parameters);
+- ``model(obs, weights=w)``: the policy network run with those weights
+  (``torch.func.functional_call``), returning logits ``(batch, actions)``;
+- ``model.materialize() -> nn.Module``: a plain copy of the policy network.
+
+:func:`make_actor` turns detached weights into a numpy function used at every
+environment step: no autograd, no torch dispatch, no per-step generation.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from ..generator import QuantumTrain
+from ..presets import build_policy
+
+__all__ = ["Actor", "ClassicalPolicy", "build_model", "make_actor", "sample_actions"]
+
+Actor = Callable[[np.ndarray], np.ndarray]
+"""``obs (envs, obs_dim) float32 -> logits (envs, actions)``."""
+
+
+class ClassicalPolicy(nn.Module):
+    """The baseline: the policy network trained directly, behind the generator's API."""
+
+    def __init__(self, target: nn.Module) -> None:
+        super().__init__()
+        self.net = target
+
+    @property
+    def target(self) -> nn.Module:
+        return self.net
+
+    def generate(self) -> dict[str, Tensor]:
+        """The network's own parameters (not detached: gradients reach them)."""
+        return {name: p for name, p in self.net.named_parameters() if p.requires_grad}
+
+    def forward(self, *args: Any, weights: dict[str, Tensor] | None = None) -> Any:
+        if weights is None:
+            return self.net(*args)
+        return functional_call(self.net, weights, args, strict=False)
+
+    @torch.no_grad()
+    def materialize(self) -> nn.Module:
+        return copy.deepcopy(self.net)
+
+    def parameter_counts(self) -> dict[str, int]:
+        k = sum(p.numel() for p in self.net.parameters() if p.requires_grad)
+        return {"target_weights": k, "total": k}
+
+
+def build_model(config: Any, obs_dim: int, n_actions: int) -> QuantumTrain | ClassicalPolicy:
+    """The trainable model of ``config`` (a :class:`qtrl.config.TrainConfig`):
+    ``QuantumTrain`` around the policy network, or the network itself."""
+    target = build_policy(obs_dim, config.hidden, n_actions)
+    if config.classical:
+        return ClassicalPolicy(target)
+    return QuantumTrain(target, config.layers, config.mapping_hidden, gamma=config.qt_gamma,
+                        beta=config.qt_beta, alpha=config.qt_alpha, chunks=config.chunks,
+                        ansatz=config.ansatz, mapping_activation=config.mapping_activation)
+
+
+def counts_dict(model: QuantumTrain | ClassicalPolicy) -> dict[str, Any]:
+    """Parameter counts of either model as a JSON-ready dict."""
+    counts = model.parameter_counts()
+    return counts if isinstance(counts, dict) else counts.as_dict()
+
+
+_NUMPY_ACTIVATIONS: dict[type, Callable[[np.ndarray], np.ndarray]] = {
+    nn.ReLU: lambda x: np.maximum(x, 0),
+    nn.Tanh: np.tanh,
+}
+
+
+def make_actor(target: nn.Module, weights: dict[str, Tensor]) -> Actor:
+    """A roll-out function computing ``target``'s logits with ``weights``.
+
+    An ``nn.Sequential`` of ``Linear``/``ReLU``/``Tanh`` (every policy that
+    :func:`qtrl.presets.build_policy` makes) runs in numpy: a few microseconds
+    per step instead of torch's dispatch overhead. Any other module falls back
+    to ``functional_call`` under ``torch.inference_mode``. Weights are detached.
+    """
+    detached = {k: v.detach() for k, v in weights.items()}
+    if isinstance(target, nn.Sequential) and all(
+            isinstance(m, nn.Linear) or type(m) in _NUMPY_ACTIVATIONS for m in target):
+        ops: list[Callable[[np.ndarray], np.ndarray]] = []
+        for idx, m in enumerate(target):
+            if isinstance(m, nn.Linear):
+                w_t = detached[f"{idx}.weight"].to(torch.float32).numpy().T.copy()
+                b = (detached[f"{idx}.bias"].to(torch.float32).numpy().copy()
+                     if m.bias is not None else None)
+                ops.append(_linear(w_t, b))
+            else:
+                ops.append(_NUMPY_ACTIVATIONS[type(m)])
+
+        def numpy_actor(obs: np.ndarray) -> np.ndarray:
+            x = obs
+            for op in ops:
+                x = op(x)
+            return x
+        return numpy_actor
+
+    def torch_actor(obs: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return functional_call(target, detached, (torch.from_numpy(obs),),
+                                   strict=False).numpy()
+    return torch_actor
+
+
+def _linear(w_t: np.ndarray, b: np.ndarray | None) -> Callable[[np.ndarray], np.ndarray]:
+    if b is None:
+        return lambda x: x @ w_t
+    return lambda x: x @ w_t + b
+
+
+def sample_actions(logits: np.ndarray, rng: np.random.Generator,
+                   greedy: bool = False) -> np.ndarray:
+    """One action per row of ``logits (envs, actions)``: a draw from the softmax
+    (Gumbel-max: ``argmax(logits + Gumbel noise)``), or the arg-max when ``greedy``."""
+    if greedy:
+        return logits.argmax(1)
+    return (logits + rng.gumbel(size=logits.shape)).argmax(1)

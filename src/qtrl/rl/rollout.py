@@ -1,0 +1,145 @@
+"""Roll-outs: exactly ``E`` complete episodes from a vector environment, batched.
+
+One call of :func:`collect_episodes` is step 2 of the hot path (DESIGN §4):
+the policy's weights were generated once for the update and reach this module
+only as a numpy *actor* (:func:`qtrl.rl.policy.make_actor`) — no autograd, no
+weight generation, and per step only a handful of numpy calls over all copies.
+
+Episode accounting. Copy ``i`` of the vector env always plays one episode at a
+time. Episodes are numbered in the order they start: the first ``min(N, E)``
+copies start episodes ``0..``; whenever a counted episode ends and fewer than
+``E`` have started, that copy's next episode is counted too, otherwise the copy
+goes idle: a :class:`~qtrl.rl.env.MaskedSyncVectorEnv` stops stepping it, any
+other vector env steps it and the steps are ignored. The call returns when ``E`` episodes
+have ended, so every episode of the batch was played entirely with this
+update's weights, as on-policy REINFORCE needs.
+
+Autoreset. With ``same-step`` the observation returned with a done is already
+the next episode's first one. With ``next-step`` the step after a done only
+resets that copy: its action is ignored and its reward is 0, so that step is
+masked out. With a deterministic actor both modes yield identical batches;
+with sampling they differ only in which draws the actions use.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import gymnasium as gym
+import numpy as np
+
+from .env import MaskedSyncVectorEnv
+from .policy import Actor, sample_actions
+from .reinforce import discounted_returns
+
+__all__ = ["Rollout", "collect_episodes"]
+
+
+class Rollout(NamedTuple):
+    """A batch of ``E`` complete episodes, ``B`` steps in all, ordered by episode then time.
+
+    obs: ``(B, obs_dim)`` float32 observations the actions were taken in.
+    actions: ``(B,)`` int64 actions.
+    rewards: ``(B,)`` float64 rewards.
+    returns: ``(B,)`` float64 discounted returns-to-go (within the episode).
+    episode: ``(B,)`` int64 episode index ``0..E-1`` of each step.
+    episode_returns: ``(E,)`` float64 undiscounted return of each episode.
+    episode_lengths: ``(E,)`` int64 steps of each episode.
+    truncated: ``(E,)`` bool: the episode hit a time limit rather than terminating.
+    env_steps: environment steps simulated (idle copies included unless masked).
+    """
+
+    obs: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    returns: np.ndarray
+    episode: np.ndarray
+    episode_returns: np.ndarray
+    episode_lengths: np.ndarray
+    truncated: np.ndarray
+    env_steps: int
+
+
+def collect_episodes(envs: gym.vector.VectorEnv, actor: Actor, episodes: int,
+                     rng: np.random.Generator, seeds: list[int] | None,
+                     discount: float, greedy: bool = False) -> Rollout:
+    """Play exactly ``episodes`` complete episodes with ``actor``.
+
+    Args:
+        envs: a vector env (its autoreset mode must be ``SAME_STEP`` or ``NEXT_STEP``).
+        actor: ``obs (N, d) -> logits (N, actions)``, weights fixed for the call.
+        episodes: ``E``, episodes to collect.
+        rng: draws the actions.
+        seeds: one reset seed per copy (``None``: continue the copies' own RNG).
+        discount: for the returns-to-go.
+        greedy: take the arg-max action instead of sampling.
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    mode = envs.metadata.get("autoreset_mode")
+    if mode not in (gym.vector.AutoresetMode.SAME_STEP, gym.vector.AutoresetMode.NEXT_STEP):
+        raise ValueError(f"the vector env needs an explicit SAME_STEP or NEXT_STEP autoreset "
+                         f"mode, got {mode}")
+    next_step = mode == gym.vector.AutoresetMode.NEXT_STEP
+    maskable = isinstance(envs, MaskedSyncVectorEnv)
+    n = envs.num_envs
+    obs, _ = envs.reset(seed=seeds)
+
+    started = min(n, episodes)
+    episode_of = np.full(n, -1, dtype=np.int64)        # counted episode each copy plays
+    episode_of[:started] = np.arange(started)
+    resetting = np.zeros(n, dtype=bool)                # next-step mode: this step only resets
+    truncated = np.zeros(episodes, dtype=bool)
+    obs_log: list[np.ndarray] = []
+    act_log: list[np.ndarray] = []
+    rew_log: list[np.ndarray] = []
+    ep_log: list[np.ndarray] = []
+    finished = 0
+    env_steps = 0
+
+    while finished < episodes:
+        actions = sample_actions(actor(obs), rng, greedy)
+        live = (episode_of >= 0) & ~resetting          # steps that belong to a counted episode
+        all_live = bool(live.all())
+        # Keep what the update needs before stepping: with copy=False the env
+        # reuses its observation buffer.
+        obs_log.append(obs.copy() if all_live else obs[live])
+        act_log.append(actions if all_live else actions[live])
+        ep_log.append(episode_of.copy() if all_live else episode_of[live])
+        playing = episode_of >= 0
+        if maskable and not playing.all():
+            obs, rewards, terminated, truncs, _ = envs.step(actions, mask=playing)
+            env_steps += int(playing.sum())
+        else:
+            obs, rewards, terminated, truncs, _ = envs.step(actions)
+            env_steps += n
+        rew_log.append(rewards if all_live else rewards[live])
+        done = (terminated | truncs) & live
+        if done.any():
+            for i in np.flatnonzero(done):
+                truncated[episode_of[i]] = bool(truncs[i] and not terminated[i])
+                finished += 1
+                if started < episodes:
+                    episode_of[i] = started
+                    started += 1
+                else:
+                    episode_of[i] = -1
+        if next_step:
+            resetting = terminated | truncs
+
+    ep = np.concatenate(ep_log)
+    order = np.argsort(ep, kind="stable")               # by episode, time order kept
+    ep = ep[order]
+    rewards_all = np.concatenate(rew_log).astype(np.float64)[order]
+    lengths = np.bincount(ep, minlength=episodes)
+    return Rollout(
+        obs=np.concatenate(obs_log).astype(np.float32, copy=False)[order],
+        actions=np.concatenate(act_log).astype(np.int64)[order],
+        rewards=rewards_all,
+        returns=discounted_returns(rewards_all, lengths, discount),
+        episode=ep,
+        episode_returns=np.bincount(ep, weights=rewards_all, minlength=episodes),
+        episode_lengths=lengths,
+        truncated=truncated,
+        env_steps=env_steps,
+    )

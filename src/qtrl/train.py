@@ -1,0 +1,422 @@
+"""Train a Quantum-Train (or classical) policy with REINFORCE — the whole loop.
+
+Read it top to bottom: set-up, then one update per iteration following the
+hot path of DESIGN §4:
+
+1. generate the policy weights once (circuit + mapping model, with autograd);
+2. roll out ``episodes_per_update`` complete episodes over a vector env with
+   those weights *detached* (numpy actor, no autograd);
+3. recompute log π(a|s) of every collected step in one batched, differentiable
+   forward (``torch.func.functional_call`` with the generated weights);
+4. REINFORCE loss → backward into circuit angles and mapping model → Adam step;
+5. log, checkpoint.
+
+``--classical`` runs the same loop with the policy network's own parameters
+as the "generated" weights: the baseline.
+
+Randomness. The initial parameters come from ``torch.manual_seed(seed)``.
+Everything random inside update ``u`` — the environments' reset seeds and the
+action draws — comes from ``SeedSequence(seed, spawn_key=(agent, u, …))``, so an
+update depends only on ``(seed, u)`` and the parameters: a resumed run
+continues bit-for-bit like an uninterrupted one.
+
+The run directory (DESIGN §5): ``config.json``, ``metrics.csv`` (one row per
+episode), ``progress.csv`` (one row per update), TensorBoard events,
+``checkpoint.pt`` (atomic), ``learning_curve.png``, ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import TrainConfig
+from .errors import UserError
+from .logger import Display, Logger, truncate_csv
+from .presets import build_policy
+from .rl.env import env_dims, make_vector_env
+from .rl.policy import build_model, counts_dict, make_actor
+from .rl.reinforce import normalise_returns, reinforce_loss
+from .rl.rollout import Rollout, collect_episodes
+
+__all__ = [
+    "CHECKPOINT",
+    "WINDOW",
+    "check_config",
+    "create_run_dir",
+    "evaluate",
+    "load_checkpoint",
+    "load_policy",
+    "moving_average",
+    "train",
+    "update_seeds",
+]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_FORMAT = 1
+WINDOW = 100  # episodes in the moving average
+
+
+# ------------------------------------------------------------------------------------
+# Run directory and checkpoints
+# ------------------------------------------------------------------------------------
+
+def check_config(config: TrainConfig) -> tuple[int, int]:
+    """Fail early (``UserError``) on what the dataclass cannot check alone: the
+    environment and the model's size. Returns ``(obs_dim, n_actions)``."""
+    obs_dim, n_actions = env_dims(config.env, config.n_actions)
+    try:
+        build_model(config, obs_dim, n_actions)
+    except ValueError as err:
+        raise UserError(f"cannot build the policy for {config.env}: {err}") from None
+    return obs_dim, n_actions
+
+
+def create_run_dir(out: Path | str | None, config: TrainConfig) -> Path:
+    """Create the run directory; never reuse one that holds anything.
+
+    ``out=None`` gives ``runs/<name>-<date>-<time>``.
+    """
+    if out is None:
+        out = Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = Path(out)
+    if out.exists():
+        if not out.is_dir():
+            raise UserError(f"--out {out}: exists and is not a directory")
+        if (out / "config.json").exists() or (out / CHECKPOINT).exists():
+            raise UserError(f"--out {out}: already holds a run; continue it with "
+                            f"--resume {out}, or choose a new --out")
+        if any(out.iterdir()):
+            raise UserError(f"--out {out}: directory is not empty; choose a new --out")
+    else:
+        parent = out.parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise UserError(f"--out {out}: cannot create it, {parent} is not a writable "
+                            f"directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise UserError(f"--out {out}: not writable ({err.strerror or err})") from None
+    return out
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    _atomic_write_bytes(path, text.encode())
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """``torch.save`` to a temporary file, then ``os.replace``: a crash leaves the
+    previous checkpoint intact, never a truncated one."""
+    import io
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    _atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(run_dir: Path) -> tuple[TrainConfig, dict[str, Any]]:
+    """The saved configuration and checkpoint of ``run_dir`` (``weights_only`` load).
+
+    Raises ``UserError`` when the directory, its config or its checkpoint is
+    missing, unreadable, truncated or inconsistent.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"run directory {run_dir} does not exist")
+    if not (run_dir / "config.json").exists():
+        raise UserError(f"{run_dir} holds no run (no config.json)")
+    config = TrainConfig.load(run_dir / "config.json")
+    path = run_dir / CHECKPOINT
+    if not path.exists():
+        raise UserError(f"{run_dir} has no {CHECKPOINT} (the run saved no checkpoint yet)")
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except (RuntimeError, EOFError, pickle.UnpicklingError, OSError, ValueError) as err:
+        raise UserError(f"{path} is truncated or corrupt ({type(err).__name__}); "
+                        f"it cannot be resumed") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"{path} is not a qtrl checkpoint of format {CHECKPOINT_FORMAT}")
+    saved = TrainConfig.from_dict(json.loads(state["config"]))
+    if saved.to_dict() | {"episodes": 0} != config.to_dict() | {"episodes": 0}:
+        raise UserError(f"{path} was written by a different configuration than "
+                        f"{run_dir / 'config.json'}")
+    return config, state
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "numpy": json.dumps([np_state[0], np_state[1].tolist(), *np_state[2:]]),
+            "python": json.dumps(random.getstate(), default=list)}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, cached = json.loads(state["numpy"])
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = json.loads(state["python"])
+    random.setstate((version, tuple(internal), gauss))
+
+
+def update_seeds(seed: int, update: int, n_envs: int,
+                 agent: int = 0) -> tuple[list[int], np.random.Generator]:
+    """Reset seeds of the ``n_envs`` copies and the action RNG of one update."""
+    env_seeds = np.random.SeedSequence(seed, spawn_key=(agent, update, 0)).generate_state(n_envs)
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(agent, update, 1)))
+    return [int(s) for s in env_seeds], rng
+
+
+def moving_average(values: np.ndarray, window: int = WINDOW) -> np.ndarray:
+    """Trailing mean over the last ``min(window, i+1)`` values at each ``i``."""
+    values = np.asarray(values, dtype=np.float64)
+    csum = np.concatenate(([0.0], np.cumsum(values)))
+    idx = np.arange(1, len(values) + 1)
+    lo = np.maximum(idx - window, 0)
+    return (csum[idx] - csum[lo]) / (idx - lo)
+
+
+def first_solved(returns: np.ndarray, threshold: float | None, window: int = WINDOW) -> int | None:
+    """First episode (1-based) whose full ``window``-episode average reaches
+    ``threshold``, or ``None``."""
+    if threshold is None or len(returns) < window:
+        return None
+    hits = np.flatnonzero(moving_average(returns, window)[window - 1:] >= threshold)
+    return int(hits[0]) + window if len(hits) else None
+
+
+# ------------------------------------------------------------------------------------
+# The training loop
+# ------------------------------------------------------------------------------------
+
+def train(config: TrainConfig, run_dir: Path | str, *, resume: bool = False,
+          display: Display | None = None, tensorboard: bool = True) -> dict[str, Any]:
+    """Train ``config`` into ``run_dir`` (created by :func:`create_run_dir`, or a run
+    to continue when ``resume``). Returns the summary also written to ``summary.json``."""
+    run_dir = Path(run_dir)
+
+    # ---- set-up: model, optimizer, environments --------------------------------------
+    obs_dim, n_actions = check_config(config)
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed % 2**32)
+    random.seed(config.seed)
+    model = build_model(config, obs_dim, n_actions)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    start_update, wall_offset, env_steps = 0, 0.0, 0
+    returns_hist: list[float] = []
+    lengths_hist: list[int] = []
+
+    if resume:
+        saved_config, state = load_checkpoint(run_dir)
+        if saved_config.to_dict() | {"episodes": 0} != config.to_dict() | {"episodes": 0}:
+            raise UserError(f"--resume {run_dir}: the run was trained with a different "
+                            f"configuration")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        _set_rng_state(state["rng"])
+        start_update, env_steps = int(state["update"]), int(state["env_steps"])
+        wall_offset = float(state["wall_time"])
+        returns_hist = state["episode_returns"].tolist()
+        lengths_hist = state["episode_lengths"].tolist()
+        truncate_csv(run_dir / "metrics.csv", len(returns_hist))
+        truncate_csv(run_dir / "progress.csv", start_update)
+        log.info("resuming %s at update %d (episode %d)", run_dir, start_update,
+                 len(returns_hist))
+    _atomic_write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+
+    envs = make_vector_env(config.env, config.vector_envs, config.max_steps, config.autoreset)
+    logger = Logger(run_dir, display, purge_step=start_update if resume else None,
+                    tensorboard=tensorboard)
+    logger.display.start(config.episodes, len(returns_hist))
+    t_start = time.perf_counter()
+    episodes_at_start = len(returns_hist)
+
+    def wall() -> float:
+        return wall_offset + time.perf_counter() - t_start
+
+    def checkpoint(next_update: int) -> None:
+        save_checkpoint(run_dir / CHECKPOINT, {
+            "format": CHECKPOINT_FORMAT,
+            "config": json.dumps(config.to_dict()),
+            "update": next_update,
+            "env_steps": env_steps,
+            "wall_time": wall(),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "policy": model.materialize().state_dict(),
+            "episode_returns": torch.tensor(returns_hist, dtype=torch.float64),
+            "episode_lengths": torch.tensor(lengths_hist, dtype=torch.int64),
+            "rng": _rng_state(),
+            "env_seeding": {"seed": config.seed, "agent": 0,
+                            "scheme": "SeedSequence(seed, spawn_key=(agent, update, 0))"},
+        })
+
+    try:
+        for update in range(start_update, config.updates):
+            t0 = time.perf_counter()
+            n_episodes = min(config.episodes_per_update,
+                             config.episodes - update * config.episodes_per_update)
+            env_seeds, action_rng = update_seeds(config.seed, update, config.vector_envs)
+
+            # ---- 1. generate the policy weights once for this update ----------------
+            weights = model.generate()
+            t1 = time.perf_counter()
+
+            # ---- 2. roll out with the weights detached: batched, no autograd --------
+            batch: Rollout = collect_episodes(envs, make_actor(model.target, weights),
+                                              n_episodes, action_rng, env_seeds, config.gamma)
+            t2 = time.perf_counter()
+
+            # ---- 3. one batched, differentiable log-probability pass ---------------
+            logits = model(torch.from_numpy(batch.obs), weights=weights)
+            returns = normalise_returns(torch.from_numpy(batch.returns).to(logits.dtype))
+            terms = reinforce_loss(logits, torch.from_numpy(batch.actions), returns,
+                                   n_episodes, config.entropy)
+
+            # ---- 4. backward into circuit angles + mapping model, Adam step --------
+            optimizer.zero_grad(set_to_none=True)
+            terms.loss.backward()
+            grad_norm = torch.linalg.vector_norm(torch.stack(
+                [p.grad.norm() for p in model.parameters() if p.grad is not None]))
+            optimizer.step()
+            t3 = time.perf_counter()
+
+            # ---- 5. log and checkpoint --------------------------------------------
+            env_steps += int(batch.episode_lengths.sum())
+            now = wall()
+            for ret, length in zip(batch.episode_returns.tolist(),
+                                   batch.episode_lengths.tolist()):
+                returns_hist.append(ret)
+                lengths_hist.append(length)
+                logger.episode(update + 1, len(returns_hist), ret, length, now)
+            done_here = len(returns_hist) - episodes_at_start
+            logger.record("rollout/return_mean", float(batch.episode_returns.mean()))
+            logger.record("rollout/return_avg100", float(np.mean(returns_hist[-WINDOW:])))
+            logger.record("rollout/length_mean", float(batch.episode_lengths.mean()))
+            logger.record("rollout/truncated_frac", float(batch.truncated.mean()))
+            logger.record("rollout/episodes", len(returns_hist))
+            logger.record("rollout/env_steps", env_steps)
+            logger.record("train/loss", terms.loss.item())
+            logger.record("train/policy_loss", float(terms.policy_loss))
+            logger.record("train/entropy", float(terms.entropy))
+            logger.record("train/grad_norm", float(grad_norm))
+            logger.record("time/generate_s", t1 - t0)
+            logger.record("time/rollout_s", t2 - t1)
+            logger.record("time/learn_s", t3 - t2)
+            logger.record("time/update_s", t3 - t0)
+            logger.record("time/env_steps_per_s",
+                          float(batch.episode_lengths.sum()) / max(t3 - t0, 1e-9))
+            logger.record("time/episodes_per_s",
+                          done_here / max(time.perf_counter() - t_start, 1e-9))
+            logger.record("time/wall_s", now)
+            logger.dump(update + 1, len(returns_hist))
+            if (update + 1) % config.checkpoint_every == 0 or update + 1 == config.updates:
+                logger.flush()
+                checkpoint(update + 1)
+    finally:
+        envs.close()
+        logger.close()
+
+    # ---- finish: summary and learning curve --------------------------------------------
+    returns_arr = np.asarray(returns_hist)
+    summary = {
+        "mode": config.mode,
+        "env": config.env,
+        "preset": config.preset,
+        "seed": config.seed,
+        "episodes": len(returns_hist),
+        "updates": config.updates,
+        "env_steps": env_steps,
+        "wall_time_s": round(wall(), 3),
+        "final_return_avg100": float(np.mean(returns_arr[-WINDOW:])) if len(returns_arr) else None,
+        "best_return_avg100": float(moving_average(returns_arr).max()) if len(returns_arr) else None,
+        "solve_threshold": config.solve_threshold,
+        "solved_at_episode": first_solved(returns_arr, config.solve_threshold),
+        "parameter_counts": counts_dict(model),
+    }
+    _atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    plot_learning_curve(run_dir / "learning_curve.png", returns_arr, config)
+    return summary
+
+
+def plot_learning_curve(path: Path, returns: np.ndarray, config: TrainConfig) -> None:
+    """Raw episode returns and their 100-episode moving average (matplotlib, Agg)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    episodes = np.arange(1, len(returns) + 1)
+    ax.plot(episodes, returns, color="tab:blue", alpha=0.3, lw=0.8, label="episode return")
+    ax.plot(episodes, moving_average(returns), color="tab:blue", lw=2,
+            label=f"{WINDOW}-episode average")
+    if config.solve_threshold is not None:
+        ax.axhline(config.solve_threshold, color="gray", ls="--", lw=1, label="solve threshold")
+    ax.set_xlabel("episode")
+    ax.set_ylabel("return")
+    ax.set_title(f"{config.env} — {config.mode}, seed {config.seed}")
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------
+# Using a trained run: the classical policy, no quantum computation
+# ------------------------------------------------------------------------------------
+
+def load_policy(run_dir: Path | str) -> tuple[nn.Module, TrainConfig]:
+    """The trained policy of ``run_dir`` as a plain classical ``nn.Module``
+    (the generated weights saved in its checkpoint) and the run's configuration."""
+    config, state = load_checkpoint(Path(run_dir))
+    obs_dim, n_actions = env_dims(config.env, config.n_actions)
+    policy = build_policy(obs_dim, config.hidden, n_actions)
+    try:
+        policy.load_state_dict(state["policy"])
+    except (KeyError, RuntimeError) as err:
+        raise UserError(f"{run_dir}: the checkpoint's policy does not fit the configured "
+                        f"network ({err})") from None
+    policy.eval()
+    return policy, config
+
+
+def evaluate(policy: nn.Module, config: TrainConfig, episodes: int = 100, greedy: bool = False,
+             seed: int = 0) -> np.ndarray:
+    """Undiscounted returns of ``episodes`` episodes of ``policy`` (no training)."""
+    if episodes < 1:
+        raise UserError(f"--episodes {episodes}: must be a positive integer")
+    n_envs = min(episodes, 8)
+    envs = make_vector_env(config.env, n_envs, config.max_steps, "same-step")
+    try:
+        seeds, rng = update_seeds(seed, 0, n_envs, agent=1_000_003)  # never a training stream
+        actor = make_actor(policy, dict(policy.named_parameters()))
+        batch = collect_episodes(envs, actor, episodes, rng, seeds, 1.0, greedy=greedy)
+    finally:
+        envs.close()
+    return batch.episode_returns

@@ -1,0 +1,146 @@
+"""Roll-outs: exact episode counts, autoreset modes, masking, the numpy actor."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from qtrl.errors import UserError
+from qtrl.presets import build_policy
+from qtrl.rl.env import MaskedSyncVectorEnv, make_env, make_vector_env
+from qtrl.rl.policy import make_actor, sample_actions
+from qtrl.rl.rollout import collect_episodes
+
+
+def _actor(seed: int = 0, obs_dim: int = 4, n_actions: int = 2):
+    torch.manual_seed(seed)
+    net = build_policy(obs_dim, (32,), n_actions)
+    return make_actor(net, dict(net.named_parameters()))
+
+
+def _collect(mode: str, n_envs: int, episodes: int, masked: bool = True, seed: int = 0):
+    envs = make_vector_env("CartPole-v1", n_envs, autoreset=mode)
+    if not masked:
+        envs.close()
+        envs = gym.vector.SyncVectorEnv([lambda: make_env("CartPole-v1")] * n_envs, copy=False,
+                                        autoreset_mode=envs.autoreset_mode)
+    try:
+        # One action stream per episode would be needed for mode-independence;
+        # a deterministic (greedy) actor makes the comparison exact.
+        return collect_episodes(envs, _actor(), episodes, np.random.default_rng(seed),
+                                list(range(100, 100 + n_envs)), 0.9, greedy=True)
+    finally:
+        envs.close()
+
+
+def _single_episode(seed: int) -> tuple[list[float], int]:
+    """The same greedy episode played by hand on one plain environment."""
+    env = make_env("CartPole-v1")
+    actor = _actor()
+    obs, _ = env.reset(seed=seed)
+    rewards = []
+    while True:
+        a = int(actor(obs[None].astype(np.float32)).argmax())
+        obs, r, term, trunc, _ = env.step(a)
+        rewards.append(r)
+        if term or trunc:
+            return rewards, len(rewards)
+
+
+@pytest.mark.parametrize("mode", ["same-step", "next-step"])
+@pytest.mark.parametrize("n_envs,episodes", [(1, 3), (4, 4), (3, 7)])
+def test_exact_episode_count_and_lengths(mode: str, n_envs: int, episodes: int) -> None:
+    batch = _collect(mode, n_envs, episodes)
+    assert len(batch.episode_lengths) == episodes
+    assert batch.episode_lengths.sum() == len(batch.actions) == len(batch.obs)
+    np.testing.assert_array_equal(np.bincount(batch.episode, minlength=episodes),
+                                  batch.episode_lengths)
+    assert np.all(np.diff(batch.episode) >= 0)            # grouped by episode
+    np.testing.assert_allclose(batch.episode_returns,
+                               np.bincount(batch.episode, weights=batch.rewards))
+    # CartPole pays 1 per step: every reward of a counted step is 1 (no masked
+    # reset step of next-step mode slipped in, which would carry reward 0).
+    assert np.all(batch.rewards == 1.0)
+
+
+@pytest.mark.parametrize("n_envs,episodes", [(1, 2), (4, 6)])
+def test_same_step_and_next_step_give_identical_batches(n_envs: int, episodes: int) -> None:
+    a = _collect("same-step", n_envs, episodes)
+    b = _collect("next-step", n_envs, episodes)
+    for x, y in zip(a[:-1], b[:-1]):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_masked_and_plain_vector_env_agree() -> None:
+    a = _collect("same-step", 4, 6, masked=True)
+    b = _collect("same-step", 4, 6, masked=False)
+    for x, y in zip(a[:-1], b[:-1]):
+        np.testing.assert_array_equal(x, y)
+    assert a.env_steps == a.episode_lengths.sum()            # idle copies not stepped
+    assert b.env_steps > b.episode_lengths.sum()             # idle copies stepped anyway
+
+
+def test_first_episodes_match_a_hand_played_episode() -> None:
+    batch = _collect("same-step", 2, 2)
+    for e, seed in enumerate((100, 101)):
+        rewards, length = _single_episode(seed)
+        assert batch.episode_lengths[e] == length
+        g, expected = 0.0, []
+        for r in reversed(rewards):
+            g = r + 0.9 * g
+            expected.append(g)
+        np.testing.assert_allclose(batch.returns[batch.episode == e], expected[::-1])
+
+
+def test_truncation_is_reported() -> None:
+    envs = make_vector_env("CartPole-v1", 2, max_steps=5)
+    try:
+        batch = collect_episodes(envs, _actor(), 3, np.random.default_rng(0), [1, 2], 0.99)
+    finally:
+        envs.close()
+    assert batch.truncated.all() and (batch.episode_lengths == 5).all()
+
+
+def test_numpy_actor_matches_torch() -> None:
+    torch.manual_seed(1)
+    net = build_policy(147, (32, 16), 3)
+    weights = {k: v.detach() * 3 for k, v in net.named_parameters()}
+    actor = make_actor(net, weights)
+    x = np.random.default_rng(0).normal(size=(5, 147)).astype(np.float32)
+    expected = torch.func.functional_call(net, weights, (torch.from_numpy(x),)).detach().numpy()
+    np.testing.assert_allclose(actor(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_torch_fallback_actor_for_other_modules() -> None:
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.GELU(), torch.nn.Linear(8, 2))
+    actor = make_actor(net, dict(net.named_parameters()))
+    x = np.ones((3, 4), np.float32)
+    np.testing.assert_allclose(actor(x), net(torch.from_numpy(x)).detach().numpy(), rtol=1e-6)
+
+
+def test_sampling_follows_the_softmax() -> None:
+    logits = np.log(np.array([[0.2, 0.5, 0.3]] * 40000))
+    counts = np.bincount(sample_actions(logits, np.random.default_rng(0)), minlength=3)
+    np.testing.assert_allclose(counts / counts.sum(), [0.2, 0.5, 0.3], atol=0.01)
+    assert (sample_actions(logits, None, greedy=True) == 1).all()
+
+
+def test_minigrid_observation_is_flat_and_actions_restricted() -> None:
+    envs = make_vector_env("MiniGrid-Empty-5x5-v0", 2, max_steps=10)
+    try:
+        assert envs.single_observation_space.shape == (147,)
+        batch = collect_episodes(envs, _actor(obs_dim=147, n_actions=3), 2,
+                                 np.random.default_rng(0), [0, 1], 0.99)
+    finally:
+        envs.close()
+    assert batch.obs.shape[1] == 147 and batch.actions.max() <= 2
+
+
+def test_masked_env_is_a_sync_vector_env() -> None:
+    envs = make_vector_env("CartPole-v1", 2)
+    assert isinstance(envs, MaskedSyncVectorEnv) and isinstance(envs, gym.vector.SyncVectorEnv)
+    envs.close()
+    with pytest.raises(UserError, match="autoreset"):
+        make_vector_env("CartPole-v1", 2, autoreset="sometimes")

@@ -1,0 +1,222 @@
+"""``qtrl train`` / ``qtrl eval`` end to end on tiny runs, resume, and bad input."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from qtrl.cli import main
+from qtrl.config import TrainConfig
+from qtrl.train import load_policy, train
+
+# A few-second Quantum-Train run: small policy, one layer, tiny mapping.
+TINY = ["--preset", "cartpole", "--episodes", "4", "--hidden", "8", "--layers", "1",
+        "--mapping-hidden", "4", "--checkpoint-every", "2"]
+
+
+def _files(run: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(run.iterdir()) if p.is_file()}
+
+
+def _metrics(run: Path) -> list[dict[str, str]]:
+    with open(run / "metrics.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in err
+    return err
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    assert main(["train", *TINY, "--out", str(run)]) == 0
+    return run
+
+
+def test_run_directory(tiny_run: Path) -> None:
+    names = {p.name for p in tiny_run.iterdir()}
+    assert {"config.json", "metrics.csv", "checkpoint.pt", "learning_curve.png",
+            "summary.json", "progress.csv"} <= names
+    assert any(n.startswith("events.out.tfevents") for n in names)
+    assert not any(n.endswith(".tmp") or n.startswith(".") for n in names)
+    config = TrainConfig.load(tiny_run / "config.json")
+    assert config.episodes == 4 and config.hidden == (8,) and not config.classical
+    rows = _metrics(tiny_run)
+    assert list(rows[0]) == ["update", "episode", "return", "length", "wall_time", "agent"]
+    assert [int(r["episode"]) for r in rows] == [1, 2, 3, 4]
+    assert all(r["agent"] == "0" and float(r["return"]) == int(r["length"]) for r in rows)
+    summary = json.loads((tiny_run / "summary.json").read_text())
+    assert summary["episodes"] == 4 and summary["updates"] == 4
+    assert summary["solved_at_episode"] is None and summary["solve_threshold"] == 475.0
+    assert summary["parameter_counts"]["target_weights"] == 4 * 8 + 8 + 8 * 2 + 2
+    assert summary["final_return_avg100"] == pytest.approx(
+        sum(float(r["return"]) for r in rows) / 4)
+    state = torch.load(tiny_run / "checkpoint.pt", weights_only=True)
+    assert state["update"] == 4 and len(state["episode_returns"]) == 4
+
+
+def test_eval_and_load_policy(tiny_run: Path, capsys) -> None:
+    capsys.readouterr()
+    assert main(["eval", str(tiny_run), "--episodes", "3", "--greedy"]) == 0
+    out = capsys.readouterr().out
+    assert "±" in out and "3 episodes" in out
+    policy, config = load_policy(tiny_run)
+    assert isinstance(policy, torch.nn.Module) and config.env == "CartPole-v1"
+    assert policy(torch.zeros(1, 4)).shape == (1, 2)
+    state = torch.load(tiny_run / "checkpoint.pt", weights_only=True)
+    for name, p in policy.state_dict().items():
+        torch.testing.assert_close(p, state["policy"][name])
+
+
+def test_classical_baseline_runs(tmp_path: Path) -> None:
+    run = tmp_path / "classical"
+    assert main(["train", *TINY, "--classical", "--no-tensorboard", "--out", str(run)]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["mode"] == "classical"
+    assert summary["parameter_counts"] == {"target_weights": 58, "total": 58}
+
+
+def _interrupt_at(episode: int):
+    class Interrupting:
+        def start(self, total: int, done: int) -> None:
+            pass
+
+        def update(self, ep: int, values: dict) -> None:
+            if ep >= episode:
+                raise KeyboardInterrupt
+
+        def close(self) -> None:
+            pass
+    return Interrupting()
+
+
+@pytest.mark.parametrize("episodes_per_update", [1, 2])
+def test_resume_equals_uninterrupted(tmp_path: Path, episodes_per_update: int) -> None:
+    config = TrainConfig.from_preset("cartpole", episodes=8, hidden=(8,), layers=1,
+                                     mapping_hidden=(4,), checkpoint_every=2,
+                                     episodes_per_update=episodes_per_update)
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    full.mkdir()
+    cut.mkdir()
+    train(config, full, tensorboard=False)
+    with pytest.raises(KeyboardInterrupt):  # stops after update 3; checkpoint at 2
+        train(config, cut, tensorboard=False, display=_interrupt_at(3 * episodes_per_update))
+    assert len(_metrics(cut)) == 3 * episodes_per_update
+    assert main(["train", "--resume", str(cut), "--no-tensorboard"]) == 0
+    a = torch.load(full / "checkpoint.pt", weights_only=True)
+    b = torch.load(cut / "checkpoint.pt", weights_only=True)
+    for key in ("model", "policy"):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), (key, name)
+    assert torch.equal(a["episode_returns"], b["episode_returns"])
+    strip = [{k: v for k, v in r.items() if k != "wall_time"} for r in _metrics(full)]
+    assert strip == [{k: v for k, v in r.items() if k != "wall_time"} for r in _metrics(cut)]
+
+
+def test_resume_can_extend_a_finished_run(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--no-tensorboard", "--out", str(run)]) == 0
+    assert main(["train", "--resume", str(run), "--episodes", "6", "--no-tensorboard"]) == 0
+    assert len(_metrics(run)) == 6
+    assert TrainConfig.load(run / "config.json").episodes == 6
+
+
+def test_same_seed_twice_is_identical(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        assert main(["train", *TINY, "--no-tensorboard", "--seed", "5",
+                     "--out", str(tmp_path / name)]) == 0
+    strip = [[r["return"] for r in _metrics(tmp_path / n)] for n in ("a", "b")]
+    assert strip[0] == strip[1]
+
+
+# -- bad input: one line on stderr, exit 2, nothing written ---------------------------
+
+@pytest.mark.parametrize("argv,match", [
+    (["--env", "NoSuchEnv-v9"], "unknown environment id 'NoSuchEnv-v9'"),
+    (["--env", "Pendulum-v1"], "only Discrete action spaces are supported"),
+    (["--episodes", "0"], "--episodes 0: must be a positive integer"),
+    (["--layers", "0"], "--layers 0"),
+    (["--lr", "0"], "--lr 0.0"),
+    (["--lr", "-0.1"], "--lr -0.1"),
+    (["--hidden", "0"], "--hidden 0"),
+])
+def test_bad_config(tmp_path: Path, capsys, argv: list[str], match: str) -> None:
+    out = tmp_path / "run"
+    assert main(["train", *TINY, *argv, "--out", str(out)]) == 2
+    assert match in _one_error_line(capsys)
+    assert not out.exists()
+
+
+def test_unwritable_out(tmp_path: Path, capsys) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert main(["train", *TINY, "--out", str(blocker / "run")]) == 2
+    assert "--out" in _one_error_line(capsys)
+    assert main(["train", *TINY, "--out", str(blocker)]) == 2
+    assert "not a directory" in _one_error_line(capsys)
+    assert blocker.read_text() == "x"
+
+
+def test_out_holding_a_run_is_refused_and_untouched(tiny_run: Path, capsys) -> None:
+    before = _files(tiny_run)
+    assert main(["train", *TINY, "--out", str(tiny_run)]) == 2
+    assert "already holds a run" in _one_error_line(capsys)
+    assert _files(tiny_run) == before
+
+
+@pytest.fixture
+def run_copy(tiny_run: Path, tmp_path: Path) -> Path:
+    import shutil
+    return Path(shutil.copytree(tiny_run, tmp_path / "copy"))
+
+
+def test_resume_missing_dir(tmp_path: Path, capsys) -> None:
+    assert main(["train", "--resume", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in _one_error_line(capsys)
+    assert not (tmp_path / "nope").exists()
+
+
+def test_resume_dir_without_a_run(tmp_path: Path, capsys) -> None:
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    assert "holds no run" in _one_error_line(capsys)
+
+
+def test_resume_truncated_checkpoint(run_copy: Path, capsys) -> None:
+    ckpt = run_copy / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    before = _files(run_copy)
+    assert main(["train", "--resume", str(run_copy)]) == 2
+    assert "truncated or corrupt" in _one_error_line(capsys)
+    assert _files(run_copy) == before
+    assert main(["eval", str(run_copy)]) == 2
+    assert "truncated or corrupt" in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--preset", "minigrid"], "trained with --preset cartpole, not minigrid"),
+    (["--env", "Acrobot-v1"], "trained with --env CartPole-v1, not Acrobot-v1"),
+    (["--classical"], "trained with --classical false"),
+])
+def test_resume_from_another_configuration(run_copy: Path, capsys, argv, match) -> None:
+    before = _files(run_copy)
+    assert main(["train", "--resume", str(run_copy), *argv]) == 2
+    assert match in _one_error_line(capsys)
+    assert _files(run_copy) == before
+
+
+def test_checkpoint_from_another_run_is_refused(run_copy: Path, tmp_path: Path, capsys) -> None:
+    other = tmp_path / "other"
+    assert main(["train", *TINY, "--hidden", "4", "--no-tensorboard", "--out", str(other)]) == 0
+    (run_copy / "checkpoint.pt").write_bytes((other / "checkpoint.pt").read_bytes())
+    assert main(["train", "--resume", str(run_copy)]) == 2
+    assert "different configuration" in _one_error_line(capsys)
