@@ -32,6 +32,7 @@ from torch.func import functional_call
 
 from .quantum.ansatz import ANSATZE, Ansatz
 from .quantum.memory import check_statevector_fits
+from .quantum.qasm import ansatz_to_qasm
 
 __all__ = ["QuantumTrain", "ParameterCounts", "ACTIVATIONS", "qubits_for"]
 
@@ -190,6 +191,15 @@ class QuantumTrain(nn.Module):
             if name in weights:
                 p.copy_(weights[name])
         return net
+
+    def to_qasm(self, chunk: int = 0, measure: bool = False) -> str:
+        """The circuit of ``chunk`` with its current angles as OpenQASM 2.0.
+
+        Our wire ``j`` is written as ``q[n-1-j]``, so a measured bitstring read as
+        a binary number (Qiskit's order) is the index ``i`` of the weight that
+        basis state feeds (within the chunk).
+        """
+        return ansatz_to_qasm(self.qnn, chunk, measure)
 
     def parameter_counts(self) -> ParameterCounts:
         qnn = sum(p.numel() for p in self.qnn.parameters())

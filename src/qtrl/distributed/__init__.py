@@ -1,0 +1,15 @@
+"""Dist-QTRL: many agents (QPUs) train one shared model through torch.distributed.
+
+Every update all agents hold identical shared parameters, each collects its
+own episodes and computes a local gradient, the gradients are averaged by one
+flat all-reduce, and every agent applies the same optimizer step (DESIGN §3).
+"""
+
+from .context import AgentContext, init_local, init_torchrun, shutdown, under_torchrun
+from .launch import AgentFailure, launch_local
+from .sync import (DesyncError, allreduce_gradients, broadcast_parameters, check_agreement,
+                   gather_objects, parameter_checksum)
+
+__all__ = ["AgentContext", "init_local", "init_torchrun", "shutdown", "under_torchrun",
+           "AgentFailure", "launch_local", "DesyncError", "allreduce_gradients",
+           "broadcast_parameters", "check_agreement", "gather_objects", "parameter_checksum"]

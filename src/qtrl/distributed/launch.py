@@ -1,0 +1,148 @@
+"""Start N local agents, watch them, and end the whole run when one fails.
+
+Each agent is a spawned process that joins the group through a file store in a
+private temporary directory. The launcher polls its agents: an agent that dies
+ends the run at once; one that stops answering makes the others' collectives
+time out (``timeout_s``), which ends the run too. Either way every remaining
+agent is terminated and :class:`AgentFailure` names the agent at fault.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+import traceback
+from typing import Any, Callable
+
+from .context import AgentContext, init_local, shutdown
+
+__all__ = ["AgentFailure", "launch_local"]
+
+log = logging.getLogger(__name__)
+
+_POLL_S = 0.1
+_GRACE_S = 3.0
+
+
+class AgentFailure(RuntimeError):
+    """An agent died, failed or stopped answering; the run was ended."""
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Leave no orphan: an agent whose launcher vanished exits."""
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os._exit(3)
+            time.sleep(0.5)
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _agent_main(rank: int, world_size: int, store_path: str, timeout_s: float,
+                entry: Callable[[AgentContext, Any], None], payload: Any,
+                errors: "mp.Queue[tuple[int, str]]", parent: int) -> None:
+    _exit_with_parent(parent)
+    ctx = None
+    try:
+        ctx = init_local(rank, world_size, store_path, timeout_s)
+        entry(ctx, payload)
+    except BaseException as err:  # noqa: BLE001 - reported to the launcher, then exit 1
+        last = traceback.format_exception_only(type(err), err)[-1].strip()
+        errors.put((rank, last))
+        log.debug("agent %d failed:\n%s", rank, traceback.format_exc())
+        os._exit(1)
+    finally:
+        if ctx is not None:
+            shutdown(ctx)
+
+
+def _describe(rank: int, proc: mp.Process, messages: dict[int, str]) -> str:
+    code = proc.exitcode
+    if code is None:
+        return f"agent {rank} (pid {proc.pid}) stopped answering"
+    if code < 0:
+        return f"agent {rank} (pid {proc.pid}) was killed by {signal.Signals(-code).name}"
+    return f"agent {rank} (pid {proc.pid}) failed: {messages.get(rank, f'exit code {code}')}"
+
+
+def _culprits(procs: list[mp.Process], messages: dict[int, str]) -> list[int]:
+    killed = [r for r, p in enumerate(procs) if p.exitcode is not None and p.exitcode < 0]
+    if killed:
+        return killed
+    timed_out = any("timed out" in m.lower() or "timeout" in m.lower() or "connection" in m.lower()
+                    for m in messages.values())
+    alive = [r for r, p in enumerate(procs) if p.exitcode is None]
+    if timed_out and alive:
+        return alive
+    failed = [r for r, p in enumerate(procs) if p.exitcode not in (None, 0)
+              and not any(w in messages.get(r, "").lower() for w in ("timed out", "timeout",
+                                                                   "connection"))]
+    return failed or [r for r, p in enumerate(procs) if p.exitcode not in (None, 0)]
+
+
+def _terminate(procs: list[mp.Process]) -> None:
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    deadline = time.monotonic() + _GRACE_S
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join()
+
+
+def launch_local(entry: Callable[[AgentContext, Any], None], n_agents: int, payload: Any,
+                 timeout_s: float = 60.0) -> None:
+    """Run ``entry(ctx, payload)`` in ``n_agents`` processes joined in one group.
+
+    ``entry`` must be a module-level function (it is pickled to spawned
+    processes). Returns when all agents finished; raises :class:`AgentFailure`
+    naming the agent at fault otherwise, with no agent left running.
+    """
+    context = mp.get_context("spawn")
+    errors: mp.Queue = context.Queue()
+    workdir = tempfile.mkdtemp(prefix="qtrl-rendezvous-")
+    store_path = os.path.join(workdir, "store")
+    procs = [context.Process(target=_agent_main, name=f"qtrl-agent-{r}",
+                             args=(r, n_agents, store_path, timeout_s, entry, payload, errors,
+                                   os.getpid()))
+             for r in range(n_agents)]
+    try:
+        for p in procs:
+            p.start()
+        log.info("started %d agents: pids %s", n_agents, [p.pid for p in procs])
+        _wait(procs, errors, timeout_s)
+    finally:
+        _terminate(procs)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _wait(procs: list[mp.Process], errors: "mp.Queue", timeout_s: float) -> None:
+    messages: dict[int, str] = {}
+    failed_at: float | None = None
+    while True:
+        while not errors.empty():
+            rank, msg = errors.get()
+            messages[rank] = msg
+        codes = [p.exitcode for p in procs]
+        if all(c == 0 for c in codes):
+            return
+        if any(c not in (None, 0) for c in codes):
+            failed_at = failed_at or time.monotonic()
+            # Give the others a moment to report (their collectives fail too).
+            settle = all(c is not None for c in codes) or time.monotonic() - failed_at > _GRACE_S
+            if settle:
+                while not errors.empty():
+                    rank, msg = errors.get()
+                    messages[rank] = msg
+                culprits = _culprits(procs, messages)
+                raise AgentFailure("; ".join(_describe(r, procs[r], messages) for r in culprits)
+                                   + "; the run was stopped")
+        time.sleep(_POLL_S)

@@ -1,0 +1,87 @@
+"""What crosses the network each update: one flat all-reduce of the gradients
+of the *trainable* parameters (polylog(k) floats for Quantum-Train), plus a
+periodic checksum that all agents still hold the same parameters."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from .context import AgentContext
+
+__all__ = ["DesyncError", "allreduce_gradients", "broadcast_parameters", "parameter_checksum",
+           "check_agreement", "gather_objects"]
+
+log = logging.getLogger(__name__)
+
+
+class DesyncError(RuntimeError):
+    """Agents no longer hold identical parameters."""
+
+
+def allreduce_gradients(params: Sequence[Tensor], ctx: AgentContext) -> int:
+    """Replace every ``p.grad`` by its mean over the agents; return bytes all-reduced.
+
+    One flat buffer, one all-reduce (as CleanRL's multi-GPU PPO). A parameter
+    without a gradient contributes zeros, so every agent sends the same layout.
+    """
+    params = list(params)
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                      for p in params])
+    if ctx.distributed:
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        flat /= ctx.world_size
+    offset = 0
+    for p in params:
+        size = p.numel()
+        chunk = flat[offset:offset + size].view_as(p)
+        if p.grad is None:
+            p.grad = chunk.clone()
+        else:
+            p.grad.copy_(chunk)
+        offset += size
+    return flat.numel() * flat.element_size()
+
+
+def broadcast_parameters(params: Sequence[Tensor], ctx: AgentContext) -> None:
+    """Copy rank 0's parameters to every agent (start from identical parameters)."""
+    if not ctx.distributed:
+        return
+    with torch.no_grad():
+        for p in params:
+            dist.broadcast(p.data, src=0)
+
+
+def parameter_checksum(params: Sequence[Tensor]) -> Tensor:
+    """Order-sensitive float64 fingerprint of the parameters, shape ``(2,)``."""
+    with torch.no_grad():
+        flat = torch.cat([p.detach().reshape(-1).double() for p in params])
+        weights = torch.arange(1, flat.numel() + 1, dtype=torch.float64)
+        return torch.stack((flat.sum(), (flat * weights).sum()))
+
+
+def check_agreement(params: Sequence[Tensor], ctx: AgentContext, update: int) -> None:
+    """Raise :class:`DesyncError` (on every agent) unless all hold identical parameters."""
+    if not ctx.distributed:
+        return
+    mine = parameter_checksum(params)
+    every = [torch.empty_like(mine) for _ in range(ctx.world_size)]
+    dist.all_gather(every, mine)
+    bad = [r for r, c in enumerate(every) if not torch.equal(c, every[0])]
+    if bad:
+        raise DesyncError(f"update {update}: agent(s) {bad} hold parameters different from "
+                          f"agent 0 (checksums {[c.tolist() for c in every]})")
+    log.debug("update %d: parameters agree on all %d agents", update, ctx.world_size)
+
+
+def gather_objects(obj: Any, ctx: AgentContext) -> list[Any]:
+    """Every agent's ``obj``, in rank order (only meaningful on rank 0)."""
+    if not ctx.distributed:
+        return [obj]
+    out: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(out, obj)
+    return out
