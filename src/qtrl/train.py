@@ -33,19 +33,22 @@ import os
 import pickle
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
 from .config import TrainConfig
 from .errors import UserError
+from .generator import QuantumTrain
 from .logger import Display, Logger, truncate_csv
 from .presets import build_policy
 from .rl.env import env_dims, make_vector_env
-from .rl.policy import build_model, counts_dict, make_actor
+from .rl.policy import Actor, ClassicalPolicy, build_model, counts_dict, make_actor
 from .rl.reinforce import normalise_returns, reinforce_loss
 from .rl.rollout import Rollout, collect_episodes
 
@@ -58,6 +61,7 @@ __all__ = [
     "load_checkpoint",
     "load_policy",
     "moving_average",
+    "reinforce_update",
     "train",
     "update_seeds",
 ]
@@ -210,6 +214,68 @@ def first_solved(returns: np.ndarray, threshold: float | None, window: int = WIN
 
 
 # ------------------------------------------------------------------------------------
+# One update: the hot path of DESIGN §4
+# ------------------------------------------------------------------------------------
+
+class Update(NamedTuple):
+    """What one update did: its episodes, loss parts and timings (seconds)."""
+
+    batch: Rollout
+    loss: float
+    policy_loss: float
+    entropy: float
+    grad_norm: float
+    t_generate: float
+    t_rollout: float
+    t_learn: float
+
+    @property
+    def t_total(self) -> float:
+        return self.t_generate + self.t_rollout + self.t_learn
+
+
+def reinforce_update(model: QuantumTrain | ClassicalPolicy, optimizer: torch.optim.Optimizer,
+                     envs: gym.vector.VectorEnv, episodes: int, env_seeds: list[int] | None,
+                     rng: np.random.Generator, discount: float, entropy: float,
+                     before_step: Callable[[], None] | None = None,
+                     behaviour: Actor | None = None) -> Update:
+    """Collect ``episodes`` complete episodes and take one REINFORCE step.
+
+    Args:
+        before_step: called between backward and the optimizer step (the
+            distributed trainer all-reduces the gradients there).
+        behaviour: benchmarks only — play the episodes with this actor instead
+            of the generated weights (same cost, controlled episode lengths).
+    """
+    t0 = time.perf_counter()
+    # 1. generate the policy weights once for this update (autograd on)
+    weights = model.generate()
+    t1 = time.perf_counter()
+
+    # 2. roll out with the weights detached: batched over the copies, no autograd
+    actor = behaviour or make_actor(model.target, weights)
+    batch = collect_episodes(envs, actor, episodes, rng, env_seeds, discount)
+    t2 = time.perf_counter()
+
+    # 3. one batched, differentiable log-probability pass (functional_call)
+    logits = model(torch.from_numpy(batch.obs), weights=weights)
+    returns = normalise_returns(torch.from_numpy(batch.returns).to(logits.dtype))
+    terms = reinforce_loss(logits, torch.from_numpy(batch.actions), returns, episodes, entropy)
+
+    # 4. backward into circuit angles and mapping model; Adam step
+    optimizer.zero_grad(set_to_none=True)
+    terms.loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    grad_norm = float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])))
+    if before_step is not None:
+        before_step()
+    optimizer.step()
+    t3 = time.perf_counter()
+    return Update(batch, terms.loss.item(), float(terms.policy_loss), float(terms.entropy),
+                  grad_norm, t1 - t0, t2 - t1, t3 - t2)
+
+
+# ------------------------------------------------------------------------------------
 # The training loop
 # ------------------------------------------------------------------------------------
 
@@ -277,35 +343,16 @@ def train(config: TrainConfig, run_dir: Path | str, *, resume: bool = False,
 
     try:
         for update in range(start_update, config.updates):
-            t0 = time.perf_counter()
             n_episodes = min(config.episodes_per_update,
                              config.episodes - update * config.episodes_per_update)
             env_seeds, action_rng = update_seeds(config.seed, update, config.vector_envs)
 
-            # ---- 1. generate the policy weights once for this update ----------------
-            weights = model.generate()
-            t1 = time.perf_counter()
+            # ---- generate once → roll out → log-probabilities → Adam step ------------
+            step = reinforce_update(model, optimizer, envs, n_episodes, env_seeds, action_rng,
+                                    config.gamma, config.entropy)
+            batch = step.batch
 
-            # ---- 2. roll out with the weights detached: batched, no autograd --------
-            batch: Rollout = collect_episodes(envs, make_actor(model.target, weights),
-                                              n_episodes, action_rng, env_seeds, config.gamma)
-            t2 = time.perf_counter()
-
-            # ---- 3. one batched, differentiable log-probability pass ---------------
-            logits = model(torch.from_numpy(batch.obs), weights=weights)
-            returns = normalise_returns(torch.from_numpy(batch.returns).to(logits.dtype))
-            terms = reinforce_loss(logits, torch.from_numpy(batch.actions), returns,
-                                   n_episodes, config.entropy)
-
-            # ---- 4. backward into circuit angles + mapping model, Adam step --------
-            optimizer.zero_grad(set_to_none=True)
-            terms.loss.backward()
-            grad_norm = torch.linalg.vector_norm(torch.stack(
-                [p.grad.norm() for p in model.parameters() if p.grad is not None]))
-            optimizer.step()
-            t3 = time.perf_counter()
-
-            # ---- 5. log and checkpoint --------------------------------------------
+            # ---- log and checkpoint -------------------------------------------------
             env_steps += int(batch.episode_lengths.sum())
             now = wall()
             for ret, length in zip(batch.episode_returns.tolist(),
@@ -320,16 +367,16 @@ def train(config: TrainConfig, run_dir: Path | str, *, resume: bool = False,
             logger.record("rollout/truncated_frac", float(batch.truncated.mean()))
             logger.record("rollout/episodes", len(returns_hist))
             logger.record("rollout/env_steps", env_steps)
-            logger.record("train/loss", terms.loss.item())
-            logger.record("train/policy_loss", float(terms.policy_loss))
-            logger.record("train/entropy", float(terms.entropy))
-            logger.record("train/grad_norm", float(grad_norm))
-            logger.record("time/generate_s", t1 - t0)
-            logger.record("time/rollout_s", t2 - t1)
-            logger.record("time/learn_s", t3 - t2)
-            logger.record("time/update_s", t3 - t0)
+            logger.record("train/loss", step.loss)
+            logger.record("train/policy_loss", step.policy_loss)
+            logger.record("train/entropy", step.entropy)
+            logger.record("train/grad_norm", step.grad_norm)
+            logger.record("time/generate_s", step.t_generate)
+            logger.record("time/rollout_s", step.t_rollout)
+            logger.record("time/learn_s", step.t_learn)
+            logger.record("time/update_s", step.t_total)
             logger.record("time/env_steps_per_s",
-                          float(batch.episode_lengths.sum()) / max(t3 - t0, 1e-9))
+                          float(batch.episode_lengths.sum()) / max(step.t_total, 1e-9))
             logger.record("time/episodes_per_s",
                           done_here / max(time.perf_counter() - t_start, 1e-9))
             logger.record("time/wall_s", now)
