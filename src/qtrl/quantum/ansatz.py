@@ -156,31 +156,31 @@ class RingU3Ansatz(Ansatz):
                 for w, (wires, _, _) in enumerate(self._windows)]
 
     def _window_matrices(self) -> Tensor:
-        """Every window of every layer and circuit, built as one batched circuit.
+        """Every window of every layer and circuit, in one vectorised build.
 
-        A window over wires lo..lo+g-1 is (CU chain) · (⊗ U3): a U3 commutes with
-        all earlier gates on other wires, so within a window all its U3s can go
+        A window over g wires is (CU chain) · (⊗ U3): a U3 commutes with all
+        earlier gates on other wires, so within a window all its U3s can go
         first. Slots of gates that belong to another window hold the identity.
-        The window's matrix is that g-wire circuit run on the identity, viewed as
-        a 2g-qubit state (rows = the window's wires) — by the same adjoint-
-        differentiated simulator, batched over (circuits, layers, windows).
+        Plain autograd differentiates the build: its matrices are small.
         Returns ``(C, L, W, 2^g, 2^g)``.
         """
         g = self.fuse_qubits
-        c, ell, n_win = self.circuits, self.layers, len(self._windows)
-        batch = c * ell * n_win
+        c, ell = self.circuits, self.layers
         angles = torch.cat((self.u3_angles, self.cu3_angles,
                             self.u3_angles.new_zeros(c, ell, 1, 3)), 2)  # (C, L, 2n+1, 3)
         table = gates.u3_from_angles(angles)       # U3 of wires, CU3 targets, identity (U3(0))
-        u_slots = table[:, :, self._u_index].reshape(batch, g, 2, 2).unbind(1)
-        cu_slots = gates.controlled(table[:, :, self._cu_index]).reshape(
-            batch, g - 1, 4, 4).unbind(1)
-        template = [Operation(m.unsqueeze(0), (s,)) for s, m in enumerate(u_slots)]
-        template += [Operation(m.unsqueeze(0), (s, s + 1)) for s, m in enumerate(cu_slots)]
+        u_slots = table[:, :, self._u_index].unbind(-3)                  # g × (C, L, W, 2, 2)
+        cu_slots = gates.controlled(table[:, :, self._cu_index]).unbind(-3)  # g-1 × (..., 4, 4)
+        mat = u_slots[0]
+        for b in u_slots[1:]:  # Kronecker product, first wire most significant
+            d = mat.shape[-1]
+            mat = (mat[..., :, None, :, None] * b[..., None, :, None, :]).reshape(
+                *mat.shape[:-2], 2 * d, 2 * d)
         dim = 2**g
-        identity = torch.eye(dim, dtype=table.dtype, device=table.device).reshape(1, dim * dim)
-        out = run_layers(template, 2 * g, 1, batch, table.dtype, identity.expand(batch, -1))
-        return out.reshape(c, ell, n_win, dim, dim)
+        for s, cu in enumerate(cu_slots):  # CU on rows (s, s+1): one batched matmul
+            rows = mat.reshape(*mat.shape[:-2], 2**s, 4, -1)
+            mat = (cu.unsqueeze(-3) @ rows).reshape(*mat.shape[:-2], dim, dim)
+        return mat
 
     def gates(self) -> list[Gate]:
         out: list[Gate] = []

@@ -20,6 +20,7 @@ memory is a few states, independent of circuit depth.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple, Sequence
 
 import torch
@@ -58,11 +59,13 @@ def num_qubits(state: Tensor) -> int:
     return state.dim() - 1
 
 
-def _is_ascending_range(wires: Sequence[int]) -> bool:
+@functools.lru_cache(maxsize=4096)
+def _is_ascending_range(wires: tuple[int, ...]) -> bool:
     return all(b == a + 1 for a, b in zip(wires, wires[1:]))
 
 
-def _layout(wires: Sequence[int], n: int) -> tuple[list[int], list[int], list[int]]:
+@functools.lru_cache(maxsize=4096)
+def _layout(wires: tuple[int, ...], n: int) -> tuple[list[int], list[int], list[int]]:
     """A few-axis view of ``n`` qubits for moving ``wires`` to the end.
 
     Returns ``(shape, rest_axes, wire_axes)``: the state viewed with ``shape``
