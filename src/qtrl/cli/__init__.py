@@ -13,13 +13,13 @@ from typing import Sequence
 
 from ..errors import UserError
 from ..quantum.memory import StatevectorTooLarge
-from . import bench, info
+from . import bench, export, info
 from . import eval as eval_cmd
 from . import train as train_cmd
 
 __all__ = ["main", "build_parser"]
 
-SUBCOMMANDS = [info, bench, train_cmd, eval_cmd]
+SUBCOMMANDS = [info, bench, train_cmd, eval_cmd, export]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ BENCHES = {
     "simulator": "simulator",
     "generation": "generation",
     "training": "training",
+    "inference": "inference",
 }
 
 

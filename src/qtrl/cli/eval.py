@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..errors import UserError
+
 __all__ = ["register", "run"]
 
 
@@ -13,7 +15,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a trained run's classical policy",
                        description="Load RUN_DIR's generated weights into the plain policy "
                                    "network (no circuit is simulated) and play episodes.")
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a qtrl train run directory")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                   help="a qtrl train run directory, or a policy file written by qtrl export "
+                        "(.onnx runs on ONNX Runtime, .pt2, .pt)")
+    p.add_argument("--env", metavar="ENV_ID",
+                   help="environment for a policy file (default: the one stored in it)")
     p.add_argument("--episodes", type=int, default=100, help="episodes to play (default: 100)")
     p.add_argument("--greedy", action="store_true",
                    help="take the most probable action instead of sampling")
@@ -25,7 +31,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..train import evaluate, load_policy
+    from .export import is_policy_file, run_eval_file
 
+    if is_policy_file(args.run_dir):
+        return run_eval_file(args)
+    if args.env is not None:
+        raise UserError(f"--env {args.env}: only for an exported policy file; a run is "
+                        f"evaluated on the environment it was trained on")
     torch.set_num_threads(1)
     policy, config = load_policy(args.run_dir)
     returns = evaluate(policy, config, args.episodes, greedy=args.greedy, seed=args.seed)

@@ -1,0 +1,105 @@
+"""``qtrl export RUN_DIR``: the trained run's classical policy as a deployable file
+(``state_dict`` ``.pt``, ``torch.export`` ``.pt2`` or ONNX ``.onnx``), no quantum part.
+
+Also home of :func:`run_eval_file`, the ``qtrl eval FILE.onnx|FILE.pt2|FILE.pt``
+branch of ``qtrl eval``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import UserError
+
+__all__ = ["is_policy_file", "register", "run", "run_eval_file"]
+
+FORMAT_CHOICES = ("state_dict", "exported", "onnx")   # = qtrl.export.FORMATS (no torch import)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export", help="write a run's classical policy as state_dict, torch.export or ONNX",
+        description="Write RUN_DIR's generated classical policy (no quantum part) as a "
+                    "state_dict (.pt, loads with torch.load(weights_only=True)), a "
+                    "torch.export program (.pt2) or a single-file ONNX model (.onnx); all "
+                    "take observations (batch, obs_dim) float32 with any batch size and "
+                    "return logits (batch, n_actions).")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a qtrl train run directory")
+    p.add_argument("--format", dest="fmt", metavar="{" + ",".join(FORMAT_CHOICES) + "}",
+                   default=None, help="file format (default: from the suffix of -o, else onnx)")
+    p.add_argument("-o", "--output", type=Path, metavar="FILE",
+                   help="file to write (default: RUN_DIR/policy.onnx|.pt2|.pt)")
+    p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    p.set_defaults(func=run)
+
+
+def _choose_format(fmt: str | None, output: Path | None) -> str:
+    from ..export import FORMATS, SUFFIXES
+
+    if fmt is not None and fmt not in FORMATS:
+        raise UserError(f"--format {fmt!r}: choose from {', '.join(FORMATS)}")
+    if output is None:
+        return fmt or "onnx"
+    suffix = output.suffix.lower()
+    implied = SUFFIXES.get(suffix)
+    if fmt is None:
+        if implied is None:
+            raise UserError(f"-o {output}: cannot tell the format from {suffix or 'no suffix'!r}; "
+                            f"give --format ({', '.join(FORMATS)}) or a "
+                            f"{'/'.join(FORMATS.values())} file name")
+        return implied
+    if implied is not None and implied != fmt:
+        raise UserError(f"-o {output}: a {suffix} file would be read back as {implied}, "
+                        f"not {fmt}; name it *{FORMATS[fmt]}")
+    if implied is None:
+        raise UserError(f"-o {output}: --format {fmt} files must end in {FORMATS[fmt]} "
+                        f"(so that qtrl eval and load_exported recognise them)")
+    return fmt
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..export import FORMATS, PolicyMeta, export_policy
+    from ..train import load_policy
+
+    fmt = _choose_format(args.fmt, args.output)
+    output = args.output or Path(args.run_dir) / f"policy{FORMATS[fmt]}"
+    policy, config = load_policy(args.run_dir)
+    meta = PolicyMeta.from_policy(policy, config.env, config.max_steps, config.mode)
+    path = export_policy(policy, output, fmt, meta, overwrite=args.force)
+    print(f"wrote {path} ({fmt}, policy {meta.architecture} for {meta.env_id}, "
+          f"{path.stat().st_size} bytes)")
+    return 0
+
+
+# ------------------------------------------------------------------------------------
+# qtrl eval FILE
+# ------------------------------------------------------------------------------------
+
+def is_policy_file(path: Path | str) -> bool:
+    """Whether ``qtrl eval PATH`` means an exported policy file rather than a run
+    directory: a path that is not a directory and ends in .onnx, .pt2, .pt or .pth."""
+    path = Path(path)
+    return not path.is_dir() and path.suffix.lower() in (".onnx", ".pt2", ".pt", ".pth")
+
+
+def run_eval_file(args: argparse.Namespace) -> int:
+    """``qtrl eval FILE``: play episodes with an exported policy (ONNX on ONNX Runtime).
+
+    Reads ``args.run_dir`` (the file), ``args.episodes``, ``args.greedy``,
+    ``args.seed`` and, when present, ``args.env`` (default: the file's).
+    """
+    import torch
+
+    from ..export import evaluate_exported
+
+    torch.set_num_threads(1)
+    returns, meta = evaluate_exported(args.run_dir, getattr(args, "env", None), args.episodes,
+                                      greedy=args.greedy, seed=args.seed)
+    env_id = getattr(args, "env", None) or meta.env_id
+    std = returns.std(ddof=1) if len(returns) > 1 else 0.0
+    how = "greedy" if args.greedy else "sampled"
+    print(f"{env_id} ({Path(args.run_dir).name}, {meta.architecture}, {how} actions): return "
+          f"{returns.mean():.2f} ± {std:.2f} over {len(returns)} episodes "
+          f"(min {returns.min():.2f}, max {returns.max():.2f})")
+    return 0
