@@ -13,8 +13,15 @@ import time
 import pytest
 import torch
 
-from qtrl.distributed import (AgentContext, AgentFailure, DesyncError, allreduce_gradients,
-                              check_agreement, launch_local, parameter_checksum)
+from qtrl.distributed import (
+    AgentContext,
+    AgentFailure,
+    DesyncError,
+    allreduce_gradients,
+    check_agreement,
+    launch_local,
+    parameter_checksum,
+)
 
 
 def _entry_allreduce(ctx: AgentContext, out_dir: str) -> None:

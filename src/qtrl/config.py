@@ -56,6 +56,7 @@ class TrainConfig:
     qt_beta: float = _f(1.0, "β of the probability post-processing")
     qt_alpha: float = _f(1.0, "α of the probability post-processing")
     lr: float = _f(1e-3, "Adam learning rate")
+    anneal_lr: bool = _f(False, "decay the learning rate linearly to 0 over the run")
     gamma: float = _f(0.99, "discount of the returns")
     entropy: float = _f(0.0, "entropy bonus coefficient")
     episodes: int = _f(1000, "training episodes")
@@ -64,11 +65,17 @@ class TrainConfig:
     autoreset: str = _f("same-step", "Gymnasium vector autoreset mode of the roll-outs",
                         choices=AUTORESET_MODES)
     seed: int = _f(0, "seed of the initial parameters, environments and action sampling")
+    agents: int = _f(1, "agents (QPUs) training the shared model in parallel; each collects "
+                        "--episodes-per-update episodes per update (Dist-QTRL)")
+    agent_timeout: float = _f(60.0, "seconds an agent may stay silent before the run is ended")
+    sync_check_every: int = _f(10, "updates between checks that all agents hold identical "
+                                   "parameters")
     checkpoint_every: int = _f(10, "updates between checkpoints (and at the end)")
     solve_threshold: float | None = _f(None, "100-episode average return that counts as solved")
 
     def __post_init__(self) -> None:
-        for name in ("layers", "episodes", "episodes_per_update", "chunks", "checkpoint_every"):
+        for name in ("layers", "episodes", "episodes_per_update", "chunks", "checkpoint_every",
+                     "agents", "sync_check_every"):
             _positive(name, getattr(self, name))
         for name in ("n_actions", "max_steps", "num_envs"):
             if getattr(self, name) is not None:
@@ -78,6 +85,9 @@ class TrainConfig:
             if not sizes or any(not isinstance(s, int) or s < 1 for s in sizes):
                 raise UserError(f"{_flag(name)} {' '.join(map(str, sizes))}: sizes must be "
                                 f"one or more positive integers")
+        if not (math.isfinite(self.agent_timeout) and self.agent_timeout > 0):
+            raise UserError(f"--agent-timeout {self.agent_timeout}: must be a positive number "
+                            f"of seconds")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise UserError(f"--lr {self.lr}: the learning rate must be a positive number")
         if not 0.0 <= self.gamma <= 1.0:
@@ -100,8 +110,14 @@ class TrainConfig:
 
     @property
     def updates(self) -> int:
-        """Optimizer steps of the run (the last one may collect fewer episodes)."""
-        return math.ceil(self.episodes / self.episodes_per_update)
+        """Optimizer steps of the run: ``episodes`` counts all agents' episodes
+        (the last update may collect fewer per agent)."""
+        return math.ceil(self.episodes / (self.episodes_per_update * self.agents))
+
+    def episodes_in_update(self, update: int) -> int:
+        """Episodes each agent collects in ``update`` (0-based)."""
+        left = self.episodes - update * self.episodes_per_update * self.agents
+        return max(1, min(self.episodes_per_update, math.ceil(left / self.agents)))
 
     @property
     def vector_envs(self) -> int:

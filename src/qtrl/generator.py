@@ -21,20 +21,24 @@ Basis state ``i`` is read with wire 0 as its most significant bit.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
 from .quantum.ansatz import ANSATZE, Ansatz
+from .quantum.backends import circuit_of, make_backend
+from .quantum.estimators import GradientEstimator, check_gradient_setup, make_estimator
 from .quantum.memory import check_statevector_fits
 from .quantum.qasm import ansatz_to_qasm
 
-__all__ = ["QuantumTrain", "ParameterCounts", "ACTIVATIONS", "qubits_for"]
+__all__ = ["ACTIVATIONS", "ParameterCounts", "QuantumTrain", "qubits_for"]
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +78,7 @@ class ParameterCounts:
 def _mlp(sizes: Sequence[int], activation: str) -> nn.Sequential:
     act = ACTIVATIONS[activation]
     mods: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         mods.append(nn.Linear(a, b))
         if act is not None and i < len(sizes) - 2:
             mods.append(act())
@@ -102,13 +106,27 @@ class QuantumTrain(nn.Module):
         mapping_activation: activation between mapping layers
             (``"none"`` is the reference's purely linear mapping).
         dtype: real dtype of the angles (float32 → complex64 simulation).
+        backend: where the circuits run: ``torch`` (ours), ``pennylane``
+            (``pennylane:lightning.qubit``), ``qiskit`` (see
+            :func:`qtrl.quantum.backends.make_backend`).
+        shots: samples per circuit; ``None`` = exact probabilities.
+        noise: Qiskit Aer noise spec, e.g. ``"depolarizing:0.01,readout:0.02"``.
+        grad: ``backprop`` (autograd through the exact torch simulator, the
+            default), ``parameter-shift`` or ``spsa`` (circuit angles' gradients
+            from extra circuit runs; see :mod:`qtrl.quantum.estimators`).
+        seed: seed of the backend's sampling and of SPSA's directions.
+        grad_options: extra options of the estimator (SPSA ``c``, ``samples``;
+            ``max_batch``; ``partition``, ``combine``).
     """
 
     def __init__(self, target: nn.Module, layers: int, mapping_hidden: Sequence[int] = (10, 10, 10),
                  gamma: float = 0.1, beta: float = 1.0, alpha: float = 1.0, chunks: int = 1,
                  ansatz: str = "ring-u3", mapping_activation: str = "tanh",
-                 dtype: torch.dtype = torch.float32) -> None:
+                 dtype: torch.dtype = torch.float32, backend: str = "torch",
+                 shots: int | None = None, noise: str | None = None, grad: str = "backprop",
+                 seed: int = 0, grad_options: Mapping[str, Any] | None = None) -> None:
         super().__init__()
+        check_gradient_setup(backend, shots, noise, grad)
         if ansatz not in ANSATZE:
             raise ValueError(f"unknown ansatz {ansatz!r}; choose from {sorted(ANSATZE)}")
         if mapping_activation not in ACTIVATIONS:
@@ -134,6 +152,21 @@ class QuantumTrain(nn.Module):
         width = self.n_qubits + self.chunk_bits + 1
         self.mapping = _mlp([width, *self.mapping_hidden, 1], mapping_activation)
         self.register_buffer("features", self._index_features(), persistent=False)
+        self.backend_name, self.shots, self.noise, self.grad = backend, shots, noise, grad
+        # Not a module: the estimator holds the backend (an SDK object), no parameters.
+        self._estimator: tuple[GradientEstimator, ...] = ()
+        if grad != "backprop":
+            options = dict(grad_options or {})
+            if grad == "spsa":  # a stream of its own, apart from the backend's sampling
+                options.setdefault("seed", seed + 1_000_003)
+            qpu = make_backend(backend, shots=shots, noise=noise, seed=seed)
+            template, _ = circuit_of(self.qnn)
+            self._estimator = (make_estimator(grad, qpu, template, **options),)
+
+    @property
+    def estimator(self) -> GradientEstimator | None:
+        """The circuit gradient estimator (counts, partition), or None for backprop."""
+        return self._estimator[0] if self._estimator else None
 
     @property
     def target(self) -> nn.Module:
@@ -152,7 +185,11 @@ class QuantumTrain(nn.Module):
 
     def probabilities(self) -> Tensor:
         """Circuit probabilities of the ``k`` weights' basis states, ``(k,)``."""
-        probs = self.qnn()                              # (Q, 2^n)
+        if self._estimator:
+            _, angles = circuit_of(self.qnn)            # (Q, P), differentiable
+            probs = self._estimator[0](angles)          # (Q, 2^n) from the backend
+        else:
+            probs = self.qnn()                          # (Q, 2^n)
         return probs[:, : self.chunk_size].reshape(-1)[: self.k]
 
     def generate_flat(self) -> Tensor:

@@ -43,6 +43,13 @@ import torch
 from torch import nn
 
 from .config import TrainConfig
+from .distributed import (
+    AgentContext,
+    allreduce_gradients,
+    broadcast_parameters,
+    check_agreement,
+    gather_objects,
+)
 from .errors import UserError
 from .generator import QuantumTrain
 from .logger import Display, Logger, truncate_csv
@@ -71,6 +78,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
 WINDOW = 100  # episodes in the moving average
+SINGLE_AGENT = AgentContext()  # not distributed
 
 
 # ------------------------------------------------------------------------------------
@@ -280,10 +288,18 @@ def reinforce_update(model: QuantumTrain | ClassicalPolicy, optimizer: torch.opt
 # ------------------------------------------------------------------------------------
 
 def train(config: TrainConfig, run_dir: Path | str, *, resume: bool = False,
-          display: Display | None = None, tensorboard: bool = True) -> dict[str, Any]:
+          display: Display | None = None, tensorboard: bool = True,
+          ctx: AgentContext = SINGLE_AGENT) -> dict[str, Any]:
     """Train ``config`` into ``run_dir`` (created by :func:`create_run_dir`, or a run
-    to continue when ``resume``). Returns the summary also written to ``summary.json``."""
+    to continue when ``resume``). Returns the summary also written to ``summary.json``.
+
+    With several agents (``ctx``; one process each) every agent runs this same
+    loop on its own environments; one all-reduce per update averages the
+    gradients, so all agents take the same optimizer step (Dist-QTRL, DESIGN §3).
+    Agent 0 owns the run directory; the others write nothing and return ``{}``.
+    """
     run_dir = Path(run_dir)
+    main = ctx.is_main
 
     # ---- set-up: model, optimizer, environments --------------------------------------
     obs_dim, n_actions = check_config(config)
@@ -291,7 +307,13 @@ def train(config: TrainConfig, run_dir: Path | str, *, resume: bool = False,
     np.random.seed(config.seed % 2**32)
     random.seed(config.seed)
     model = build_model(config, obs_dim, n_actions)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    params = list(model.parameters())
+    broadcast_parameters(params, ctx)  # the same seed gives the same start; make sure
+    optimizer = torch.optim.Adam(params, lr=config.lr)
+    traffic = {"bytes": 0}
+
+    def average_gradients() -> None:  # between backward and the Adam step
+        traffic["bytes"] = allreduce_gradients(params, ctx)
     start_update, wall_offset, env_steps = 0, 0.0, 0
     returns_hist: list[float] = []
     lengths_hist: list[int] = []
@@ -308,16 +330,20 @@ def train(config: TrainConfig, run_dir: Path | str, *, resume: bool = False,
         wall_offset = float(state["wall_time"])
         returns_hist = state["episode_returns"].tolist()
         lengths_hist = state["episode_lengths"].tolist()
-        truncate_csv(run_dir / "metrics.csv", len(returns_hist))
-        truncate_csv(run_dir / "progress.csv", start_update)
+        if main:
+            truncate_csv(run_dir / "metrics.csv", len(returns_hist))
+            truncate_csv(run_dir / "progress.csv", start_update)
         log.info("resuming %s at update %d (episode %d)", run_dir, start_update,
                  len(returns_hist))
-    _atomic_write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+    if main:
+        _atomic_write_text(run_dir / "config.json",
+                           json.dumps(config.to_dict(), indent=2) + "\n")
 
     envs = make_vector_env(config.env, config.vector_envs, config.max_steps, config.autoreset)
     logger = Logger(run_dir, display, purge_step=start_update if resume else None,
-                    tensorboard=tensorboard)
-    logger.display.start(config.episodes, len(returns_hist))
+                    tensorboard=tensorboard) if main else None
+    if logger is not None:
+        logger.display.start(config.episodes, len(returns_hist))
     t_start = time.perf_counter()
     episodes_at_start = len(returns_hist)
 
@@ -325,6 +351,8 @@ def train(config: TrainConfig, run_dir: Path | str, *, resume: bool = False,
         return wall_offset + time.perf_counter() - t_start
 
     def checkpoint(next_update: int) -> None:
+        if not main:
+            return
         save_checkpoint(run_dir / CHECKPOINT, {
             "format": CHECKPOINT_FORMAT,
             "config": json.dumps(config.to_dict()),
@@ -337,31 +365,39 @@ def train(config: TrainConfig, run_dir: Path | str, *, resume: bool = False,
             "episode_returns": torch.tensor(returns_hist, dtype=torch.float64),
             "episode_lengths": torch.tensor(lengths_hist, dtype=torch.int64),
             "rng": _rng_state(),
-            "env_seeding": {"seed": config.seed, "agent": 0,
+            "env_seeding": {"seed": config.seed, "agents": config.agents,
                             "scheme": "SeedSequence(seed, spawn_key=(agent, update, 0))"},
         })
 
     try:
         for update in range(start_update, config.updates):
-            n_episodes = min(config.episodes_per_update,
-                             config.episodes - update * config.episodes_per_update)
-            env_seeds, action_rng = update_seeds(config.seed, update, config.vector_envs)
+            n_episodes = config.episodes_in_update(update)
+            env_seeds, action_rng = update_seeds(config.seed, update, config.vector_envs,
+                                                 agent=ctx.rank)
 
-            # ---- generate once → roll out → log-probabilities → Adam step ------------
+            # ---- generate once → roll out → log-probabilities → (all-reduce) → Adam --
             step = reinforce_update(model, optimizer, envs, n_episodes, env_seeds, action_rng,
-                                    config.gamma, config.entropy)
+                                    config.gamma, config.entropy,
+                                    before_step=average_gradients if ctx.distributed else None)
             batch = step.batch
 
-            # ---- log and checkpoint -------------------------------------------------
-            env_steps += int(batch.episode_lengths.sum())
+            # ---- agents agree? then agent 0 logs everyone's episodes and checkpoints --
+            if ctx.distributed and (update + 1) % config.sync_check_every == 0:
+                check_agreement(params, ctx, update + 1)
+            every_agent = gather_objects((batch.episode_returns.tolist(),
+                                          batch.episode_lengths.tolist()), ctx)
+            if logger is None:
+                continue
             now = wall()
-            for ret, length in zip(batch.episode_returns.tolist(),
-                                   batch.episode_lengths.tolist()):
-                returns_hist.append(ret)
-                lengths_hist.append(length)
-                logger.episode(update + 1, len(returns_hist), ret, length, now)
+            for agent, (rets, lens) in enumerate(every_agent):
+                for ret, length in zip(rets, lens):
+                    env_steps += int(length)
+                    returns_hist.append(ret)
+                    lengths_hist.append(length)
+                    logger.episode(update + 1, len(returns_hist), ret, length, now, agent)
             done_here = len(returns_hist) - episodes_at_start
-            logger.record("rollout/return_mean", float(batch.episode_returns.mean()))
+            logger.record("rollout/return_mean",
+                          float(np.mean([r for rets, _ in every_agent for r in rets])))
             logger.record("rollout/return_avg100", float(np.mean(returns_hist[-WINDOW:])))
             logger.record("rollout/length_mean", float(batch.episode_lengths.mean()))
             logger.record("rollout/truncated_frac", float(batch.truncated.mean()))
@@ -371,6 +407,7 @@ def train(config: TrainConfig, run_dir: Path | str, *, resume: bool = False,
             logger.record("train/policy_loss", step.policy_loss)
             logger.record("train/entropy", step.entropy)
             logger.record("train/grad_norm", step.grad_norm)
+            logger.record("train/lr", optimizer.param_groups[0]["lr"])
             logger.record("time/generate_s", step.t_generate)
             logger.record("time/rollout_s", step.t_rollout)
             logger.record("time/learn_s", step.t_learn)
@@ -386,7 +423,10 @@ def train(config: TrainConfig, run_dir: Path | str, *, resume: bool = False,
                 checkpoint(update + 1)
     finally:
         envs.close()
-        logger.close()
+        if logger is not None:
+            logger.close()
+    if not main:
+        return {}
 
     # ---- finish: summary and learning curve --------------------------------------------
     returns_arr = np.asarray(returns_hist)
@@ -397,6 +437,9 @@ def train(config: TrainConfig, run_dir: Path | str, *, resume: bool = False,
         "seed": config.seed,
         "episodes": len(returns_hist),
         "updates": config.updates,
+        "agents": config.agents,
+        "bytes_allreduced_per_update": traffic["bytes"],
+        "bytes_allreduced_per_update_classical_dp": 4 * counts_dict(model)["target_weights"],
         "env_steps": env_steps,
         "wall_time_s": round(wall(), 3),
         "final_return_avg100": float(np.mean(returns_arr[-WINDOW:])) if len(returns_arr) else None,

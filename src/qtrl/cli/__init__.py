@@ -9,15 +9,16 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
+from ..distributed.launch import AgentFailure
 from ..errors import UserError
 from ..quantum.memory import StatevectorTooLarge
 from . import bench, export, info
 from . import eval as eval_cmd
 from . import train as train_cmd
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 SUBCOMMANDS = [info, bench, train_cmd, eval_cmd, export]
 
@@ -42,6 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UserError, StatevectorTooLarge) as err:
         print(f"qtrl {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except AgentFailure as err:
+        print(f"qtrl {args.command}: error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"qtrl {args.command}: interrupted", file=sys.stderr)
         return 130

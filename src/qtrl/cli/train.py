@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 from ..config import TrainConfig, add_dataclass_flags, config_from_flags, given_flags
+from ..distributed import under_torchrun
+from ..distributed.run import check_agent_count, train_local, train_torchrun
 
 __all__ = ["PlainDisplay", "RichDisplay", "register", "run"]
 
@@ -47,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     if args.threads < 1:
         raise UserError(f"--threads {args.threads}: must be a positive integer")
     torch.set_num_threads(args.threads)
+    if under_torchrun():
+        return _run_torchrun(args)
     if args.resume is not None:
         if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
             raise UserError("give either --out (a new run) or --resume RUN_DIR, not both")
@@ -63,19 +67,60 @@ def run(args: argparse.Namespace) -> int:
     else:
         config = config_from_flags(args)
         check_config(config)                                # before anything is written
+        run_dir = None
+    warning = check_agent_count(config.agents)              # refuses absurd counts
+    if run_dir is None:
         run_dir = create_run_dir(args.out, config)
 
+    if warning:
+        print(f"qtrl train: warning: {warning}", file=sys.stderr)
     display = RichDisplay() if sys.stdout.isatty() else PlainDisplay()
+    agents = f", {config.agents} agents" if config.agents > 1 else ""
     print(f"{'resuming' if args.resume else 'training'} {config.mode} on {config.env} "
-          f"(seed {config.seed}) -> {run_dir}", flush=True)
-    summary = train(config, run_dir, resume=args.resume is not None, display=display,
-                    tensorboard=not args.no_tensorboard)
+          f"(seed {config.seed}{agents}) -> {run_dir}", flush=True)
+    if config.agents > 1:
+        train_local(config, run_dir, resume=args.resume is not None,
+                    tensorboard=not args.no_tensorboard, display=display, threads=args.threads)
+        summary = json.loads((run_dir / "summary.json").read_text())
+    else:
+        summary = train(config, run_dir, resume=args.resume is not None, display=display,
+                        tensorboard=not args.no_tensorboard)
     solved = summary["solved_at_episode"]
     print(f"done: {summary['episodes']} episodes, {summary['env_steps']} steps in "
           f"{summary['wall_time_s']:.1f} s; final 100-episode average "
           f"{summary['final_return_avg100']:.2f}"
           + (f"; solved at episode {solved}" if solved else "")
           + f"\nrun directory: {run_dir}")
+    return 0
+
+
+def _run_torchrun(args: argparse.Namespace) -> int:
+    """One agent of a torchrun group: ``--agents`` is the world size, ``--out`` (or
+    ``--resume``) the shared run directory; a restarted group resumes from it."""
+    import os
+    from dataclasses import replace
+
+    from ..errors import UserError
+    from ..train import check_config, load_checkpoint
+
+    run_dir = args.resume or args.out
+    if run_dir is None:
+        raise UserError("under torchrun give --out RUN_DIR (a directory every agent sees)")
+    run_dir = Path(run_dir)
+    if (run_dir / "config.json").exists():
+        config, _ = load_checkpoint(run_dir) if (run_dir / "checkpoint.pt").exists() else (
+            TrainConfig.load(run_dir / "config.json"), None)
+    else:
+        config = config_from_flags(args)
+    config = replace(config, agents=int(os.environ["WORLD_SIZE"]))
+    check_config(config)
+    display = PlainDisplay()
+    train_torchrun(config, run_dir, tensorboard=not args.no_tensorboard, display=display)
+    if int(os.environ.get("RANK", "0")) == 0:
+        summary = json.loads((run_dir / "summary.json").read_text())
+        print(f"done: {summary['episodes']} episodes by {summary['agents']} agents in "
+              f"{summary['wall_time_s']:.1f} s; final 100-episode average "
+              f"{summary['final_return_avg100']:.2f}\nrun directory: {run_dir}", flush=True)
     return 0
 
 

@@ -7,9 +7,27 @@ flat all-reduce, and every agent applies the same optimizer step (DESIGN §3).
 
 from .context import AgentContext, init_local, init_torchrun, shutdown, under_torchrun
 from .launch import AgentFailure, launch_local
-from .sync import (DesyncError, allreduce_gradients, broadcast_parameters, check_agreement,
-                   gather_objects, parameter_checksum)
+from .sync import (
+                   DesyncError,
+                   allreduce_gradients,
+                   broadcast_parameters,
+                   check_agreement,
+                   gather_objects,
+                   parameter_checksum,
+)
 
-__all__ = ["AgentContext", "init_local", "init_torchrun", "shutdown", "under_torchrun",
-           "AgentFailure", "launch_local", "DesyncError", "allreduce_gradients",
-           "broadcast_parameters", "check_agreement", "gather_objects", "parameter_checksum"]
+__all__ = [
+                   "AgentContext",
+                   "AgentFailure",
+                   "DesyncError",
+                   "allreduce_gradients",
+                   "broadcast_parameters",
+                   "check_agreement",
+                   "gather_objects",
+                   "init_local",
+                   "init_torchrun",
+                   "launch_local",
+                   "parameter_checksum",
+                   "shutdown",
+                   "under_torchrun",
+]

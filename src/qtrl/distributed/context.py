@@ -75,8 +75,8 @@ def init_torchrun(timeout_s: float) -> AgentContext:
     backend = _backend()
     dist.init_process_group(backend, init_method="env://", timeout=timedelta(seconds=timeout_s))
     ctx = AgentContext(dist.get_rank(), dist.get_world_size(),
-                       int(os.environ.get("LOCAL_RANK", 0)), backend,
-                       int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)))
+                       int(os.environ.get("LOCAL_RANK", "0")), backend,
+                       int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")))
     log.debug("agent %d/%d joined via torchrun (restart %d)", ctx.rank, ctx.world_size, ctx.restart)
     return ctx
 

@@ -18,7 +18,8 @@ import tempfile
 import threading
 import time
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .context import AgentContext, init_local, shutdown
 
@@ -46,7 +47,7 @@ def _exit_with_parent(parent: int) -> None:
 
 def _agent_main(rank: int, world_size: int, store_path: str, timeout_s: float,
                 entry: Callable[[AgentContext, Any], None], payload: Any,
-                errors: "mp.Queue[tuple[int, str]]", parent: int) -> None:
+                errors: mp.Queue[tuple[int, str]], parent: int) -> None:
     _exit_with_parent(parent)
     ctx = None
     try:
@@ -56,6 +57,8 @@ def _agent_main(rank: int, world_size: int, store_path: str, timeout_s: float,
         last = traceback.format_exception_only(type(err), err)[-1].strip()
         errors.put((rank, last))
         log.debug("agent %d failed:\n%s", rank, traceback.format_exc())
+        errors.close()
+        errors.join_thread()  # flush the report before the hard exit below
         os._exit(1)
     finally:
         if ctx is not None:
@@ -124,13 +127,22 @@ def launch_local(entry: Callable[[AgentContext, Any], None], n_agents: int, payl
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _wait(procs: list[mp.Process], errors: "mp.Queue", timeout_s: float) -> None:
+def _drain(errors: "mp.Queue", messages: dict[int, str], wait: float = 0.5) -> None:
+    """Collect the agents' failure reports (waiting up to ``wait`` s for late ones)."""
+    import queue
+    while True:
+        try:
+            rank, msg = errors.get(timeout=wait) if wait else errors.get_nowait()
+        except queue.Empty:
+            return
+        messages[rank] = msg
+
+
+def _wait(procs: list[mp.Process], errors: mp.Queue, timeout_s: float) -> None:
     messages: dict[int, str] = {}
     failed_at: float | None = None
     while True:
-        while not errors.empty():
-            rank, msg = errors.get()
-            messages[rank] = msg
+        _drain(errors, messages, wait=0.0)
         codes = [p.exitcode for p in procs]
         if all(c == 0 for c in codes):
             return
@@ -139,9 +151,7 @@ def _wait(procs: list[mp.Process], errors: "mp.Queue", timeout_s: float) -> None
             # Give the others a moment to report (their collectives fail too).
             settle = all(c is not None for c in codes) or time.monotonic() - failed_at > _GRACE_S
             if settle:
-                while not errors.empty():
-                    rank, msg = errors.get()
-                    messages[rank] = msg
+                _drain(errors, messages)
                 culprits = _culprits(procs, messages)
                 raise AgentFailure("; ".join(_describe(r, procs[r], messages) for r in culprits)
                                    + "; the run was stopped")

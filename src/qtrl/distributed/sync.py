@@ -5,7 +5,8 @@ periodic checksum that all agents still hold the same parameters."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -13,8 +14,14 @@ from torch import Tensor
 
 from .context import AgentContext
 
-__all__ = ["DesyncError", "allreduce_gradients", "broadcast_parameters", "parameter_checksum",
-           "check_agreement", "gather_objects"]
+__all__ = [
+    "DesyncError",
+    "allreduce_gradients",
+    "broadcast_parameters",
+    "check_agreement",
+    "gather_objects",
+    "parameter_checksum",
+]
 
 log = logging.getLogger(__name__)
 

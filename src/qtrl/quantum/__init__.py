@@ -3,5 +3,15 @@
 from .ansatz import ANSATZE, Ansatz, Gate, RingU3Ansatz, RYCNOTAnsatz
 from .statevector import Operation, apply_matrix, probabilities, run_circuit, zero_state
 
-__all__ = ["ANSATZE", "Ansatz", "Gate", "RingU3Ansatz", "RYCNOTAnsatz", "Operation",
-           "apply_matrix", "probabilities", "run_circuit", "zero_state"]
+__all__ = [
+           "ANSATZE",
+           "Ansatz",
+           "Gate",
+           "Operation",
+           "RYCNOTAnsatz",
+           "RingU3Ansatz",
+           "apply_matrix",
+           "probabilities",
+           "run_circuit",
+           "zero_state",
+]

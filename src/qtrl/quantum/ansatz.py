@@ -24,7 +24,7 @@ from . import gates
 from .fusion import fuse
 from .statevector import Operation, probabilities, run_layers
 
-__all__ = ["Gate", "Ansatz", "RingU3Ansatz", "RYCNOTAnsatz", "ANSATZE", "default_fuse_qubits"]
+__all__ = ["ANSATZE", "Ansatz", "Gate", "RYCNOTAnsatz", "RingU3Ansatz", "default_fuse_qubits"]
 
 
 class Gate(NamedTuple):
@@ -148,7 +148,6 @@ class RingU3Ansatz(Ansatz):
         return ops
 
     def layered_operations(self) -> list[Operation]:
-        g = self.fuse_qubits
         if not self._windows:
             return super().layered_operations()  # one window holds the ring, or no fusion
         mats = self._window_matrices()                            # (C, L, W, 2^g, 2^g)

@@ -14,7 +14,7 @@ so one call fuses a layer template for every layer and circuit at once.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -17,17 +17,17 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "cnot",
     "complex_dtype_for",
-    "u3",
-    "u3_from_angles",
+    "controlled",
+    "cu3",
+    "hadamard",
+    "pauli_x",
     "rx",
     "ry",
     "rz",
-    "hadamard",
-    "pauli_x",
-    "controlled",
-    "cu3",
-    "cnot",
+    "u3",
+    "u3_from_angles",
 ]
 
 

@@ -11,7 +11,7 @@ import torch
 
 from .gates import complex_dtype_for
 
-__all__ = ["StatevectorTooLarge", "statevector_bytes", "check_statevector_fits"]
+__all__ = ["StatevectorTooLarge", "check_statevector_fits", "statevector_bytes"]
 
 # Live states at the peak of forward + backward: the final state, the stacked
 # (state, adjoint) pair walked back, a matmul output, the probabilities and

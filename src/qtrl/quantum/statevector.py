@@ -21,19 +21,21 @@ memory is a few states, independent of circuit depth.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Sequence
+import itertools
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 __all__ = [
     "Operation",
-    "zero_state",
     "apply_matrix",
+    "num_qubits",
     "probabilities",
     "run_circuit",
     "run_layers",
-    "num_qubits",
+    "zero_state",
 ]
 
 
@@ -61,7 +63,7 @@ def num_qubits(state: Tensor) -> int:
 
 @functools.lru_cache(maxsize=4096)
 def _is_ascending_range(wires: tuple[int, ...]) -> bool:
-    return all(b == a + 1 for a, b in zip(wires, wires[1:]))
+    return all(b == a + 1 for a, b in itertools.pairwise(wires))
 
 
 @functools.lru_cache(maxsize=4096)

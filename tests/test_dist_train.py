@@ -1,0 +1,176 @@
+"""Dist-QTRL training end to end: sync equivalence, agent faults, torchrun.
+
+Every test starts and stops its own agent processes (loopback only) and bounds
+its time. Runs are tiny CartPole runs; what is checked is exact equality of
+parameters, complete episode counts and clean failure, not learning.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+
+from qtrl.config import TrainConfig
+from qtrl.distributed.run import train_local
+from qtrl.train import load_checkpoint, train
+
+QTRL = [sys.executable, "-m", "qtrl"]
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
+
+
+def _config(**kw) -> TrainConfig:
+    base = {"episodes": 6, "checkpoint_every": 1, "sync_check_every": 1}
+    return TrainConfig.from_preset("cartpole", **{**base, **kw})
+
+
+def test_one_agent_group_is_bit_identical_to_plain_training(tmp_path):
+    config = _config(agents=1)
+    plain, dist = tmp_path / "plain", tmp_path / "dist"
+    plain.mkdir()
+    dist.mkdir()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # agents run one thread each; reductions must match
+    try:
+        train(config, plain, tensorboard=False)
+    finally:
+        torch.set_num_threads(threads)
+    # The same run as a real process group of one agent (all-reduce executed).
+    train_local(config, dist, resume=False, tensorboard=False, display=None)
+    a = load_checkpoint(plain)[1]["model"]
+    b = load_checkpoint(dist)[1]["model"]
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    def rows(run: Path) -> list[list[str]]:  # all columns but the wall time
+        return [r.split(",")[:4] + r.split(",")[5:]
+                for r in (run / "metrics.csv").read_text().splitlines()]
+    assert rows(plain) == rows(dist)
+
+
+def test_two_agents_log_every_agents_episodes(tmp_path):
+    config = _config(agents=2, episodes=8)
+    train_local(config, tmp_path, resume=False, tensorboard=False, display=None)
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert rows[0].split(",")[-1] == "agent"
+    agents = [int(r.split(",")[-1]) for r in rows[1:]]
+    assert len(agents) == 8 and sorted(set(agents)) == [0, 1]
+    state = load_checkpoint(tmp_path)[1]
+    assert int(state["update"]) == 4
+    import json
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["agents"] == 2
+    # 651 trainable float32 parameters cross the network, not the 898 weights
+    assert summary["bytes_allreduced_per_update"] == 651 * 4
+    assert summary["bytes_allreduced_per_update_classical_dp"] == 898 * 4
+
+
+def _agent_pids(parent: psutil.Process) -> list[int]:
+    return [c.pid for c in parent.children(recursive=True)
+            if "multiprocessing" in " ".join(c.cmdline()) or "qtrl" in " ".join(c.cmdline())]
+
+
+def test_killed_agent_ends_run_then_resume_completes(tmp_path):
+    run = tmp_path / "run"
+    cmd = QTRL + ["train", "--preset", "cartpole", "--agents", "2", "--episodes", "4000",
+                  "--checkpoint-every", "5", "--agent-timeout", "20", "--no-tensorboard",
+                  "--out", str(run)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    parent = psutil.Process(proc.pid)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (run / "checkpoint.pt").exists():
+            time.sleep(0.2)
+        assert (run / "checkpoint.pt").exists(), "no checkpoint written"
+        children = [c for c in parent.children(recursive=True) if c.name().startswith("python")]
+        victim = max(children, key=lambda c: c.pid)  # the second agent spawned
+        victim.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1
+    assert time.monotonic() - killed_at < 30
+    assert "killed by SIGKILL" in err and "agent" in err
+    assert len([line for line in err.splitlines() if "error" in line]) == 1
+    time.sleep(1.0)
+    left = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    assert not left, [" ".join(c.cmdline()) for c in left]
+    _, state = load_checkpoint(run)  # still loadable
+    done = int(state["update"])
+    resumed = subprocess.run(QTRL + ["train", "--resume", str(run), "--episodes",
+                                     str(2 * done + 4), "--no-tensorboard"],
+                             check=False, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert int(load_checkpoint(run)[1]["update"]) == done + 2
+
+
+@pytest.mark.parametrize("bad", ["0", "-3", "100000"])
+def test_bad_agent_counts_are_refused(bad, capsys, tmp_path):
+    from qtrl.cli import main
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "cartpole", "--agents", bad, "--episodes", "2",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--agents" in err[0]
+    assert not out.exists()  # refused before anything was written
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_two_nodes_on_one_machine(tmp_path):
+    run = tmp_path / "run"
+    port = _free_port()
+    common = TORCHRUN + ["--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
+                         "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "qtrl-test",
+                         "-m", "qtrl", "train", "--preset", "cartpole", "--episodes", "8",
+                         "--no-tensorboard", "--out", str(run)]
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo"}
+    nodes = [subprocess.Popen(common, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = [n.communicate(timeout=120) for n in nodes]
+    assert [n.returncode for n in nodes] == [0, 0], [o[1][-2000:] for o in outs]
+    state = load_checkpoint(run)[1]
+    assert int(state["update"]) == 4 and len(state["episode_returns"]) == 8
+
+
+def test_torchrun_restart_resumes_from_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    episodes = 400
+    cmd = TORCHRUN + ["--standalone", "--nproc-per-node", "2", "--max-restarts", "1",
+                      "-m", "qtrl", "train", "--preset", "cartpole", "--episodes",
+                      str(episodes), "--checkpoint-every", "5", "--no-tensorboard",
+                      "--agent-timeout", "20", "--out", str(run)]
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not (run / "checkpoint.pt").exists():
+            time.sleep(0.2)
+        assert (run / "checkpoint.pt").exists()
+        workers = [c for c in psutil.Process(proc.pid).children(recursive=True)
+                   if "qtrl" in " ".join(c.cmdline())]
+        assert workers
+        workers[-1].send_signal(signal.SIGKILL)
+        _, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    state = load_checkpoint(run)[1]
+    assert len(state["episode_returns"]) == episodes
+    assert int(state["update"]) == episodes // 2
