@@ -220,3 +220,12 @@ def test_checkpoint_from_another_run_is_refused(run_copy: Path, tmp_path: Path, 
     (run_copy / "checkpoint.pt").write_bytes((other / "checkpoint.pt").read_bytes())
     assert main(["train", "--resume", str(run_copy)]) == 2
     assert "different configuration" in _one_error_line(capsys)
+
+
+def test_anneal_lr_decays_linearly(tmp_path: Path) -> None:
+    run = tmp_path / "anneal"
+    assert main(["train", *TINY, "--anneal-lr", "--lr", "0.004", "--no-tensorboard",
+                 "--out", str(run)]) == 0
+    with open(run / "progress.csv", newline="") as fh:
+        lrs = [float(r["train/lr"]) for r in csv.DictReader(fh)]
+    assert lrs == pytest.approx([0.004, 0.003, 0.002, 0.001])

@@ -374,6 +374,9 @@ def train(config: TrainConfig, run_dir: Path | str, *, resume: bool = False,
             n_episodes = config.episodes_in_update(update)
             env_seeds, action_rng = update_seeds(config.seed, update, config.vector_envs,
                                                  agent=ctx.rank)
+            if config.anneal_lr:
+                for group in optimizer.param_groups:
+                    group["lr"] = config.lr * (1.0 - update / config.updates)
 
             # ---- generate once → roll out → log-probabilities → (all-reduce) → Adam --
             step = reinforce_update(model, optimizer, envs, n_episodes, env_seeds, action_rng,
