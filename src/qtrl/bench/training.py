@@ -1,10 +1,286 @@
-"""Training speed: Quantum-Train vs classical vs the reference's per-step formulation."""
+"""Training speed: Quantum-Train vs classical vs the reference's per-step formulation.
+
+Everything runs on the CartPole preset networks (policy 4-128-2; Quantum-Train
+10 qubits × 5 layers, mapping 10-10-10) on one torch thread, with the same
+seeds for every model. Four measurements:
+
+1. **Update cost, QT vs classical.** :func:`qtrl.train.reinforce_update` —
+   the training loop's own update — for ``E`` episodes over ``N`` sync envs,
+   in two regimes: the *untrained* policy's own short episodes, and
+   *500-step* episodes (CartPole's limit, the regime of a solved task). In the
+   500-step regime both models' roll-outs are driven by the same fixed
+   balancing controller (``behaviour=``), so QT and classical do identical
+   environment work; the update itself (generation, batched log-probabilities,
+   backward, Adam) is the real one. Cost does not depend on the weights' values.
+2. **Our update vs the per-step formulation** of the reference notebook,
+   implemented here: weights regenerated with autograd at every environment
+   step, one environment, backward through all steps' graphs at the episode end.
+3. **Training env-steps/s vs random-action stepping** of the same vector env.
+4. **Memory**: peak RSS growth of one update with short vs long episodes, each
+   measured in a fresh process, for our update and for the per-step formulation.
+"""
+
+from __future__ import annotations
+
 import argparse
+import multiprocessing as mp
+import platform
+import resource
+import time
+from typing import Any
+
+import numpy as np
+
+__all__ = ["register_args", "run"]
+
+GOAL_QT_VS_CLASSICAL = 1.3     # QT cost per env step ≤ 1.3× classical
+GOAL_VS_PER_STEP = 100.0       # ≥ 100× faster per env step than the per-step formulation
+GOAL_VS_RANDOM = 0.5           # training env-steps/s ≥ half of random-action stepping
+CONTROLLER = np.array([0.1, 0.5, 1.0, 1.0], dtype=np.float32)  # push right if w·obs > 0
 
 
 def register_args(p: argparse.ArgumentParser) -> None:
-    pass
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                   help="seeds (each model gets the same ones)")
+    p.add_argument("--updates", type=int, default=3, help="timed updates per seed and regime")
+    p.add_argument("--envs", type=int, default=8, help="sync vector-env copies")
+    p.add_argument("--episodes-per-update", type=int, default=8, help="episodes per update")
+    p.add_argument("--per-step-episodes", type=int, default=3,
+                   help="episodes of the per-step formulation per seed")
+    p.add_argument("--random-steps", type=int, default=4000,
+                   help="vector steps of the random-action baseline")
+    p.add_argument("--quick", action="store_true", help="one seed, fewer steps (smoke test)")
+
+
+def _controller_actor(obs: np.ndarray) -> np.ndarray:
+    """Logits of a fixed balancing controller (lasts CartPole's 500 steps)."""
+    z = obs @ CONTROLLER
+    return np.stack((-20 * z, 20 * z), 1)
+
+
+def _build(classical: bool, seed: int) -> tuple[Any, Any, Any]:
+    import torch
+
+    from ..config import TrainConfig
+    from ..rl.policy import build_model
+    config = TrainConfig.from_preset("cartpole", classical=classical, seed=seed)
+    torch.manual_seed(seed)
+    model = build_model(config, 4, 2)
+    return config, model, torch.optim.Adam(model.parameters(), lr=config.lr)
+
+
+def time_updates(classical: bool, seeds: list[int], updates: int, n_envs: int, episodes: int,
+                 long: bool) -> dict[str, float]:
+    """Sum of the timings of ``updates`` updates per seed (plus one warm-up each)."""
+    from ..rl.env import make_vector_env
+    from ..train import reinforce_update, update_seeds
+
+    totals = dict.fromkeys(("generate", "rollout", "learn", "steps", "updates", "env_steps"), 0.0)
+    for seed in seeds:
+        config, model, opt = _build(classical, seed)
+        envs = make_vector_env(config.env, n_envs)
+        try:
+            for u in range(updates + 1):
+                env_seeds, rng = update_seeds(seed, u, n_envs)
+                step = reinforce_update(model, opt, envs, episodes, env_seeds, rng, config.gamma,
+                                        config.entropy,
+                                        behaviour=_controller_actor if long else None)
+                if u == 0:
+                    continue  # warm-up
+                totals["generate"] += step.t_generate
+                totals["rollout"] += step.t_rollout
+                totals["learn"] += step.t_learn
+                totals["steps"] += float(step.batch.episode_lengths.sum())
+                totals["env_steps"] += step.batch.env_steps
+                totals["updates"] += 1
+        finally:
+            envs.close()
+    return totals
+
+
+def per_step_formulation(seed: int, episodes: int, max_steps: int | None = None,
+                         controller: bool = False) -> dict[str, float]:
+    """The reference's update, reimplemented: at *every* environment step the
+    weights are regenerated with autograd and the step's log-probability keeps
+    its graph; one backward over the episode at its end; one episode per update."""
+    import torch
+
+    from ..rl.env import make_env
+    from ..rl.reinforce import discounted_returns, normalise_returns
+
+    config, qt, opt = _build(False, seed)
+    env = make_env(config.env, max_steps)
+    rng = torch.Generator().manual_seed(seed)
+    steps, t_total = 0, 0.0
+    try:
+        for ep in range(episodes):
+            obs, _ = env.reset(seed=seed * 1000 + ep)
+            t0 = time.perf_counter()
+            logps, rewards = [], []
+            while True:
+                weights = qt.generate()                       # every step, with autograd
+                logits = qt(torch.from_numpy(obs).unsqueeze(0), weights=weights)
+                logp = torch.log_softmax(logits, -1)[0]
+                if controller:
+                    action = int(_controller_actor(obs[None])[0].argmax())
+                else:
+                    action = int(torch.multinomial(logp.exp(), 1, generator=rng))
+                logps.append(logp[action])
+                obs, reward, terminated, truncated, _ = env.step(action)
+                rewards.append(reward)
+                if terminated or truncated:
+                    break
+            g = discounted_returns(np.asarray(rewards), np.array([len(rewards)]), config.gamma)
+            returns = normalise_returns(torch.from_numpy(g).float())
+            loss = -(torch.stack(logps) * returns).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            t_total += time.perf_counter() - t0
+            steps += len(rewards)
+    finally:
+        env.close()
+    return {"time": t_total, "steps": float(steps)}
+
+
+def random_stepping(n_envs: int, vector_steps: int, seed: int = 0) -> float:
+    """Env steps/s of the training vector env driven by random actions."""
+    from ..rl.env import make_vector_env
+    envs = make_vector_env("CartPole-v1", n_envs)
+    actions = np.random.default_rng(seed).integers(0, 2, (vector_steps, n_envs))
+    try:
+        envs.reset(seed=seed)
+        t0 = time.perf_counter()
+        for a in actions:
+            envs.step(a)
+        return vector_steps * n_envs / (time.perf_counter() - t0)
+    finally:
+        envs.close()
+
+
+def _memory_child(kind: str, long: bool, queue: Any) -> None:
+    import psutil
+    import torch
+    torch.set_num_threads(1)
+    # Warm up (imports, allocator, one short update) before the baseline.
+    if kind == "ours":
+        time_updates(False, [0], 1, 8, 8, long=False)
+        base = psutil.Process().memory_info().rss
+        peak0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        time_updates(False, [1], 1, 8, 8, long=long)
+    else:
+        per_step_formulation(0, 1, max_steps=10, controller=True)
+        base = psutil.Process().memory_info().rss
+        peak0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        per_step_formulation(1, 1, max_steps=500 if long else 20, controller=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    queue.put(float(peak - max(base, peak0)) if peak > max(base, peak0) else 0.0)
+
+
+def peak_memory_growth(kind: str, long: bool) -> float:
+    """Peak-RSS growth (bytes) of one update in a fresh process."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_memory_child, args=(kind, long, queue))
+    proc.start()
+    value = queue.get(timeout=600)
+    proc.join()
+    return float(value)
+
+
+def _goal(ok: bool) -> str:
+    return "met" if ok else "MISSED"
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    import torch
+    torch.set_num_threads(1)
+    seeds = args.seeds[:1] if args.quick else args.seeds
+    updates = 1 if args.quick else args.updates
+    per_step_eps = 1 if args.quick else args.per_step_episodes
+    n_envs, episodes = args.envs, args.episodes_per_update
+
+    print("qtrl bench training — CartPole-v1 preset: policy 4-128-2 (898 weights); "
+          "Quantum-Train 10 qubits x 5 layers + mapping 10-10-10 (651 trained)")
+    print(f"machine: {_cpu_name()} ({platform.machine()}, {mp.cpu_count()} cores); "
+          f"torch {torch.__version__}, 1 thread; seeds {' '.join(map(str, seeds))}; "
+          f"{time.strftime('%Y-%m-%d')}")
+    print()
+
+    # ---- 1. QT vs classical -------------------------------------------------------
+    print(f"[1] time per update: {episodes} episodes over {n_envs} sync envs, "
+          f"{updates} updates x {len(seeds)} seeds after a warm-up")
+    header = (f"    {'regime':<24}{'model':<11}{'steps/upd':>10}{'generate':>11}{'roll-out':>11}"
+              f"{'learn':>10}{'total':>11}{'per env step':>14}")
+    print(header)
+    per_step_us: dict[tuple[str, str], float] = {}
+    steps_per_s: dict[tuple[str, str], float] = {}
+    for regime, long in (("untrained (own policy)", False), ("500-step (controller)", True)):
+        for name, classical in (("QT", False), ("classical", True)):
+            t = time_updates(classical, seeds, updates, n_envs, episodes, long)
+            n = t["updates"]
+            total = t["generate"] + t["rollout"] + t["learn"]
+            per_step_us[(regime, name)] = total / t["steps"] * 1e6
+            steps_per_s[(regime, name)] = t["steps"] / total
+            print(f"    {regime if name == 'QT' else '':<24}{name:<11}{t['steps'] / n:>10.0f}"
+                  f"{_ms(t['generate'] / n):>11}{_ms(t['rollout'] / n):>11}"
+                  f"{_ms(t['learn'] / n):>10}{_ms(total / n):>11}"
+                  f"{per_step_us[(regime, name)]:>11.1f} µs")
+    for regime in ("untrained (own policy)", "500-step (controller)"):
+        ratio = per_step_us[(regime, "QT")] / per_step_us[(regime, "classical")]
+        print(f"    QT / classical per env step, {regime:<24}{ratio:6.2f}x   "
+              f"goal <= {GOAL_QT_VS_CLASSICAL}x: {_goal(ratio <= GOAL_QT_VS_CLASSICAL)}")
+    print()
+
+    # ---- 2. per-step formulation ---------------------------------------------------
+    print(f"[2] the reference's per-step formulation (weights regenerated with autograd at "
+          f"every step, 1 env, 1 episode per update), {per_step_eps} episode(s) x "
+          f"{len(seeds)} seeds, untrained policy")
+    ps = {"time": 0.0, "steps": 0.0}
+    for seed in seeds:
+        r = per_step_formulation(seed, per_step_eps)
+        ps["time"] += r["time"]
+        ps["steps"] += r["steps"]
+    ps_us = ps["time"] / ps["steps"] * 1e6
+    print(f"    per-step formulation: {ps_us / 1000:.2f} ms per env step "
+          f"({ps['steps'] / (per_step_eps * len(seeds)):.0f} steps per episode)")
+    for regime in ("untrained (own policy)", "500-step (controller)"):
+        speedup = ps_us / per_step_us[(regime, "QT")]
+        print(f"    our QT update, {regime:<24}{per_step_us[(regime, 'QT')]:8.1f} µs per step  "
+              f"{speedup:7.0f}x faster   goal >= {GOAL_VS_PER_STEP:.0f}x: "
+              f"{_goal(speedup >= GOAL_VS_PER_STEP)}")
+    print()
+
+    # ---- 3. training steps/s vs random-action stepping -------------------------------
+    rand = random_stepping(n_envs, 500 if args.quick else args.random_steps)
+    print(f"[3] env steps/s: random actions on the same {n_envs} sync envs {rand:,.0f}/s")
+    for (regime, name), sps in steps_per_s.items():
+        frac = sps / rand
+        print(f"    training {name:<10}{regime:<24}{sps:>10,.0f}/s  {frac:5.2f} of random   "
+              f"goal >= {GOAL_VS_RANDOM}: {_goal(frac >= GOAL_VS_RANDOM)}")
+    print()
+
+    # ---- 4. memory -------------------------------------------------------------------
+    print("[4] peak RSS growth of one update (fresh process each)")
+    for kind, label, lengths in (("ours", "our update (8 episodes)", ("~20", "500")),
+                                 ("per-step", "per-step formulation (1 episode)", ("20", "500"))):
+        short = peak_memory_growth(kind, False)
+        long_ = peak_memory_growth(kind, True)
+        print(f"    {label:<34} {lengths[0]:>4}-step episodes {short / 2**20:7.1f} MiB   "
+              f"{lengths[1]}-step episodes {long_ / 2**20:7.1f} MiB")
+    return 0
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.1f} ms"
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
