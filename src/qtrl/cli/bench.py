@@ -11,6 +11,7 @@ BENCHES = {
     "generation": "generation",
     "training": "training",
     "inference": "inference",
+    "scaling": "scaling",
 }
 
 
