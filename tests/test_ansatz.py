@@ -44,7 +44,8 @@ def _same_angles(a: torch.nn.Module, b: torch.nn.Module) -> None:
     b.load_state_dict(a.state_dict())
 
 
-FUSE_CASES = [(n, g, c) for n in (2, 3, 4, 5, 7, 9) for g in (2, 3, 4, 5, 6) for c in (1, 3)]
+FUSE_CASES = [(n, g, 1) for n in (2, 3, 4, 5, 7, 9) for g in (2, 3, 4, 5, 6)]
+FUSE_CASES += [(n, g, 3) for n, g in ((2, 2), (4, 2), (5, 5), (7, 3), (9, 4), (3, 6))]
 FUSE_CASES += [(12, None, 1), (15, None, 1), (10, 4, 2)]  # None: the default window
 
 
