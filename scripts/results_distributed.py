@@ -133,8 +133,9 @@ def main() -> int:
     p.add_argument("--flags", default="", help="extra qtrl train flags, e.g. '--lr 2e-3'")
     p.add_argument("--docs", type=Path, default=ROOT / "docs")
     args = p.parse_args()
-    if args.quick:
+    if args.quick:  # a smoke run of the pipeline; the published docs/ stay untouched
         args.agents, args.seeds, args.updates = [1, 2], [0], 20
+        args.docs = ROOT / "runs" / "results-quick"
     flags = args.flags.split()
     tag = "quick" if args.quick else "full"
     threshold = PRESETS["cartpole"].solve_threshold
