@@ -31,12 +31,15 @@ def test_bench_simulator_quick(capsys) -> None:
 
 
 def test_bench_generation_quick(capsys) -> None:
+    threads = torch.get_num_threads()
     assert main(["bench", "generation", "--quick", "--repeats", "1", "--layers", "1",
                  "--mapping-hidden", "4"]) == 0
+    assert torch.get_num_threads() == threads  # restored
     out = capsys.readouterr().out
     rows = _rows(out, "1e3") + _rows(out, "1e4")
     assert [(r[0], r[2], r[4]) for r in rows] == [
         ("1e3", "898", "1"), ("1e3", "898", "2"), ("1e4", "9,667", "1"), ("1e4", "9,667", "2")]
+    assert all(len(r) == 11 for r in rows)  # ... trainable, fwd+bwd ms, circuit ms
 
 
 def test_bench_bad_input_is_one_line(capsys) -> None:
