@@ -215,23 +215,27 @@ def _none_or(kind: type) -> Any:
     return parse
 
 
-def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type) -> None:
+def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type,
+                        shown: Any | None = None) -> None:
     """Add one ``--flag`` per field of dataclass ``cls``.
 
     Every flag defaults to :data:`argparse.SUPPRESS`, so the parsed namespace
     holds exactly the flags the user gave (preset defaults fill in the rest).
     Types: ``int``/``float``/``str``; ``X | None`` also accepts ``none``;
     ``tuple[int, ...]`` takes one or more values; ``bool`` is a switch.
+    ``shown``: an instance whose values the help lists as defaults (default:
+    the dataclass defaults).
     """
     hints = typing.get_type_hints(cls)
     for f in fields(cls):
         tp, optional = _optional_inner(hints[f.name])
         meta = f.metadata
-        default = None if f.default is MISSING else f.default
+        default = getattr(shown, f.name) if shown is not None else (
+            None if f.default is MISSING else f.default)
         help_text = meta.get("help", "")
         if default is not None and not isinstance(default, bool):
-            shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
-            help_text += f" (default: {shown})"
+            text = " ".join(map(str, default)) if isinstance(default, tuple) else default
+            help_text += f" (default: {text})"
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS,
                                   "help": help_text}
         if tp is bool:

@@ -27,9 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train", help="train a Quantum-Train policy with REINFORCE",
         description="Train a Quantum-Train-generated policy (or, with --classical, the same "
-                    "network directly) with REINFORCE. Defaults come from --preset.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_dataclass_flags(p, TrainConfig)
+                    "network directly) with REINFORCE. Flags not given come from --preset "
+                    "(cartpole unless --env is given without a preset); the defaults shown "
+                    "are the cartpole preset's.")
+    add_dataclass_flags(p, TrainConfig, shown=TrainConfig.from_preset("cartpole"))
     p.add_argument("--out", type=Path, metavar="RUN_DIR",
                    help="new run directory (default: runs/<name>-<date>-<time>)")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR",
