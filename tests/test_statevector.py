@@ -142,6 +142,21 @@ def test_random_circuits_match_pennylane_and_qiskit(n: int, seed: int) -> None:
     np.testing.assert_allclose(ours32, pl, atol=1e-5, rtol=0)
 
 
+def test_non_adjacent_and_reversed_wires() -> None:
+    """Two-qubit gates whose wires are far apart and/or control below target."""
+    n = 6
+    rng = random.Random(5)
+    circuit = [("h", (w,), []) for w in range(n)]
+    for wires in [(5, 0), (0, 5), (4, 1), (1, 4), (3, 2), (2, 3), (5, 3), (0, 2), (4, 0)]:
+        circuit.append(("u3", (wires[1],), [rng.uniform(0, 6) for _ in range(3)]))
+        circuit.append(("cu3", wires, [rng.uniform(0, 6) for _ in range(3)]))
+        circuit.append(("cnot", wires[::-1], []))
+    ops = [Operation(_matrix(name, p), wires) for name, wires, p in circuit]
+    ours = probabilities(run_circuit(ops, n, dtype=torch.complex128))[0].numpy()
+    np.testing.assert_allclose(ours, _pennylane_probs(n, circuit), atol=1e-10, rtol=0)
+    np.testing.assert_allclose(ours, _qiskit_probs(n, circuit), atol=1e-10, rtol=0)
+
+
 def test_batched_circuits_with_per_circuit_matrices() -> None:
     n, batch = 5, 3
     rng = random.Random(7)
