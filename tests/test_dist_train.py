@@ -150,7 +150,7 @@ def test_torchrun_two_nodes_on_one_machine(tmp_path):
 def test_torchrun_restart_resumes_from_checkpoint(tmp_path):
     run = tmp_path / "run"
     episodes = 400
-    cmd = TORCHRUN + ["--standalone", "--nproc-per-node", "2", "--max-restarts", "1",
+    cmd = TORCHRUN + ["--standalone", "--nproc-per-node", "2", "--max-restarts", "3",
                       "-m", "qtrl", "train", "--preset", "cartpole", "--episodes",
                       str(episodes), "--checkpoint-every", "5", "--no-tensorboard",
                       "--agent-timeout", "20", "--out", str(run)]

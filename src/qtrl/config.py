@@ -67,7 +67,7 @@ class TrainConfig:
     seed: int = _f(0, "seed of the initial parameters, environments and action sampling")
     agents: int = _f(1, "agents (QPUs) training the shared model in parallel; each collects "
                         "--episodes-per-update episodes per update (Dist-QTRL)")
-    agent_timeout: float = _f(60.0, "seconds an agent may stay silent before the run is ended")
+    agent_timeout: float = _f(50.0, "seconds an agent may stay silent before the run is ended")
     sync_check_every: int = _f(10, "updates between checks that all agents hold identical "
                                    "parameters")
     checkpoint_every: int = _f(10, "updates between checkpoints (and at the end)")
