@@ -55,6 +55,8 @@ class TrainConfig:
     qt_gamma: float = _f(0.1, "γ of the probability post-processing (β·tanh(γ·2^(n-1)·p))^α")
     qt_beta: float = _f(1.0, "β of the probability post-processing")
     qt_alpha: float = _f(1.0, "α of the probability post-processing")
+    qt_init_std: float | None = _f(None, "rescale the mapping's output layer at init so the "
+                                         "generated weights have this std (none: as built)")
     lr: float = _f(1e-3, "Adam learning rate")
     anneal_lr: bool = _f(False, "decay the learning rate linearly to 0 over the run")
     gamma: float = _f(0.99, "discount of the returns")
@@ -88,6 +90,9 @@ class TrainConfig:
         if not (math.isfinite(self.agent_timeout) and self.agent_timeout > 0):
             raise UserError(f"--agent-timeout {self.agent_timeout}: must be a positive number "
                             f"of seconds")
+        if self.qt_init_std is not None and not (math.isfinite(self.qt_init_std)
+                                                 and self.qt_init_std > 0):
+            raise UserError(f"--qt-init-std {self.qt_init_std}: must be a positive number")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise UserError(f"--lr {self.lr}: the learning rate must be a positive number")
         if not 0.0 <= self.gamma <= 1.0:

@@ -69,9 +69,29 @@ def build_model(config: Any, obs_dim: int, n_actions: int) -> QuantumTrain | Cla
     target = build_policy(obs_dim, config.hidden, n_actions)
     if config.classical:
         return ClassicalPolicy(target)
-    return QuantumTrain(target, config.layers, config.mapping_hidden, gamma=config.qt_gamma,
-                        beta=config.qt_beta, alpha=config.qt_alpha, chunks=config.chunks,
-                        ansatz=config.ansatz, mapping_activation=config.mapping_activation)
+    qt = QuantumTrain(target, config.layers, config.mapping_hidden, gamma=config.qt_gamma,
+                      beta=config.qt_beta, alpha=config.qt_alpha, chunks=config.chunks,
+                      ansatz=config.ansatz, mapping_activation=config.mapping_activation)
+    if getattr(config, "qt_init_std", None) is not None:
+        rescale_generated_weights(qt, config.qt_init_std)
+    return qt
+
+
+@torch.no_grad()
+def rescale_generated_weights(qt: QuantumTrain, std: float) -> None:
+    """Scale the mapping model's output layer so the generated weights start with
+    standard deviation ``std``.
+
+    ``w = f(·) − mean(f(·))`` is linear in the last layer's weight matrix (its
+    bias cancels in the mean), so scaling that matrix by ``s`` scales every
+    generated weight by exactly ``s``. With the default ``nn.Linear`` init the
+    reference's mapping produces weights ~10× smaller than the target's own
+    default init — a near-zero policy at a saddle of the REINFORCE objective.
+    """
+    last = [m for m in qt.mapping.modules() if isinstance(m, nn.Linear)][-1]
+    current = float(qt.generate_flat().std())
+    if current > 0:
+        last.weight.mul_(std / current)
 
 
 def counts_dict(model: QuantumTrain | ClassicalPolicy) -> dict[str, Any]:
