@@ -235,3 +235,30 @@ def test_qubits_for() -> None:
         1, 1, 2, 2, 3, 10, 10, 11, 13]
     with pytest.raises(ValueError):
         qubits_for(0)
+
+
+def test_chunk_counts_that_leave_circuits_unused_are_refused():
+    from qtrl.errors import UserError
+    target = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))  # k = 26
+    with pytest.raises(UserError, match="chunks=8 .* try 7"):
+        QuantumTrain(target, 1, (4,), chunks=8)   # 7 chunks of 4 already cover 26
+    qt = QuantumTrain(target, 1, (4,), chunks=7)
+    (qt.generate_flat() * torch.randn(26)).sum().backward()
+    per_circuit = qt.qnn.u3_angles.grad.flatten(1).norm(dim=1)
+    assert (per_circuit > 0).all()  # every circuit feeds some weight
+
+
+def test_cli_info_bad_chunks_is_one_line(capsys):
+    from qtrl.cli import main
+    assert main(["info", "--preset", "cartpole", "--chunks", "1000"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "chunks=1000" in err[0]
+
+
+def test_ansatz_precision_follows_its_parameters():
+    from qtrl.quantum import RingU3Ansatz
+    assert RingU3Ansatz(4, 2).double()().dtype == torch.float64
+    with pytest.raises(ValueError, match="fuse_qubits"):
+        RingU3Ansatz(4, 2, fuse_qubits=0)
+    with pytest.raises(AttributeError):
+        RingU3Ansatz(8, 2).fuse_qubits = 3  # the fused layout is fixed at construction

@@ -35,6 +35,7 @@ from torch.func import functional_call
 from .quantum.ansatz import ANSATZE, Ansatz
 from .quantum.backends import circuit_of, make_backend
 from .quantum.estimators import GradientEstimator, check_gradient_setup, make_estimator
+from .errors import UserError
 from .quantum.memory import check_statevector_fits
 from .quantum.qasm import ansatz_to_qasm
 
@@ -73,6 +74,21 @@ class ParameterCounts:
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "compression": self.compression}
+
+
+def _check_chunks(chunks: int, k: int) -> None:
+    """Every chunk must get its own circuit of >= 2 qubits and at least one weight."""
+    def ok(q: int) -> bool:
+        return q == 1 or (q >= 2 and math.ceil(k / q) >= 3
+                          and math.ceil(k / math.ceil(k / q)) == q)
+    if not ok(chunks):
+        top = max(1, min(chunks, k // 3))
+        below = next(q for q in range(top, 0, -1) if ok(q))
+        above = next((q for q in range(top + 1, k // 3 + 1) if ok(q)), None)
+        near = [below] + ([above] if above is not None and chunks < above else [])
+        raise UserError(f"chunks={chunks} does not split k={k} weights into that many "
+                        f"circuits of >= 2 qubits each (chunks of ceil(k/Q) weights); "
+                        f"try {' or '.join(map(str, near))}")
 
 
 def _mlp(sizes: Sequence[int], activation: str) -> nn.Sequential:
@@ -128,19 +144,18 @@ class QuantumTrain(nn.Module):
         super().__init__()
         check_gradient_setup(backend, shots, noise, grad)
         if ansatz not in ANSATZE:
-            raise ValueError(f"unknown ansatz {ansatz!r}; choose from {sorted(ANSATZE)}")
+            raise UserError(f"unknown ansatz {ansatz!r}; choose from {sorted(ANSATZE)}")
         if mapping_activation not in ACTIVATIONS:
-            raise ValueError(f"unknown mapping activation {mapping_activation!r}; "
+            raise UserError(f"unknown mapping activation {mapping_activation!r}; "
                              f"choose from {sorted(ACTIVATIONS)}")
         if layers < 1:
-            raise ValueError(f"layers must be >= 1, got {layers}")
+            raise UserError(f"layers must be >= 1, got {layers}")
         # Kept out of the module tree so that .parameters() is only what we train.
         self._target = (target,)
         self.spec = [(name, tuple(p.shape)) for name, p in target.named_parameters()
                      if p.requires_grad]
         self.k = sum(math.prod(shape) for _, shape in self.spec)
-        if chunks < 1 or chunks > self.k:
-            raise ValueError(f"chunks must be in 1..{self.k} (the weight count), got {chunks}")
+        _check_chunks(chunks, self.k)
         self.chunks = chunks
         self.chunk_size = math.ceil(self.k / chunks)
         self.n_qubits = qubits_for(self.chunk_size) if chunks > 1 else qubits_for(self.k)

@@ -56,11 +56,24 @@ class Ansatz(nn.Module):
         if n_qubits < 1 or layers < 1 or circuits < 1:
             raise ValueError(f"n_qubits, layers and circuits must be >= 1, got "
                              f"{n_qubits}, {layers}, {circuits}")
+        if fuse_qubits is not None and fuse_qubits < 1:
+            raise ValueError(f"fuse_qubits must be >= 1 (or None for the default), "
+                             f"got {fuse_qubits}")
         self.n_qubits = n_qubits
         self.layers = layers
         self.circuits = circuits
-        self.real_dtype = dtype
-        self.fuse_qubits = fuse_qubits or default_fuse_qubits(n_qubits)
+        # Fixed at construction: the fused layout (windows, gather indices) depends on it.
+        self._fuse_qubits = fuse_qubits or default_fuse_qubits(n_qubits)
+
+    @property
+    def fuse_qubits(self) -> int:
+        """Width of the fusion windows (set at construction)."""
+        return self._fuse_qubits
+
+    @property
+    def real_dtype(self) -> torch.dtype:
+        """Dtype of the angles; follows ``.double()`` / ``.float()``."""
+        return next(self.parameters()).dtype
 
     @property
     def complex_dtype(self) -> torch.dtype:
