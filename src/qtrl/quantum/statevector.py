@@ -83,13 +83,15 @@ def _layout(wires: tuple[int, ...], n: int) -> tuple[list[int], list[int], list[
     shape, rest, axis_of = [], [], {}
     prev = -1
     for w in order:
-        shape.append(2 ** (w - prev - 1))
-        rest.append(len(shape) - 1)
+        if w - prev > 1:  # no empty (size-1) axes: they slow the copy kernel down
+            shape.append(2 ** (w - prev - 1))
+            rest.append(len(shape) - 1)
         axis_of[w] = len(shape)
         shape.append(2)
         prev = w
-    shape.append(2 ** (n - prev - 1))
-    rest.append(len(shape) - 1)
+    if prev < n - 1:
+        shape.append(2 ** (n - prev - 1))
+        rest.append(len(shape) - 1)
     return shape, rest, [axis_of[w] for w in wires]
 
 
