@@ -32,10 +32,10 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from .errors import UserError
 from .quantum.ansatz import ANSATZE, Ansatz
 from .quantum.backends import circuit_of, make_backend
 from .quantum.estimators import GradientEstimator, check_gradient_setup, make_estimator
-from .errors import UserError
 from .quantum.memory import check_statevector_fits
 from .quantum.qasm import ansatz_to_qasm
 
