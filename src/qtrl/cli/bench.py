@@ -12,6 +12,7 @@ BENCHES = {
     "training": "training",
     "inference": "inference",
     "scaling": "scaling",
+    "backends": "backends",
 }
 
 
