@@ -58,6 +58,7 @@ class TrainConfig:
     qt_init_std: float | None = _f(None, "rescale the mapping's output layer at init so the "
                                          "generated weights have this std (none: as built)")
     lr: float = _f(1e-3, "Adam learning rate")
+    mapping_lr: float | None = _f(None, "Adam learning rate of the mapping model (none: --lr)")
     anneal_lr: bool = _f(False, "decay the learning rate linearly to 0 over the run")
     gamma: float = _f(0.99, "discount of the returns")
     entropy: float = _f(0.0, "entropy bonus coefficient")
@@ -95,6 +96,10 @@ class TrainConfig:
             raise UserError(f"--qt-init-std {self.qt_init_std}: must be a positive number")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise UserError(f"--lr {self.lr}: the learning rate must be a positive number")
+        if self.mapping_lr is not None and not (math.isfinite(self.mapping_lr)
+                                                and self.mapping_lr > 0):
+            raise UserError(f"--mapping-lr {self.mapping_lr}: the learning rate must be a "
+                            f"positive number")
         if not 0.0 <= self.gamma <= 1.0:
             raise UserError(f"--gamma {self.gamma}: the discount must be in [0, 1]")
         if not (math.isfinite(self.entropy) and self.entropy >= 0):

@@ -55,7 +55,14 @@ from .generator import QuantumTrain
 from .logger import Display, Logger, truncate_csv
 from .presets import build_policy
 from .rl.env import env_dims, make_vector_env
-from .rl.policy import Actor, ClassicalPolicy, build_model, counts_dict, make_actor
+from .rl.policy import (
+    Actor,
+    ClassicalPolicy,
+    build_model,
+    counts_dict,
+    make_actor,
+    make_optimizer,
+)
 from .rl.reinforce import normalise_returns, reinforce_loss
 from .rl.rollout import Rollout, collect_episodes
 
@@ -309,7 +316,7 @@ def train(config: TrainConfig, run_dir: Path | str, *, resume: bool = False,
     model = build_model(config, obs_dim, n_actions)
     params = list(model.parameters())
     broadcast_parameters(params, ctx)  # the same seed gives the same start; make sure
-    optimizer = torch.optim.Adam(params, lr=config.lr)
+    optimizer = make_optimizer(model, config)
     traffic = {"bytes": 0}
 
     def average_gradients() -> None:  # between backward and the Adam step
@@ -376,7 +383,7 @@ def train(config: TrainConfig, run_dir: Path | str, *, resume: bool = False,
                                                  agent=ctx.rank)
             if config.anneal_lr:
                 for group in optimizer.param_groups:
-                    group["lr"] = config.lr * (1.0 - update / config.updates)
+                    group["lr"] = group["base_lr"] * (1.0 - update / config.updates)
 
             # ---- generate once → roll out → log-probabilities → (all-reduce) → Adam --
             step = reinforce_update(model, optimizer, envs, n_episodes, env_seeds, action_rng,
