@@ -73,10 +73,33 @@ def test_derived_sizes() -> None:
     ({"hidden": ()}, "--hidden"),
     ({"gamma": 1.5}, "--gamma"),
     ({"num_envs": 4, "episodes_per_update": 2}, "--num-envs"),
+    ({"backend": "cirq"}, "--backend 'cirq': choose from torch, pennylane"),
+    ({"grad": "adjoint"}, "--grad 'adjoint': choose from backprop, parameter-shift, spsa"),
+    ({"grad": "spsa", "shots": 0}, "--shots 0"),
+    ({"shots": 100}, "grad='backprop' needs the exact torch backend"),
+    ({"backend": "qiskit"}, "grad='backprop' needs the exact torch backend"),
+    ({"backend": "qiskit", "grad": "spsa", "noise": "depolarizing:2"}, "--noise: bad noise"),
+    ({"grad": "spsa", "noise": "readout:0.1"}, "needs --backend qiskit"),
+    ({"grad": "spsa", "spsa_c": 0.0}, "--spsa-c 0.0"),
+    ({"grad": "parameter-shift", "spsa_samples": 4}, "only used with --grad spsa"),
+    ({"classical": True, "grad": "spsa"}, "--grad spsa: a --classical run has no circuit"),
 ])
 def test_validation(overrides: dict, match: str) -> None:
     with pytest.raises(UserError, match=match):
         TrainConfig(**overrides)
+
+
+def test_quantum_settings_parse_and_old_configs_get_their_defaults() -> None:
+    config = _parse("--backend", "qiskit", "--shots", "256", "--noise",
+                    "depolarizing:0.01,readout:0.02", "--grad", "spsa", "--spsa-c", "0.2",
+                    "--spsa-samples", "2")
+    assert (config.backend, config.shots, config.noise) == ("qiskit", 256,
+                                                            "depolarizing:0.01,readout:0.02")
+    assert (config.grad, config.spsa_c, config.spsa_samples) == ("spsa", 0.2, 2)
+    old = TrainConfig.from_preset("cartpole").to_dict()
+    for key in ("backend", "shots", "noise", "grad", "spsa_c", "spsa_samples"):
+        del old[key]  # a config.json written before these fields existed
+    assert TrainConfig.from_dict(old) == TrainConfig.from_preset("cartpole")
 
 
 def test_unknown_keys_in_json_are_refused() -> None:

@@ -20,10 +20,16 @@ from typing import Any
 from .errors import UserError
 from .generator import ACTIVATIONS
 from .presets import PRESETS
+from .quantum.backends import parse_noise
+from .quantum.estimators import GRAD_METHODS, check_gradient_setup
 
-__all__ = ["AUTORESET_MODES", "TrainConfig", "add_dataclass_flags", "config_from_flags"]
+__all__ = ["AUTORESET_MODES", "BACKENDS", "TrainConfig", "add_dataclass_flags",
+           "config_from_flags"]
 
 AUTORESET_MODES = ("same-step", "next-step")
+BACKENDS = ("torch", "pennylane", "pennylane:lightning.qubit", "qiskit")
+# Settings of the circuit's execution; a --classical run must leave them at their defaults.
+QUANTUM_FIELDS = ("backend", "shots", "noise", "grad", "spsa_c", "spsa_samples")
 
 
 def _f(default: Any, help: str, **meta: Any) -> Any:
@@ -57,6 +63,16 @@ class TrainConfig:
     qt_alpha: float = _f(1.0, "α of the probability post-processing")
     qt_init_std: float | None = _f(None, "rescale the mapping's output layer at init so the "
                                          "generated weights have this std (none: as built)")
+    backend: str = _f("torch", "where the circuits run: our exact simulator, a PennyLane "
+                               "device or Qiskit Aer", choices=BACKENDS)
+    shots: int | None = _f(None, "samples per circuit that estimate its probabilities "
+                                 "(none: exact)")
+    noise: str | None = _f(None, "Qiskit Aer noise, e.g. depolarizing:0.01, readout:0.02, or "
+                                 "both joined by a comma (--backend qiskit only)")
+    grad: str = _f("backprop", "gradient of the circuit angles: autograd (exact torch backend "
+                               "only) or from extra circuit runs", choices=GRAD_METHODS)
+    spsa_c: float = _f(0.1, "SPSA perturbation step in radians (--grad spsa)")
+    spsa_samples: int = _f(1, "SPSA random directions averaged per update (--grad spsa)")
     lr: float = _f(1e-3, "Adam learning rate")
     mapping_lr: float | None = _f(None, "Adam learning rate of the mapping model (none: --lr)")
     anneal_lr: bool = _f(False, "decay the learning rate linearly to 0 over the run")
@@ -115,6 +131,40 @@ class TrainConfig:
         if self.num_envs is not None and self.num_envs > self.episodes_per_update:
             raise UserError(f"--num-envs {self.num_envs}: at most --episodes-per-update "
                             f"({self.episodes_per_update}) copies can hold an episode")
+        self._check_quantum()
+
+    def _check_quantum(self) -> None:
+        """Backend, shots, noise and gradient method: each valid, and together a
+        setup that can work (:func:`~qtrl.quantum.estimators.check_gradient_setup`)."""
+        defaults = {f.name: f.default for f in fields(self) if f.name in QUANTUM_FIELDS}
+        changed = [f"{_flag(k)} {getattr(self, k)}" for k, v in defaults.items()
+                   if getattr(self, k) != v]
+        if self.classical and changed:
+            raise UserError(f"{', '.join(changed)}: a --classical run has no circuit; "
+                            f"drop {'these flags' if len(changed) > 1 else 'it'} or --classical")
+        if self.backend not in BACKENDS:
+            raise UserError(f"--backend {self.backend!r}: choose from {', '.join(BACKENDS)}")
+        if self.grad not in GRAD_METHODS:
+            raise UserError(f"--grad {self.grad!r}: choose from {', '.join(GRAD_METHODS)}")
+        if self.shots is not None:
+            _positive("shots", self.shots)
+        try:
+            noisy = bool(parse_noise(self.noise))
+        except UserError as err:
+            raise UserError(f"--noise: {err}") from None
+        if noisy and self.backend != "qiskit":
+            raise UserError(f"--noise {self.noise}: noise needs --backend qiskit (Aer noise "
+                            f"models), not --backend {self.backend}")
+        if not (isinstance(self.spsa_c, (int, float)) and math.isfinite(self.spsa_c)
+                and self.spsa_c > 0):
+            raise UserError(f"--spsa-c {self.spsa_c}: the SPSA step must be a positive number")
+        _positive("spsa_samples", self.spsa_samples)
+        if self.grad != "spsa":
+            for name in ("spsa_c", "spsa_samples"):
+                if getattr(self, name) != defaults[name]:
+                    raise UserError(f"{_flag(name)} {getattr(self, name)}: only used with "
+                                    f"--grad spsa, not --grad {self.grad}")
+        check_gradient_setup(self.backend, self.shots, self.noise if noisy else None, self.grad)
 
     # -- derived sizes ---------------------------------------------------------------
 
