@@ -72,6 +72,29 @@ def test_two_agents_log_every_agents_episodes(tmp_path):
     assert summary["bytes_allreduced_per_update_classical_dp"] == 898 * 4
 
 
+@pytest.mark.slow
+def test_two_agents_split_the_parameter_shift_circuits(tmp_path):
+    """Each agent runs half of the shifted circuits; summed (``combine``), they give
+    the gradient autograd gives, so the run follows the backprop run."""
+    runs = {}
+    for grad in ("backprop", "parameter-shift"):
+        runs[grad] = tmp_path / grad
+        runs[grad].mkdir()
+        train_local(_config(agents=2, episodes=4, grad=grad), runs[grad], resume=False,
+                    tensorboard=False, display=None)
+    exact = load_checkpoint(runs["backprop"])[1]["model"]
+    shifted = load_checkpoint(runs["parameter-shift"])[1]["model"]
+    for key in exact:  # float32 autograd vs float64-accumulated shifts; Adam steps of 1e-3
+        torch.testing.assert_close(shifted[key], exact[key], atol=2e-4, rtol=0, msg=key)
+    header, *rows = (runs["parameter-shift"] / "progress.csv").read_text().splitlines()
+    col = header.split(",").index
+    for row in rows:
+        values = row.split(",")
+        total = float(values[col("quantum/circuit_evals_per_update")])
+        mine = float(values[col("quantum/circuit_evals_this_agent")])
+        assert (total, mine) == (1 + 700, 1 + 350)  # 1 forward circuit + its share of 700
+
+
 def _agent_pids(parent: psutil.Process) -> list[int]:
     return [c.pid for c in parent.children(recursive=True)
             if "multiprocessing" in " ".join(c.cmdline()) or "qtrl" in " ".join(c.cmdline())]

@@ -49,6 +49,7 @@ from .distributed import (
     broadcast_parameters,
     check_agreement,
     gather_objects,
+    sum_over_agents,
 )
 from .errors import UserError
 from .generator import QuantumTrain
@@ -313,7 +314,10 @@ def train(config: TrainConfig, run_dir: Path | str, *, resume: bool = False,
     torch.manual_seed(config.seed)
     np.random.seed(config.seed % 2**32)
     random.seed(config.seed)
-    model = build_model(config, obs_dim, n_actions)
+    model = build_model(config, obs_dim, n_actions, rank=ctx.rank)  # own shot stream per QPU
+    estimator = getattr(model, "estimator", None)  # circuit gradients from extra circuit runs
+    if ctx.distributed and estimator is not None:  # each QPU runs its share of those circuits
+        estimator.set_partition(ctx.rank, ctx.world_size, combine=sum_over_agents(ctx))
     params = list(model.parameters())
     broadcast_parameters(params, ctx)  # the same seed gives the same start; make sure
     optimizer = make_optimizer(model, config)
@@ -385,6 +389,8 @@ def train(config: TrainConfig, run_dir: Path | str, *, resume: bool = False,
                 for group in optimizer.param_groups:
                     group["lr"] = group["base_lr"] * (1.0 - update / config.updates)
 
+            if estimator is not None:
+                estimator.counts.reset()  # count this update's circuit evaluations only
             # ---- generate once → roll out → log-probabilities → (all-reduce) → Adam --
             step = reinforce_update(model, optimizer, envs, n_episodes, env_seeds, action_rng,
                                     config.gamma, config.entropy,
@@ -418,6 +424,12 @@ def train(config: TrainConfig, run_dir: Path | str, *, resume: bool = False,
             logger.record("train/entropy", step.entropy)
             logger.record("train/grad_norm", step.grad_norm)
             logger.record("train/lr", optimizer.param_groups[0]["lr"])
+            if estimator is not None:  # one forward + the whole backward; this agent's part
+                counts = estimator.counts
+                logger.record("quantum/circuit_evals_per_update",
+                              counts.forward + counts.last_backward_total)
+                logger.record("quantum/circuit_evals_this_agent",
+                              counts.forward + counts.last_backward)
             logger.record("time/generate_s", step.t_generate)
             logger.record("time/rollout_s", step.t_rollout)
             logger.record("time/learn_s", step.t_learn)

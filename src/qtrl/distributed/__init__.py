@@ -14,6 +14,7 @@ from .sync import (
                    check_agreement,
                    gather_objects,
                    parameter_checksum,
+                   sum_over_agents,
 )
 
 __all__ = [
@@ -29,5 +30,6 @@ __all__ = [
                    "launch_local",
                    "parameter_checksum",
                    "shutdown",
+                   "sum_over_agents",
                    "under_torchrun",
 ]

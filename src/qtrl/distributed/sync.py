@@ -5,7 +5,7 @@ periodic checksum that all agents still hold the same parameters."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -21,6 +21,7 @@ __all__ = [
     "check_agreement",
     "gather_objects",
     "parameter_checksum",
+    "sum_over_agents",
 ]
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,20 @@ def allreduce_gradients(params: Sequence[Tensor], ctx: AgentContext) -> int:
             p.grad.copy_(chunk)
         offset += size
     return flat.numel() * flat.element_size()
+
+
+def sum_over_agents(ctx: AgentContext) -> Callable[[Tensor], Tensor]:
+    """``t -> Σ over agents of t``: a SUM all-reduce, in place, returning ``t``.
+
+    The ``combine`` of a partitioned gradient estimator
+    (:meth:`qtrl.quantum.estimators.GradientEstimator.set_partition`): each agent
+    holds a share of the circuit gradient, and the shares must add up.
+    """
+    def combine(tensor: Tensor) -> Tensor:
+        if ctx.distributed:
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+    return combine
 
 
 def broadcast_parameters(params: Sequence[Tensor], ctx: AgentContext) -> None:
