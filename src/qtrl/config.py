@@ -23,7 +23,7 @@ from .presets import PRESETS
 from .quantum.backends import parse_noise
 from .quantum.estimators import GRAD_METHODS, check_gradient_setup
 
-__all__ = ["AUTORESET_MODES", "BACKENDS", "TrainConfig", "add_dataclass_flags",
+__all__ = ["AUTORESET_MODES", "BACKENDS", "QUANTUM_FIELDS", "TrainConfig", "add_dataclass_flags",
            "config_from_flags"]
 
 AUTORESET_MODES = ("same-step", "next-step")

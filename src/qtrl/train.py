@@ -34,6 +34,7 @@ import pickle
 import random
 import time
 from collections.abc import Callable
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -42,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import TrainConfig
+from .config import QUANTUM_FIELDS, TrainConfig
 from .distributed import (
     AgentContext,
     allreduce_gradients,
@@ -75,6 +76,7 @@ __all__ = [
     "evaluate",
     "load_checkpoint",
     "load_policy",
+    "load_trained_model",
     "moving_average",
     "reinforce_update",
     "train",
@@ -516,6 +518,28 @@ def load_policy(run_dir: Path | str) -> tuple[nn.Module, TrainConfig]:
                         f"network ({err})") from None
     policy.eval()
     return policy, config
+
+
+def load_trained_model(run_dir: Path | str) -> tuple[QuantumTrain | ClassicalPolicy,
+                                                     TrainConfig]:
+    """The trained model of ``run_dir`` (Quantum-Train with its circuit and mapping
+    model, or the classical policy) and the run's configuration.
+
+    Whatever backend, shots or noise the run trained with, the rebuilt circuits
+    run on our exact simulator: this is the trained circuit itself.
+    """
+    config, state = load_checkpoint(Path(run_dir))
+    obs_dim, n_actions = env_dims(config.env, config.n_actions)
+    exact = {f.name: f.default for f in fields(TrainConfig) if f.name in QUANTUM_FIELDS}
+    model = build_model(config if config.classical else replace(config, **exact),
+                        obs_dim, n_actions)
+    try:
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError) as err:
+        raise UserError(f"{run_dir}: the checkpoint's model does not fit the configured "
+                        f"one ({err})") from None
+    model.eval()
+    return model, config
 
 
 def evaluate(policy: nn.Module, config: TrainConfig, episodes: int = 100, greedy: bool = False,

@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from ..distributed.launch import AgentFailure
 from ..errors import UserError
 from ..quantum.memory import StatevectorTooLarge
-from . import bench, export, info
+from . import bench, circuit, export, info
 from . import eval as eval_cmd
 from . import train as train_cmd
 
 __all__ = ["build_parser", "main"]
 
-SUBCOMMANDS = [info, bench, train_cmd, eval_cmd, export]
+SUBCOMMANDS = [info, bench, train_cmd, eval_cmd, export, circuit]
 
 
 def build_parser() -> argparse.ArgumentParser:
