@@ -80,8 +80,8 @@ def _entry_die(ctx: AgentContext, _: None) -> None:
 def test_killed_agent_ends_run_and_is_named():
     start = time.monotonic()
     with pytest.raises(AgentFailure, match="agent 1 .*killed by SIGKILL"):
-        launch_local(_entry_die, 2, None, timeout_s=20)
-    assert time.monotonic() - start < 20
+        launch_local(_entry_die, 2, None, timeout_s=60)
+    assert time.monotonic() - start < 45  # well before the 60 s collective timeout
 
 
 def _entry_hang(ctx: AgentContext, _: None) -> None:
@@ -97,7 +97,8 @@ def test_hung_agent_ends_run_within_timeout():
     start = time.monotonic()
     with pytest.raises(AgentFailure, match="agent 1 .*stopped answering"):
         launch_local(_entry_hang, 2, None, timeout_s=3)
-    assert time.monotonic() - start < 15
+    # 3 s of silence + grace, plus spawning two torch processes on a busy machine
+    assert time.monotonic() - start < 45
 
 
 def _entry_linger(ctx: AgentContext, _: None) -> None:
