@@ -32,12 +32,12 @@ from qtrl.presets import PRESETS, build_policy
 WINDOW = 100
 
 
-def run_dir(n: int, seed: int, tag: str) -> Path:
-    return ROOT / "runs" / "results-dist" / f"cartpole-{tag}-agents{n}-seed{seed}"
+def run_dir(n: int, seed: int, updates: int, tag: str) -> Path:
+    return ROOT / "runs" / "results-dist" / f"cartpole-{tag}-u{updates}-agents{n}-seed{seed}"
 
 
 def train(n: int, seed: int, updates: int, flags: list[str], tag: str) -> Path:
-    out = run_dir(n, seed, tag)
+    out = run_dir(n, seed, updates, tag)
     if (out / "summary.json").exists():
         return out
     if out.exists():
@@ -138,6 +138,9 @@ def main() -> int:
         args.docs = ROOT / "runs" / "results-quick"
     flags = args.flags.split()
     tag = "quick" if args.quick else "full"
+    if flags:  # runs with other settings must not be reused
+        import hashlib
+        tag += "-" + hashlib.sha1(" ".join(flags).encode()).hexdigest()[:8]
     threshold = PRESETS["cartpole"].solve_threshold
     stats: dict[int, list[dict]] = {}
     for n in args.agents:
