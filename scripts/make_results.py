@@ -40,19 +40,19 @@ def _run(cmd: list[str], timeout: float) -> str:
     return proc.stdout.rstrip()
 
 
-def _section(title: str, cmd: list[str], output: str, note: str = "") -> list[str]:
+def _section(title: str, cmd: list[str], output: str, measured: str) -> list[str]:
     shown = "qtrl " + " ".join(cmd[3:]) if cmd[:3] == QTRL else " ".join(cmd[1:])
-    lines = [f"## {title}", "", f"Command: `{shown}` — measured {machine_line()}.", ""]
-    if note:
-        lines += [note, ""]
-    return lines + ["```", output, "```", ""]
+    return [f"## {title}", "", f"Command: `{shown}` — measured {measured}.", "",
+            "```", output, "```", ""]
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="short runs, one seed (< 15 min)")
     p.add_argument("--skip-learning", action="store_true",
-                   help="benchmarks only (keep the existing learning results)")
+                   help="do not train: use the learning results already in docs/")
+    p.add_argument("--skip-benches", action="store_true",
+                   help="do not measure: use the tables saved by the last run in docs/tables/")
     args = p.parse_args()
     quick = ["--quick"] if args.quick else []
     # The quick mode checks the whole pipeline without touching the published docs/.
@@ -63,12 +63,24 @@ def main() -> int:
            + (" --quick" if args.quick else "") + "`; do not edit by hand. "
            "Every table below was printed by the command named above it.", ""]
 
+    tables = docs / "tables"
+    tables.mkdir(exist_ok=True)
+
+    def table(title: str, cmd: list[str], timeout: float) -> list[str]:
+        """A section from the command's output (or, with --skip-benches, its saved one)."""
+        saved = tables / ("_".join(a.lstrip("-") for a in cmd[3:]) + ".txt")
+        if args.skip_benches and saved.exists():
+            header, output = saved.read_text().split("\n", 1)
+        else:
+            header, output = machine_line(), _run(cmd, timeout)
+            saved.write_text(header + "\n" + output)
+        return _section(title, cmd, output, measured=header)
+
     for preset in ("cartpole", "minigrid"):
-        cmd = QTRL + ["info", "--preset", preset]
-        out += _section(f"Parameters: {preset} preset", cmd, _run(cmd, 300))
+        out += table(f"Parameters: {preset} preset", QTRL + ["info", "--preset", preset], 300)
     cmd = QTRL + ["info", "--env", "MiniGrid-Empty-5x5-v0", "--hidden", "1024", "512",
                   "--layers", "13", "--mapping-hidden", "10", "64", "10", "--chunks", "16"]
-    out += _section("Parameters: a 6.8e5-weight policy in 16 chunks", cmd, _run(cmd, 300))
+    out += table("Parameters: a 6.8e5-weight policy in 16 chunks", cmd, 300)
 
     benches = [("Simulator speed (issue 2)", ["simulator"]),
                ("Generation cost vs k (issue 2)", ["generation"]),
@@ -78,8 +90,7 @@ def main() -> int:
     if _has_backends():
         benches.append(("Backends and gradient estimators (issue 5)", ["backends"]))
     for title, what in benches:
-        cmd = QTRL + ["bench", *what, *quick]
-        out += _section(title, cmd, _run(cmd, 3600))
+        out += table(title, QTRL + ["bench", *what, *quick], 3600)
 
     if not args.skip_learning:
         cmd = PY + ["scripts/results_training.py", *quick]
