@@ -76,6 +76,8 @@ class TrainConfig:
     lr: float = _f(1e-3, "Adam learning rate")
     mapping_lr: float | None = _f(None, "Adam learning rate of the mapping model (none: --lr)")
     anneal_lr: bool = _f(False, "decay the learning rate linearly to 0 over the run")
+    max_grad_norm: float | None = _f(None, "clip the gradient's global norm to this before "
+                                           "the Adam step (none: no clipping)")
     gamma: float = _f(0.99, "discount of the returns")
     entropy: float = _f(0.0, "entropy bonus coefficient")
     episodes: int = _f(1000, "training episodes")
@@ -112,6 +114,9 @@ class TrainConfig:
             raise UserError(f"--qt-init-std {self.qt_init_std}: must be a positive number")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise UserError(f"--lr {self.lr}: the learning rate must be a positive number")
+        if self.max_grad_norm is not None and not (math.isfinite(self.max_grad_norm)
+                                                   and self.max_grad_norm > 0):
+            raise UserError(f"--max-grad-norm {self.max_grad_norm}: must be a positive number")
         if self.mapping_lr is not None and not (math.isfinite(self.mapping_lr)
                                                 and self.mapping_lr > 0):
             raise UserError(f"--mapping-lr {self.mapping_lr}: the learning rate must be a "

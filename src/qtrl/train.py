@@ -256,7 +256,8 @@ def reinforce_update(model: QuantumTrain | ClassicalPolicy, optimizer: torch.opt
                      envs: gym.vector.VectorEnv, episodes: int, env_seeds: list[int] | None,
                      rng: np.random.Generator, discount: float, entropy: float,
                      before_step: Callable[[], None] | None = None,
-                     behaviour: Actor | None = None) -> Update:
+                     behaviour: Actor | None = None,
+                     max_grad_norm: float | None = None) -> Update:
     """Collect ``episodes`` complete episodes and take one REINFORCE step.
 
     Args:
@@ -264,6 +265,7 @@ def reinforce_update(model: QuantumTrain | ClassicalPolicy, optimizer: torch.opt
             distributed trainer all-reduces the gradients there).
         behaviour: benchmarks only — play the episodes with this actor instead
             of the generated weights (same cost, controlled episode lengths).
+        max_grad_norm: clip the (averaged) gradient's global norm before the step.
     """
     t0 = time.perf_counter()
     # 1. generate the policy weights once for this update (autograd on)
@@ -287,6 +289,8 @@ def reinforce_update(model: QuantumTrain | ClassicalPolicy, optimizer: torch.opt
     grad_norm = float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])))
     if before_step is not None:
         before_step()
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     optimizer.step()
     t3 = time.perf_counter()
     return Update(batch, terms.loss.item(), float(terms.policy_loss), float(terms.entropy),
@@ -396,7 +400,8 @@ def train(config: TrainConfig, run_dir: Path | str, *, resume: bool = False,
             # ---- generate once → roll out → log-probabilities → (all-reduce) → Adam --
             step = reinforce_update(model, optimizer, envs, n_episodes, env_seeds, action_rng,
                                     config.gamma, config.entropy,
-                                    before_step=average_gradients if ctx.distributed else None)
+                                    before_step=average_gradients if ctx.distributed else None,
+                                    max_grad_norm=config.max_grad_norm)
             batch = step.batch
 
             # ---- agents agree? then agent 0 logs everyone's episodes and checkpoints --
