@@ -31,19 +31,90 @@ sys.path.insert(0, str(ROOT / "src"))
 from qtrl.config import TrainConfig
 from qtrl.train import first_solved, moving_average
 
-# Settings per experiment. "reference" is the preset as published (DESIGN §2);
-# the others are what we changed to reach the targets — see RESULTS_training.md.
-EXPERIMENTS: dict[str, dict[str, list[str]]] = {
+# Settings per experiment: label -> (flags on top of the preset, seeds or None for all).
+# "QT reference" is the preset as published (DESIGN §2: linear mapping, generated
+# weights as built, one episode per update, the preset's lr and entropy). "QT tuned"
+# is what we changed to reach the targets — see the notes in RESULTS_training.md.
+REFERENCE_QT = ["--mapping-activation", "none", "--qt-init-std", "none"]
+TUNED = ["--mapping-activation", "relu", "--qt-init-std", "0.1", "--episodes-per-update", "4",
+         "--lr", "7e-3", "--anneal-lr", "--max-grad-norm", "1"]
+EXPERIMENTS: dict[str, dict[str, tuple[list[str], list[int] | None]]] = {
     "cartpole": {
-        "QT reference": ["--mapping-activation", "none"],
-        "QT": [],
-        "classical": ["--classical"],
+        "QT reference": (REFERENCE_QT, None),
+        "QT tuned": (TUNED, None),
+        "classical": (["--classical"], None),
+        "classical tuned": (["--classical", *TUNED[4:]], None),
     },
     "minigrid": {
-        "QT": [],
-        "classical": ["--classical"],
+        "QT reference": (REFERENCE_QT, [0]),
+        "QT tuned": ([*TUNED, "--entropy", "0"], None),
+        "classical": (["--classical"], None),
     },
 }
+
+def notes(preset: str, jobs: list[Job]) -> list[str]:
+    """Why the tuned settings differ from the reference, with the numbers measured here."""
+    if preset == "cartpole":
+        ref, classical = init_scales()
+        return [
+            ("With the reference settings Quantum-Train REINFORCE learns too slowly and too "
+            "unstably for the target. Three causes, three changes (all flags of `qtrl train`):"),
+            (f"1. The reference's linear mapping with PyTorch's default init generates weights "
+            f"with std {ref[0]:.2f}–{ref[1]:.2f} (seeds 0–4), against {classical:.2f} for the "
+            f"default init of the same network: the policy starts near a zero-weight saddle "
+            f"and stays uniform for hundreds of episodes. `--qt-init-std 0.1` rescales the "
+            f"mapping's output layer once at init (the generated weights are linear in it); "
+            f"`--mapping-activation relu` makes the mapping non-linear in the index bits. "
+            f"Both are now the defaults of `qtrl train`."),
+            ("2. Adam moves every mapping parameter by about lr per step, and each of them "
+            "moves *all* generated weights at once, so one noisy one-episode gradient swings "
+            "the whole policy and often collapses it onto one action (an absorbing state for "
+            "REINFORCE). Four episodes per update (`--episodes-per-update 4`) and a gradient "
+            "norm clipped to 1 (`--max-grad-norm 1`) make the steps steadier."),
+            ("3. With steadier steps a larger, linearly decaying rate (`--lr 7e-3 --anneal-lr`) "
+            "learns within the budget."),
+            "\"classical tuned\" applies the same training changes to the classical network.",
+        ]
+    if preset == "minigrid":
+        ref = [j for j in jobs if j.label.startswith("QT reference")]
+        if not ref:
+            return []
+        ent, ret = plateau(ref[0].run_dir)
+        return [
+            (f"With the reference's entropy bonus (0.05) the Quantum-Train policy stays near "
+            f"uniform — mean policy entropy {ent:.2f} over the last 500 updates (at most "
+            f"ln 3 = 1.10) — and its 100-episode average ends at {ret:.2f}, about what a "
+            f"random walk scores. The tuned runs use the CartPole recipe without the entropy "
+            f"bonus (`--entropy 0`). The reference row is one seed: a 4000-episode run of it "
+            f"is the most expensive of the table."),
+        ]
+    return []
+
+
+def init_scales(seeds: range = range(5)) -> tuple[tuple[float, float], float]:
+    """Std of the reference's generated CartPole weights (min, max over ``seeds``) and
+    of the same network's default init."""
+    import torch
+
+    from qtrl.rl.policy import build_model
+    stds = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        cfg = TrainConfig.from_preset("cartpole", mapping_activation="none", qt_init_std=None)
+        stds.append(float(build_model(cfg, 4, 2).generate_flat().detach().std()))
+    torch.manual_seed(0)
+    net = build_model(TrainConfig.from_preset("cartpole", classical=True), 4, 2)
+    classical = float(torch.cat([p.detach().flatten() for p in net.parameters()]).std())
+    return (min(stds), max(stds)), classical
+
+
+def plateau(run_dir: Path, last: int = 500) -> tuple[float, float]:
+    """Mean policy entropy over the last ``last`` updates and the final 100-ep average."""
+    with open(run_dir / "progress.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))[-last:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return (float(np.mean([float(r["train/entropy"]) for r in rows])),
+            summary["final_return_avg100"])
 
 
 @dataclass(frozen=True)
@@ -164,16 +235,21 @@ def write_results(jobs: list[Job], docs: Path, command: str) -> str:
             verdicts.append(f"- **{label}** ({_settings(cfg)}): {solved} of {len(runs)} seeds "
                             f"reach the target.")
         lines += ["", *verdicts, ""]
+        for note in notes(preset, pj):
+            lines += [note, ""]
         plot(preset, pj, docs / f"training_{preset}.png", threshold)
     return "\n".join(lines) + "\n"
 
 
 def _settings(c: TrainConfig) -> str:
-    parts = [f"lr {c.lr:g}", f"{c.episodes_per_update} episode(s)/update"]
+    parts = [f"lr {c.lr:g}" + (" annealed" if c.anneal_lr else ""),
+             f"{c.episodes_per_update} episode(s)/update"]
     if not c.classical:
-        parts.insert(0, f"mapping activation {c.mapping_activation}")
-    if c.entropy:
-        parts.append(f"entropy {c.entropy:g}")
+        parts[:0] = [f"mapping {c.mapping_activation}",
+                     f"init std {c.qt_init_std if c.qt_init_std is not None else 'as built'}"]
+    if c.max_grad_norm is not None:
+        parts.append(f"grad-norm clip {c.max_grad_norm:g}")
+    parts.append(f"entropy {c.entropy:g}")
     return ", ".join(parts)
 
 
@@ -211,8 +287,8 @@ def main() -> int:
         seeds = seeds[:1]
         docs = ROOT / "runs" / "results-quick"
     jobs = [Job(preset, label, seed, tuple(flags), episodes[preset])
-            for preset in args.presets for label, flags in EXPERIMENTS[preset].items()
-            for seed in seeds]
+            for preset in args.presets for label, (flags, only) in EXPERIMENTS[preset].items()
+            for seed in (seeds if only is None else [s for s in seeds if s in only] or seeds[:1])]
     if args.quick:
         jobs = [Job(j.preset, j.label + " quick", j.seed, j.flags, j.episodes) for j in jobs]
     # Longest first, so that the two workers finish together.

@@ -20,7 +20,8 @@ def test_qt_init_std_sets_the_generated_weight_scale(activation: str) -> None:
     assert model.generate_flat().std().item() == pytest.approx(0.25, rel=1e-5)
     torch.manual_seed(0)
     plain = build_model(TrainConfig.from_preset("cartpole", hidden=(16,), layers=1,
-                                                mapping_activation=activation), 4, 2)
+                                                mapping_activation=activation,
+                                                qt_init_std=None), 4, 2)
     # Only the scale changes: the same weights up to one factor.
     a, b = model.generate_flat().detach(), plain.generate_flat().detach()
     torch.testing.assert_close(a, b * (0.25 / b.std()), rtol=1e-4, atol=1e-6)

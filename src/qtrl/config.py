@@ -53,16 +53,17 @@ class TrainConfig:
                                 "instead of through Quantum-Train")
     layers: int = _f(5, "ansatz layers L of the circuit")
     mapping_hidden: tuple[int, ...] = _f((10, 10, 10), "hidden sizes of the mapping model")
-    mapping_activation: str = _f("tanh", "activation between mapping layers "
-                                         "('none' is the reference's linear mapping)",
+    mapping_activation: str = _f("relu", "activation between mapping layers ('none' is "
+                                         "the reference's linear mapping; relu learns best)",
                                  choices=tuple(ACTIVATIONS))
     ansatz: str = _f("ring-u3", "circuit ansatz", choices=("ring-u3", "ry-cnot"))
     chunks: int = _f(1, "circuits (chunks) Q that share the weight generation")
     qt_gamma: float = _f(0.1, "γ of the probability post-processing (β·tanh(γ·2^(n-1)·p))^α")
     qt_beta: float = _f(1.0, "β of the probability post-processing")
     qt_alpha: float = _f(1.0, "α of the probability post-processing")
-    qt_init_std: float | None = _f(None, "rescale the mapping's output layer at init so the "
-                                         "generated weights have this std (none: as built)")
+    qt_init_std: float | None = _f(0.1, "rescale the mapping's output layer at init so the "
+                                        "generated weights have this std (none: as built, "
+                                        "the reference)")
     backend: str = _f("torch", "where the circuits run: our exact simulator, a PennyLane "
                                "device or Qiskit Aer", choices=BACKENDS)
     shots: int | None = _f(None, "samples per circuit that estimate its probabilities "
