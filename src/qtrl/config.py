@@ -61,9 +61,8 @@ class TrainConfig:
     qt_gamma: float = _f(0.1, "γ of the probability post-processing (β·tanh(γ·2^(n-1)·p))^α")
     qt_beta: float = _f(1.0, "β of the probability post-processing")
     qt_alpha: float = _f(1.0, "α of the probability post-processing")
-    qt_init_std: float | None = _f(0.1, "rescale the mapping's output layer at init so the "
-                                        "generated weights have this std (none: as built, "
-                                        "the reference)")
+    qt_init_std: float | None = _f(None, "rescale the mapping's output layer at init so the "
+                                         "generated weights have this std (none: as built)")
     backend: str = _f("torch", "where the circuits run: our exact simulator, a PennyLane "
                                "device or Qiskit Aer", choices=BACKENDS)
     shots: int | None = _f(None, "samples per circuit that estimate its probabilities "
