@@ -103,7 +103,7 @@ def _agent_pids(parent: psutil.Process) -> list[int]:
 def test_killed_agent_ends_run_then_resume_completes(tmp_path):
     run = tmp_path / "run"
     cmd = QTRL + ["train", "--preset", "cartpole", "--agents", "2", "--episodes", "4000",
-                  "--checkpoint-every", "5", "--agent-timeout", "20", "--no-tensorboard",
+                  "--checkpoint-every", "5", "--agent-timeout", "90", "--no-tensorboard",
                   "--out", str(run)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     parent = psutil.Process(proc.pid)
@@ -173,10 +173,12 @@ def test_torchrun_two_nodes_on_one_machine(tmp_path):
 def test_torchrun_restart_resumes_from_checkpoint(tmp_path):
     run = tmp_path / "run"
     episodes = 400
+    # A long agent timeout: on a loaded machine restarted workers can start seconds
+    # apart, and gloo's mesh connect waits at most that long.
     cmd = TORCHRUN + ["--standalone", "--nproc-per-node", "2", "--max-restarts", "3",
                       "-m", "qtrl", "train", "--preset", "cartpole", "--episodes",
                       str(episodes), "--checkpoint-every", "5", "--no-tensorboard",
-                      "--agent-timeout", "20", "--out", str(run)]
+                      "--agent-timeout", "90", "--out", str(run)]
     env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)

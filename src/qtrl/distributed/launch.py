@@ -14,12 +14,15 @@ import multiprocessing as mp
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
 import traceback
 from collections.abc import Callable
 from typing import Any
+
+import torch.distributed as dist
 
 from .context import AgentContext, init_local, shutdown
 
@@ -53,6 +56,8 @@ def _agent_main(rank: int, world_size: int, store_path: str, timeout_s: float,
     try:
         ctx = init_local(rank, world_size, store_path, timeout_s)
         entry(ctx, payload)
+        dist.barrier()  # leave together: no agent tears down a mesh a peer still uses
+        shutdown(ctx)
     except BaseException as err:  # noqa: BLE001 - reported to the launcher, then exit 1
         last = traceback.format_exception_only(type(err), err)[-1].strip()
         errors.put((rank, last))
@@ -60,9 +65,11 @@ def _agent_main(rank: int, world_size: int, store_path: str, timeout_s: float,
         errors.close()
         errors.join_thread()  # flush the report before the hard exit below
         os._exit(1)
-    finally:
-        if ctx is not None:
-            shutdown(ctx)
+    # Skip the interpreter's C++ teardown: gloo's threads can abort it
+    # ("terminate called without an active exception") after a clean run.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _describe(rank: int, proc: mp.Process, messages: dict[int, str]) -> str:
@@ -127,7 +134,7 @@ def launch_local(entry: Callable[[AgentContext, Any], None], n_agents: int, payl
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _drain(errors: "mp.Queue", messages: dict[int, str], wait: float = 0.5) -> None:
+def _drain(errors: mp.Queue, messages: dict[int, str], wait: float = 0.5) -> None:
     """Collect the agents' failure reports (waiting up to ``wait`` s for late ones)."""
     import queue
     while True:
