@@ -123,7 +123,10 @@ def make_optimizer(model: QuantumTrain | ClassicalPolicy, config: Any) -> torch.
                   {"params": mapping, "lr": mapping_lr, "base_lr": mapping_lr}]
     else:
         groups = [{"params": list(model.parameters()), "lr": config.lr, "base_lr": config.lr}]
-    return torch.optim.Adam(groups)
+    # One fused kernel over all tensors: about half of the default (foreach) step's
+    # time on a CPU, where the step of a few hundred parameters is pure overhead.
+    fused = all(p.dtype.is_floating_point and not p.is_complex() for p in model.parameters())
+    return torch.optim.Adam(groups, fused=fused or None)
 
 
 def counts_dict(model: QuantumTrain | ClassicalPolicy) -> dict[str, Any]:
