@@ -154,6 +154,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# Slow and load-sensitive (gloo's mesh connect under torchrun): run with -m slow.
+@pytest.mark.slow
 def test_torchrun_two_nodes_on_one_machine(tmp_path):
     run = tmp_path / "run"
     port = _free_port()
@@ -170,6 +172,8 @@ def test_torchrun_two_nodes_on_one_machine(tmp_path):
     assert int(state["update"]) == 4 and len(state["episode_returns"]) == 8
 
 
+# Slow and load-sensitive (gloo's mesh connect under torchrun): run with -m slow.
+@pytest.mark.slow
 def test_torchrun_restart_resumes_from_checkpoint(tmp_path):
     run = tmp_path / "run"
     episodes = 400
