@@ -102,23 +102,32 @@ class MaskedSyncVectorEnv(gym.vector.SyncVectorEnv):
         mode = self.autoreset_mode
         if mode not in (gym.vector.AutoresetMode.SAME_STEP, gym.vector.AutoresetMode.NEXT_STEP):
             raise ValueError(f"masked steps need SAME_STEP or NEXT_STEP autoreset, got {mode}")
-        self._rewards[:] = 0.0
-        self._terminations[:] = False
-        self._truncations[:] = False
-        for i in np.flatnonzero(mask):
+        n = self.num_envs
+        rewards, terms, truncs = [0.0] * n, [False] * n, [False] * n
+        next_step = mode == gym.vector.AutoresetMode.NEXT_STEP
+        rows = isinstance(self._observations, np.ndarray)  # Box: copy the rows that moved
+        pending = self._autoreset_envs.tolist()
+        for i in np.flatnonzero(mask).tolist():
             env = self.envs[i]
-            if mode == gym.vector.AutoresetMode.NEXT_STEP and self._autoreset_envs[i]:
-                self._env_obs[i], _ = env.reset()
-                continue
-            (self._env_obs[i], self._rewards[i], self._terminations[i],
-             self._truncations[i], _) = env.step(actions[i])
-            if mode == gym.vector.AutoresetMode.SAME_STEP and (
-                    self._terminations[i] or self._truncations[i]):
-                self._env_obs[i], _ = env.reset()
-        self._observations = gym.vector.utils.concatenate(
-            self.single_observation_space, self._env_obs, self._observations)
-        done = self._terminations | self._truncations
-        self._autoreset_envs = np.where(mask, done, self._autoreset_envs)
+            if next_step and pending[i]:
+                obs, _ = env.reset()
+                pending[i] = False
+            else:
+                obs, rewards[i], terms[i], truncs[i], _ = env.step(actions[i])
+                done = terms[i] or truncs[i]
+                if done and not next_step:
+                    obs, _ = env.reset()
+                pending[i] = done
+            self._env_obs[i] = obs
+            if rows:
+                self._observations[i] = obs
+        if not rows:
+            self._observations = gym.vector.utils.concatenate(
+                self.single_observation_space, self._env_obs, self._observations)
+        self._rewards = np.array(rewards, dtype=np.float64)
+        self._terminations = np.array(terms, dtype=np.bool_)
+        self._truncations = np.array(truncs, dtype=np.bool_)
+        self._autoreset_envs = np.array(pending, dtype=np.bool_)
         return (deepcopy(self._observations) if self.copy else self._observations,
                 self._rewards.copy(), self._terminations.copy(), self._truncations.copy(), {})
 

@@ -97,26 +97,43 @@ def collect_episodes(envs: gym.vector.VectorEnv, actor: Actor, episodes: int,
     finished = 0
     env_steps = 0
 
+    # Masks change only when an episode ends (and, in next-step mode, on the step
+    # after): recomputed then, not at every step.
+    playing = live = ep_now = np.empty(0)
+    all_live, n_playing = True, 0
+
+    def masks() -> None:
+        nonlocal playing, live, ep_now, all_live, n_playing
+        playing = episode_of >= 0                       # copies playing a counted episode
+        live = playing & ~resetting                     # ... whose step this is (no reset)
+        all_live = bool(live.all())
+        n_playing = int(playing.sum())
+        ep_now = episode_of.copy()                      # logged as is until the next change
+
+    masks()
     while finished < episodes:
         actions = sample_actions(actor(obs), rng, greedy)
-        live = (episode_of >= 0) & ~resetting          # steps that belong to a counted episode
-        all_live = bool(live.all())
         # Keep what the update needs before stepping: with copy=False the env
         # reuses its observation buffer.
-        obs_log.append(obs.copy() if all_live else obs[live])
-        act_log.append(actions if all_live else actions[live])
-        ep_log.append(episode_of.copy() if all_live else episode_of[live])
-        playing = episode_of >= 0
-        if maskable and not playing.all():
+        if all_live:
+            obs_log.append(obs.copy())
+            act_log.append(actions)
+            ep_log.append(ep_now)
+        else:
+            obs_log.append(obs[live])
+            act_log.append(actions[live])
+            ep_log.append(ep_now[live])
+        if maskable:
             obs, rewards, terminated, truncs, _ = envs.step(actions, mask=playing)
-            env_steps += int(playing.sum())
+            env_steps += n_playing
         else:
             obs, rewards, terminated, truncs, _ = envs.step(actions)
             env_steps += n
         rew_log.append(rewards if all_live else rewards[live])
-        done = (terminated | truncs) & live
-        if done.any():
-            for i in np.flatnonzero(done):
+        ended = terminated | truncs
+        any_ended = bool(ended.any())
+        if any_ended:
+            for i in np.flatnonzero(ended & live):
                 truncated[episode_of[i]] = bool(truncs[i] and not terminated[i])
                 finished += 1
                 if started < episodes:
@@ -124,8 +141,11 @@ def collect_episodes(envs: gym.vector.VectorEnv, actor: Actor, episodes: int,
                     started += 1
                 else:
                     episode_of[i] = -1
-        if next_step:
-            resetting = terminated | truncs
+        if next_step and (any_ended or resetting.any()):
+            resetting = ended
+            masks()
+        elif any_ended:
+            masks()
 
     ep = np.concatenate(ep_log)
     order = np.argsort(ep, kind="stable")               # by episode, time order kept
