@@ -516,13 +516,7 @@ def load_policy(run_dir: Path | str) -> tuple[nn.Module, TrainConfig]:
     config, state = load_checkpoint(Path(run_dir))
     obs_dim, n_actions = env_dims(config.env, config.n_actions)
     policy = build_policy(obs_dim, config.hidden, n_actions)
-    try:
-        policy.load_state_dict(state["policy"])
-    except (KeyError, RuntimeError) as err:
-        raise UserError(f"{run_dir}: the checkpoint's policy does not fit the configured "
-                        f"network ({err})") from None
-    policy.eval()
-    return policy, config
+    return _load_saved(policy, state, "policy", run_dir), config
 
 
 def load_trained_model(run_dir: Path | str) -> tuple[QuantumTrain | ClassicalPolicy,
@@ -538,13 +532,18 @@ def load_trained_model(run_dir: Path | str) -> tuple[QuantumTrain | ClassicalPol
     exact = {f.name: f.default for f in fields(TrainConfig) if f.name in QUANTUM_FIELDS}
     model = build_model(config if config.classical else replace(config, **exact),
                         obs_dim, n_actions)
+    return _load_saved(model, state, "model", run_dir), config
+
+
+def _load_saved(module: nn.Module, state: dict[str, Any], key: str,
+                run_dir: Path | str) -> nn.Module:
+    """``module`` with the checkpoint's ``state[key]`` loaded, in eval mode."""
     try:
-        model.load_state_dict(state["model"])
+        module.load_state_dict(state[key])
     except (KeyError, RuntimeError) as err:
-        raise UserError(f"{run_dir}: the checkpoint's model does not fit the configured "
-                        f"one ({err})") from None
-    model.eval()
-    return model, config
+        raise UserError(f"{run_dir}: the checkpoint's {key} does not fit the configured "
+                        f"network ({err})") from None
+    return module.eval()
 
 
 def evaluate(policy: nn.Module, config: TrainConfig, episodes: int = 100, greedy: bool = False,
