@@ -95,6 +95,31 @@ def test_two_agents_split_the_parameter_shift_circuits(tmp_path):
         assert (total, mine) == (1 + 700, 1 + 350)  # 1 forward circuit + its share of 700
 
 
+def test_chunk_circuits_run_on_different_agents(tmp_path):
+    """``--chunks 4 --agents 2``: each QPU runs its two chunk circuits and their
+    shifted copies; the run follows the one where both agents run all four."""
+    runs = {}
+    for grad in ("backprop", "parameter-shift"):
+        runs[grad] = tmp_path / grad
+        runs[grad].mkdir()
+        train_local(_config(agents=2, episodes=4, chunks=4, grad=grad), runs[grad],
+                    resume=False, tensorboard=False, display=None)
+    # The generated policies: the mapping's last bias has no effect (the weights are
+    # centred), and Adam turns its round-off gradient into lr-sized steps either way.
+    exact = load_checkpoint(runs["backprop"])[1]["policy"]
+    shifted = load_checkpoint(runs["parameter-shift"])[1]["policy"]
+    for key in exact:
+        torch.testing.assert_close(shifted[key], exact[key], atol=2e-4, rtol=0, msg=key)
+    header, *rows = (runs["parameter-shift"] / "progress.csv").read_text().splitlines()
+    col = header.split(",").index
+    per_circuit = 14 * 8 * 5  # ring-U3 shifts per circuit: 14 per (wire, layer); 8 qubits
+    for row in rows:
+        values = row.split(",")
+        total = float(values[col("quantum/circuit_evals_per_update")])
+        mine = float(values[col("quantum/circuit_evals_this_agent")])
+        assert (total, mine) == (4 * (1 + per_circuit), 2 * (1 + per_circuit))
+
+
 def _agent_pids(parent: psutil.Process) -> list[int]:
     return [c.pid for c in parent.children(recursive=True)
             if "multiprocessing" in " ".join(c.cmdline()) or "qtrl" in " ".join(c.cmdline())]

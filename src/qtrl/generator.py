@@ -38,6 +38,7 @@ from .quantum.backends import circuit_of, make_backend
 from .quantum.estimators import GradientEstimator, check_gradient_setup, make_estimator
 from .quantum.memory import check_statevector_fits
 from .quantum.qasm import ansatz_to_qasm
+from .quantum.sharding import RowShards, gather_shards
 
 __all__ = ["ACTIVATIONS", "ParameterCounts", "QuantumTrain", "qubits_for"]
 
@@ -170,6 +171,7 @@ class QuantumTrain(nn.Module):
         self.backend_name, self.shots, self.noise, self.grad = backend, shots, noise, grad
         # Not a module: the estimator holds the backend (an SDK object), no parameters.
         self._estimator: tuple[GradientEstimator, ...] = ()
+        self._shards: tuple[RowShards, ...] = ()  # chunks spread over agents (spread_chunks)
         if grad != "backprop":
             options = dict(grad_options or {})
             if grad == "spsa":  # a stream of its own, apart from the backend's sampling
@@ -198,13 +200,38 @@ class QuantumTrain(nn.Module):
                            local.repeat(self.chunks, 1)), 1)
         return feats[: self.k].clone()
 
-    def probabilities(self) -> Tensor:
-        """Circuit probabilities of the ``k`` weights' basis states, ``(k,)``."""
+    def spread_chunks(self, shards: RowShards | None) -> None:
+        """Evaluate only this agent's share of the ``Q`` chunk circuits (one QPU
+        each), all-gathered every generation; ``None`` evaluates all of them here.
+
+        Every agent must then generate at the same points (the gather is a
+        collective). The gradients stay those of the unsplit generator once
+        averaged over agents (see :mod:`qtrl.quantum.sharding`).
+        """
+        if shards is not None and shards.rows != self.chunks:
+            raise ValueError(f"shards of {shards.rows} rows for {self.chunks} chunk circuits")
+        self._shards = () if shards is None else (shards,)
+
+    @property
+    def chunk_shards(self) -> RowShards | None:
+        """How the chunk circuits are spread over agents (None: all evaluated here)."""
+        return self._shards[0] if self._shards else None
+
+    def _circuit_probabilities(self, lo: int, hi: int) -> Tensor:
+        """Probabilities of chunk circuits ``lo..hi-1``, ``(hi - lo, 2^n)``."""
         if self._estimator:
             _, angles = circuit_of(self.qnn)            # (Q, P), differentiable
-            probs = self._estimator[0](angles)          # (Q, 2^n) from the backend
+            return self._estimator[0](angles[lo:hi])    # from the backend
+        return self.qnn(slice(lo, hi))
+
+    def probabilities(self) -> Tensor:
+        """Circuit probabilities of the ``k`` weights' basis states, ``(k,)``."""
+        if self._shards:
+            mine = self._shards[0].mine
+            probs = gather_shards(self._circuit_probabilities(mine.start, mine.stop),
+                                  self._shards[0], *self.qnn.parameters())  # (Q, 2^n)
         else:
-            probs = self.qnn()                          # (Q, 2^n)
+            probs = self._circuit_probabilities(0, self.chunks)          # (Q, 2^n)
         return probs[:, : self.chunk_size].reshape(-1)[: self.k]
 
     def generate_flat(self) -> Tensor:
@@ -235,10 +262,16 @@ class QuantumTrain(nn.Module):
 
     @torch.no_grad()
     def materialize(self) -> nn.Module:
-        """A plain copy of the target holding the generated weights: no quantum part."""
+        """A plain copy of the target holding the generated weights: no quantum part.
+
+        Evaluates every chunk circuit here, even when they are spread over agents."""
         import copy
         net = copy.deepcopy(self.target)
-        weights = self.generate()
+        shards, self._shards = self._shards, ()  # all chunks here: not a collective
+        try:
+            weights = self.generate()
+        finally:
+            self._shards = shards
         for name, p in net.named_parameters():
             if name in weights:
                 p.copy_(weights[name])

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from torch import nn
 
-__all__ = ["Preset", "PRESETS", "build_policy"]
+__all__ = ["PRESETS", "Preset", "build_policy"]
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def build_policy(obs_dim: int, hidden: Sequence[int], n_actions: int) -> nn.Sequ
     (the softmax of the reference is applied by the action distribution)."""
     sizes = [obs_dim, *hidden, n_actions]
     mods: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         mods.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
             mods.append(nn.ReLU())

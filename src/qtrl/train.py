@@ -50,12 +50,14 @@ from .distributed import (
     broadcast_parameters,
     check_agreement,
     gather_objects,
+    gather_over_agents,
     sum_over_agents,
 )
 from .errors import UserError
 from .generator import QuantumTrain
 from .logger import Display, Logger, truncate_csv
 from .presets import build_policy
+from .quantum.sharding import RowShards
 from .rl.env import env_dims, make_vector_env
 from .rl.policy import (
     Actor,
@@ -297,6 +299,23 @@ def reinforce_update(model: QuantumTrain | ClassicalPolicy, optimizer: torch.opt
                   grad_norm, t1 - t0, t2 - t1, t3 - t2)
 
 
+def spread_over_agents(model: nn.Module, ctx: AgentContext) -> None:
+    """Give each agent (QPU) its share of the quantum work of an update.
+
+    Several chunk circuits: each agent evaluates its share of the chunks (and
+    their shifted circuits), all-gathered. One circuit with a gradient
+    estimator: each agent evaluates its share of the shifted circuits.
+    """
+    if not ctx.distributed or not isinstance(model, QuantumTrain):
+        return
+    if model.chunks > 1:
+        model.spread_chunks(RowShards(model.chunks, ctx.rank, ctx.world_size,
+                                      gather=gather_over_agents(ctx),
+                                      combine=sum_over_agents(ctx)))
+    elif model.estimator is not None:
+        model.estimator.set_partition(ctx.rank, ctx.world_size, combine=sum_over_agents(ctx))
+
+
 # ------------------------------------------------------------------------------------
 # The training loop
 # ------------------------------------------------------------------------------------
@@ -322,8 +341,7 @@ def train(config: TrainConfig, run_dir: Path | str, *, resume: bool = False,
     random.seed(config.seed)
     model = build_model(config, obs_dim, n_actions, rank=ctx.rank)  # own shot stream per QPU
     estimator = getattr(model, "estimator", None)  # circuit gradients from extra circuit runs
-    if ctx.distributed and estimator is not None:  # each QPU runs its share of those circuits
-        estimator.set_partition(ctx.rank, ctx.world_size, combine=sum_over_agents(ctx))
+    spread_over_agents(model, ctx)
     params = list(model.parameters())
     broadcast_parameters(params, ctx)  # the same seed gives the same start; make sure
     optimizer = make_optimizer(model, config)
@@ -433,8 +451,10 @@ def train(config: TrainConfig, run_dir: Path | str, *, resume: bool = False,
             logger.record("train/lr", optimizer.param_groups[0]["lr"])
             if estimator is not None:  # one forward + the whole backward; this agent's part
                 counts = estimator.counts
-                logger.record("quantum/circuit_evals_per_update",
-                              counts.forward + counts.last_backward_total)
+                total = counts.forward + counts.last_backward_total
+                if model.chunk_shards is not None:  # the counts are this agent's chunks only
+                    total = model.chunks + estimator.backward_evaluations(model.chunks)
+                logger.record("quantum/circuit_evals_per_update", total)
                 logger.record("quantum/circuit_evals_this_agent",
                               counts.forward + counts.last_backward)
             logger.record("time/generate_s", step.t_generate)

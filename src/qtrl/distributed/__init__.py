@@ -13,6 +13,7 @@ from .sync import (
                    broadcast_parameters,
                    check_agreement,
                    gather_objects,
+                   gather_over_agents,
                    parameter_checksum,
                    sum_over_agents,
 )
@@ -25,6 +26,7 @@ __all__ = [
                    "broadcast_parameters",
                    "check_agreement",
                    "gather_objects",
+                   "gather_over_agents",
                    "init_local",
                    "init_torchrun",
                    "launch_local",

@@ -20,6 +20,7 @@ __all__ = [
     "broadcast_parameters",
     "check_agreement",
     "gather_objects",
+    "gather_over_agents",
     "parameter_checksum",
     "sum_over_agents",
 ]
@@ -67,6 +68,21 @@ def sum_over_agents(ctx: AgentContext) -> Callable[[Tensor], Tensor]:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
     return combine
+
+
+def gather_over_agents(ctx: AgentContext) -> Callable[[Tensor], Tensor]:
+    """``t -> (N, *t.shape)``: every agent's ``t`` (same shape everywhere), in rank order.
+
+    The ``gather`` of chunk circuits spread over agents
+    (:class:`qtrl.quantum.sharding.RowShards`).
+    """
+    def gather(tensor: Tensor) -> Tensor:
+        if not ctx.distributed:
+            return tensor.unsqueeze(0)
+        out = [torch.empty_like(tensor) for _ in range(ctx.world_size)]
+        dist.all_gather(out, tensor.contiguous())
+        return torch.stack(out)
+    return gather
 
 
 def broadcast_parameters(params: Sequence[Tensor], ctx: AgentContext) -> None:

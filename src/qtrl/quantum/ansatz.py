@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from . import gates
 from .fusion import fuse
-from .statevector import Operation, probabilities, run_layers
+from .statevector import Operation, probabilities, run_layers, zero_state
 
 __all__ = ["ANSATZE", "Ansatz", "Gate", "RYCNOTAnsatz", "RingU3Ansatz", "default_fuse_qubits"]
 
@@ -36,6 +36,9 @@ class Gate(NamedTuple):
     name: str
     wires: tuple[int, ...]
     params: Tensor
+
+
+ALL = slice(None)  # every circuit
 
 
 def default_fuse_qubits(n_qubits: int) -> int:
@@ -87,26 +90,40 @@ class Ansatz(nn.Module):
         """The unrolled circuit as named gates, for QASM export and other backends."""
         raise NotImplementedError
 
-    def layered_operations(self) -> list[Operation]:
-        """The fused layer template, matrices ``(layers, d, d)`` for one circuit else
-        ``(layers, circuits, d, d)``: the input of :func:`run_layers`."""
-        c, ell = self.circuits, self.layers
-        return [Operation(self._layer_major(op.matrix.expand(c, ell, *op.matrix.shape[-2:])),
-                          op.wires)
-                for op in fuse(self.layer_template(), self.fuse_qubits)]
+    def layered_operations(self, circuits: slice = ALL) -> list[Operation]:
+        """The fused layer template of the ``circuits`` selected (all by default),
+        matrices ``(layers, d, d)`` for one circuit else ``(layers, circuits, d, d)``:
+        the input of :func:`run_layers`."""
+        ell = self.layers
+        count = len(range(self.circuits)[circuits])
+        return [Operation(self._layer_major(
+                    op.matrix.expand(self.circuits, ell, *op.matrix.shape[-2:])[circuits]),
+                    op.wires)
+                for op in fuse(self.layer_template(), self.fuse_qubits)] if count else []
 
     def _layer_major(self, m: Tensor) -> Tensor:
         """``(C, L, d, d)`` -> ``(L, d, d)`` for one circuit else ``(L, C, d, d)``."""
-        return m[0] if self.circuits == 1 else m.transpose(0, 1)
+        return m[0] if m.shape[0] == 1 else m.transpose(0, 1)
 
-    def state(self) -> Tensor:
-        """Final state of every circuit, ``(circuits, 2, …, 2)``."""
-        return run_layers(self.layered_operations(), self.n_qubits, self.layers,
-                          self.circuits, self.complex_dtype)
+    def state(self, circuits: slice = ALL) -> Tensor:
+        """Final state of the ``circuits`` selected (all by default), ``(c, 2, …, 2)``.
 
-    def forward(self) -> Tensor:
-        """Basis-state probabilities, ``(circuits, 2**n)``; wire 0 is the MSB of the index."""
-        return probabilities(self.state())
+        A slice runs only those circuits: an agent simulating its share of the chunks.
+        """
+        count = len(range(self.circuits)[circuits])
+        ops = self.layered_operations(circuits)
+        if not ops:  # no circuit selected, or no gate: nothing to simulate
+            return zero_state(self.n_qubits, count, self.complex_dtype,
+                              next(self.parameters()).device)
+        return run_layers(ops, self.n_qubits, self.layers, count, self.complex_dtype)
+
+    def forward(self, circuits: slice = ALL) -> Tensor:
+        """Basis-state probabilities of the ``circuits`` selected (all by default),
+        ``(c, 2**n)``; wire 0 is the MSB of the index."""
+        state = self.state(circuits)
+        if not state.shape[0]:
+            return state.real.reshape(0, 2**self.n_qubits)
+        return probabilities(state)
 
 
 class RingU3Ansatz(Ansatz):
@@ -160,26 +177,27 @@ class RingU3Ansatz(Ansatz):
         ops.append(Operation(cu[:, :, n - 1], (n - 1, 0)))
         return ops
 
-    def layered_operations(self) -> list[Operation]:
-        if not self._windows:
-            return super().layered_operations()  # one window holds the ring, or no fusion
-        mats = self._window_matrices()                            # (C, L, W, 2^g, 2^g)
+    def layered_operations(self, circuits: slice = ALL) -> list[Operation]:
+        if not self._windows:  # one window holds the ring, or no fusion
+            return super().layered_operations(circuits)
+        if not len(range(self.circuits)[circuits]):
+            return []
+        mats = self._window_matrices(circuits)                    # (c, L, W, 2^g, 2^g)
         return [Operation(self._layer_major(mats[:, :, w]), wires)
                 for w, (wires, _, _) in enumerate(self._windows)]
 
-    def _window_matrices(self) -> Tensor:
+    def _window_matrices(self, circuits: slice = ALL) -> Tensor:
         """Every window of every layer and circuit, in one vectorised build.
 
         A window over g wires is (CU chain) · (⊗ U3): a U3 commutes with all
         earlier gates on other wires, so within a window all its U3s can go
         first. Slots of gates that belong to another window hold the identity.
         Plain autograd differentiates the build: its matrices are small.
-        Returns ``(C, L, W, 2^g, 2^g)``.
+        Only the ``circuits`` selected: returns ``(c, L, W, 2^g, 2^g)``.
         """
         g = self.fuse_qubits
-        c, ell = self.circuits, self.layers
-        angles = torch.cat((self.u3_angles, self.cu3_angles,
-                            self.u3_angles.new_zeros(c, ell, 1, 3)), 2)  # (C, L, 2n+1, 3)
+        u3, cu3 = self.u3_angles[circuits], self.cu3_angles[circuits]
+        angles = torch.cat((u3, cu3, u3.new_zeros(*u3.shape[:2], 1, 3)), 2)  # (c, L, 2n+1, 3)
         table = gates.u3_from_angles(angles)       # U3 of wires, CU3 targets, identity (U3(0))
         u_slots = table[:, :, self._u_index].unbind(-3)                  # g × (C, L, W, 2, 2)
         cu_slots = gates.controlled(table[:, :, self._cu_index]).unbind(-3)  # g-1 × (..., 4, 4)
