@@ -168,8 +168,9 @@ def test_make_backend_rejects_bad_input() -> None:
         make_backend("cirq")
     with pytest.raises(UserError, match="unknown backend"):
         make_backend("qiskit:aer")
-    with pytest.raises(UserError, match="needs the qiskit backend"):
-        make_backend("torch", noise="depolarizing:0.1")
+    with pytest.raises(UserError, match="not supported by the 'pennylane' backend; use "
+                                        "backend 'torch'.* or 'qiskit'"):
+        make_backend("pennylane", noise="depolarizing:0.1")
     for shots in (0, -5, 1.5, True):
         with pytest.raises(UserError, match="shots must be a positive integer"):
             make_backend("torch", shots=shots)

@@ -37,7 +37,8 @@ def test_qiskit_shots_spsa_run(tmp_path, capsys) -> None:
 @pytest.mark.parametrize("flags,needle", [
     (["--grad", "backprop", "--shots", "100"], "grad='backprop' needs the exact torch backend"),
     (["--backend", "pennylane"], "grad='backprop' needs the exact torch backend"),
-    (["--grad", "spsa", "--noise", "depolarizing:0.01"], "needs --backend qiskit"),
+    (["--backend", "pennylane", "--grad", "spsa", "--noise", "depolarizing:0.01"],
+     "noise needs --backend torch (exact density matrices) or qiskit"),
     (["--classical", "--grad", "spsa"], "a --classical run has no circuit"),
 ])
 def test_unworkable_settings_are_refused_before_writing(flags, needle, tmp_path,

@@ -67,8 +67,9 @@ class TrainConfig:
                                "device or Qiskit Aer", choices=BACKENDS)
     shots: int | None = _f(None, "samples per circuit that estimate its probabilities "
                                  "(none: exact)")
-    noise: str | None = _f(None, "Qiskit Aer noise, e.g. depolarizing:0.01, readout:0.02, or "
-                                 "both joined by a comma (--backend qiskit only)")
+    noise: str | None = _f(None, "Qiskit Aer's noise model, e.g. depolarizing:0.01, "
+                                 "readout:0.02, or both joined by a comma (--backend torch: "
+                                 "exact density matrices, or qiskit: Aer; not pennylane)")
     grad: str = _f("backprop", "gradient of the circuit angles: autograd (exact torch backend "
                                "only) or from extra circuit runs", choices=GRAD_METHODS)
     spsa_c: float = _f(0.1, "SPSA perturbation step in radians (--grad spsa)")
@@ -157,9 +158,9 @@ class TrainConfig:
             noisy = bool(parse_noise(self.noise))
         except UserError as err:
             raise UserError(f"--noise: {err}") from None
-        if noisy and self.backend != "qiskit":
-            raise UserError(f"--noise {self.noise}: noise needs --backend qiskit (Aer noise "
-                            f"models), not --backend {self.backend}")
+        if noisy and self.backend == "pennylane":
+            raise UserError(f"--noise {self.noise}: noise needs --backend torch (exact "
+                            f"density matrices) or qiskit (Aer), not --backend {self.backend}")
         if not (isinstance(self.spsa_c, (int, float)) and math.isfinite(self.spsa_c)
                 and self.spsa_c > 0):
             raise UserError(f"--spsa-c {self.spsa_c}: the SPSA step must be a positive number")

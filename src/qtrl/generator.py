@@ -34,7 +34,7 @@ from torch.func import functional_call
 
 from .errors import UserError
 from .quantum.ansatz import ANSATZE, Ansatz
-from .quantum.backends import circuit_of, make_backend
+from .quantum.backends import Backend, circuit_of, make_backend, parse_noise
 from .quantum.estimators import GradientEstimator, check_gradient_setup, make_estimator
 from .quantum.memory import check_statevector_fits
 from .quantum.qasm import ansatz_to_qasm
@@ -127,7 +127,9 @@ class QuantumTrain(nn.Module):
             (``pennylane:lightning.qubit``), ``qiskit`` (see
             :func:`qtrl.quantum.backends.make_backend`).
         shots: samples per circuit; ``None`` = exact probabilities.
-        noise: Qiskit Aer noise spec, e.g. ``"depolarizing:0.01,readout:0.02"``.
+        noise: Qiskit Aer's noise model, e.g. ``"depolarizing:0.01,readout:0.02"``,
+            on backend ``torch`` (exact density matrices; ``backprop`` works) or
+            ``qiskit`` (Aer).
         grad: ``backprop`` (autograd through the exact torch simulator, the
             default), ``parameter-shift`` or ``spsa`` (circuit angles' gradients
             from extra circuit runs; see :mod:`qtrl.quantum.estimators`).
@@ -172,6 +174,10 @@ class QuantumTrain(nn.Module):
         # Not a module: the estimator holds the backend (an SDK object), no parameters.
         self._estimator: tuple[GradientEstimator, ...] = ()
         self._shards: tuple[RowShards, ...] = ()  # chunks spread over agents (spread_chunks)
+        # Torch + noise + backprop: autograd through our density-matrix simulator.
+        self._noisy_backend: tuple[Backend, ...] = ()
+        if grad == "backprop" and parse_noise(noise):
+            self._noisy_backend = (make_backend(backend, noise=noise, seed=seed),)
         if grad != "backprop":
             options = dict(grad_options or {})
             if grad == "spsa":  # a stream of its own, apart from the backend's sampling
@@ -222,6 +228,9 @@ class QuantumTrain(nn.Module):
         if self._estimator:
             _, angles = circuit_of(self.qnn)            # (Q, P), differentiable
             return self._estimator[0](angles[lo:hi])    # from the backend
+        if self._noisy_backend:                         # exact noisy, by autograd
+            template, angles = circuit_of(self.qnn)
+            return self._noisy_backend[0].probabilities(template, angles[lo:hi])
         return self.qnn(slice(lo, hi))
 
     def probabilities(self) -> Tensor:

@@ -11,7 +11,9 @@ the backward pass (see :mod:`qtrl.quantum.estimators`). ``shots/update`` is
 the number of circuit executions a QPU would run (evaluations × shots).
 
 ``backprop`` (autograd through the exact torch simulator) is the baseline.
-A backend whose SDK is missing is listed as such and skipped.
+With ``--noise``, torch ``backprop`` through our exact density-matrix simulator
+(:mod:`qtrl.quantum.density`) is measured next to the noisy Aer rows, the same
+noise model. A backend whose SDK is missing is listed as such and skipped.
 
 Reproduce: ``qtrl bench backends`` (add ``--quick`` for a short run).
 """
@@ -48,15 +50,20 @@ class Case:
 def cases(backends: list[str], shots: list[int | None], grads: list[str],
           noise: str | None, noise_grads: list[str]) -> list[Case]:
     """The backprop baseline, then every (backend, shots, grad); noise rows on qiskit
-    for the methods in ``noise_grads``."""
+    for the methods in ``noise_grads``, preceded by torch backprop with that noise
+    (exact density matrices; at the end if qiskit is not measured)."""
     out = [Case("torch", None, None, "backprop")]
+    noisy_torch = [Case("torch", None, noise, "backprop")] if noise else []
     for backend in backends:
+        if backend == "qiskit":
+            out += noisy_torch
+            noisy_torch = []
         for s in shots:
             for grad in grads:
                 out.append(Case(backend, s, None, grad))
                 if noise and backend == "qiskit" and grad in noise_grads:
                     out.append(Case(backend, s, noise, grad))
-    return out
+    return out + noisy_torch
 
 
 def _generator(case: Case, spsa_samples: int, seed: int) -> QuantumTrain:
@@ -131,8 +138,9 @@ def register_args(p: argparse.ArgumentParser) -> None:
                    help="gradient methods besides the backprop baseline "
                         "(default: parameter-shift spsa)")
     p.add_argument("--noise", default="depolarizing:0.01",
-                   help="extra qiskit rows with this Aer noise ('none' to skip; "
-                        "default depolarizing:0.01)")
+                   help="extra rows with this noise: torch backprop (exact density "
+                        "matrices) and qiskit (Aer) ('none' to skip; default "
+                        "depolarizing:0.01)")
     p.add_argument("--noise-grads", nargs="+", default=["spsa"], metavar="G",
                    help="gradient methods measured with noise (default spsa: a noisy Aer "
                         "circuit of 10 qubits costs seconds, parameter-shift runs 700 of them)")

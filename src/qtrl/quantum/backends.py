@@ -15,14 +15,17 @@ is the most significant bit of the basis index.
 
 * :class:`TorchBackend` — our statevector simulator; exact and differentiable
   (adjoint method) without shots; with ``shots`` it samples the exact
-  distribution with a seeded ``torch.Generator`` (no SDK needed).
+  distribution with a seeded ``torch.Generator`` (no SDK needed). Optional
+  noise, the same model as Qiskit's below: depolarizing noise runs our exact,
+  differentiable density-matrix simulator (:mod:`qtrl.quantum.density`).
 * :class:`PennyLaneBackend` — a PennyLane device (``default.qubit``,
   ``lightning.qubit``), built gate by gate, parameters broadcast over the batch,
   numpy interface (no autograd). PennyLane's wire 0 is the MSB, as ours.
 * :class:`QiskitBackend` — Qiskit Aer, one parameterised circuit bound to all
   rows in one job. Our wire ``j`` is Qiskit's qubit ``n-1-j`` (as in
   :mod:`qtrl.quantum.qasm`), so Qiskit's little-endian index is ours. Optional
-  noise: ``depolarizing:p`` and/or ``readout:p`` (see :func:`parse_noise`).
+  noise: ``depolarizing:p`` and/or ``readout:p`` (see :func:`parse_noise`);
+  torch and qiskit accept noise, PennyLane does not.
 
 The SDKs are optional extras; a missing one raises :class:`MissingExtraError`
 naming the ``pip install`` command.
@@ -43,6 +46,7 @@ from torch import Tensor
 from ..errors import UserError
 from . import gates as G
 from .ansatz import Ansatz, Gate
+from .density import noisy_probabilities
 from .fusion import fuse
 from .statevector import Operation, zero_state
 from .statevector import probabilities as state_probabilities
@@ -164,7 +168,7 @@ class Backend(Protocol):
 
     ``shots=None`` means exact probabilities; otherwise each row is estimated
     from ``shots`` samples. ``differentiable`` says whether autograd can go
-    through :meth:`probabilities` (only the exact torch backend).
+    through :meth:`probabilities` (only the torch backend without shots, noisy or not).
     """
 
     name: str
@@ -205,7 +209,7 @@ def sample_probabilities(probs: Tensor, shots: int, generator: torch.Generator) 
 
 
 class TorchBackend:
-    """Our statevector simulator (exact; differentiable by autograd), optionally sampled.
+    """Our simulator (exact; differentiable by autograd), optionally noisy and/or sampled.
 
     Each row is its own circuit, so gates carry one matrix per row. Consecutive
     gates are fused into windows of at most :attr:`FUSE_QUBITS` wires (fewer,
@@ -213,16 +217,27 @@ class TorchBackend:
     rows after moving its wires next to the batch axis: per-row matrices make
     the simulator's shared-matrix kernels pay for many tiny matmuls instead.
 
+    Noise is Qiskit Aer's model as :class:`QiskitBackend` builds it: with
+    depolarizing noise the rows run through the density-matrix simulator of
+    :mod:`qtrl.quantum.density` (gates decomposed to u3/cx as Qiskit does, a
+    depolarizing channel after each); readout error flips every measured bit
+    with its probability, applied to the exact probabilities (as
+    :class:`QiskitBackend` does), before any sampling. Exact noisy
+    probabilities stay differentiable by autograd.
+
     Args:
         shots: ``None`` for exact probabilities, else samples per circuit, drawn
             from the exact distribution by ``torch.multinomial``.
         seed: seed of the sampling generator (the stream advances call by call).
+        noise: a spec for :func:`parse_noise` or a :class:`NoiseSpec`.
     """
 
     name = "torch"
     FUSE_QUBITS = 4
 
-    def __init__(self, shots: int | None = None, seed: int = 0) -> None:
+    def __init__(self, shots: int | None = None, seed: int = 0,
+                 noise: str | NoiseSpec | None = None) -> None:
+        self.noise = noise if isinstance(noise, NoiseSpec) else parse_noise(noise)
         self.shots = _check_shots(shots)
         self.seed = seed
         self._generator = torch.Generator().manual_seed(seed)
@@ -233,16 +248,32 @@ class TorchBackend:
 
     def probabilities(self, template: CircuitTemplate, angles: Tensor) -> Tensor:
         _check_angles(template, angles)
+        if self.noise.depolarizing:
+            probs = noisy_probabilities(template, angles, self.noise.depolarizing)
+        else:
+            probs = self._pure_probabilities(template, angles)
+        if self.noise.readout:
+            probs = _apply_readout_torch(probs, self.noise.readout, template.n_qubits)
+        if self.shots is None:
+            return probs
+        return sample_probabilities(probs, self.shots, self._generator)
+
+    def _pure_probabilities(self, template: CircuitTemplate, angles: Tensor) -> Tensor:
         cdt = G.complex_dtype_for(angles.dtype)
         n, batch = template.n_qubits, angles.shape[0]
         ops = [Operation(_torch_matrix(g, angles, cdt), g.wires) for g in template.gates]
         state = zero_state(n, batch, cdt, angles.device)
         for op in fuse(ops, min(n, self.FUSE_QUBITS)):
             state = _apply_per_row(state, op.matrix, op.wires)
-        probs = state_probabilities(state).to(angles.dtype)
-        if self.shots is None:
-            return probs
-        return sample_probabilities(probs, self.shots, self._generator)
+        return state_probabilities(state).to(angles.dtype)
+
+
+def _apply_readout_torch(probs: Tensor, p: float, n: int) -> Tensor:
+    """:func:`_apply_readout` in torch (differentiable): every bit flipped with probability ``p``."""
+    x = probs.reshape(probs.shape[0], *([2] * n))
+    for axis in range(1, n + 1):
+        x = (1 - p) * x + p * x.flip(axis)
+    return x.reshape(probs.shape)
 
 
 def _apply_per_row(state: Tensor, matrix: Tensor, wires: tuple[int, ...]) -> Tensor:
@@ -542,8 +573,8 @@ def make_backend(name: str, shots: int | None = None, noise: str | None = None,
     ``pennylane:lightning.qubit`` picks a PennyLane device (default ``default.qubit``).
 
     Raises:
-        UserError: unknown name, bad shots, bad noise spec, or noise for a
-            backend other than qiskit.
+        UserError: unknown name, bad shots, bad noise spec, or noise for
+            pennylane (torch and qiskit accept noise).
         MissingExtraError: the backend's SDK is not installed.
     """
     base, _, device = name.partition(":")
@@ -551,11 +582,11 @@ def make_backend(name: str, shots: int | None = None, noise: str | None = None,
         raise UserError(f"unknown backend {name!r}; choose from torch, pennylane, "
                         f"pennylane:lightning.qubit, qiskit")
     noise_spec = parse_noise(noise)
-    if noise_spec and base != "qiskit":
-        raise UserError(f"noise {noise!r} needs the qiskit backend (Aer noise models), "
-                        f"not {name!r}")
+    if noise_spec and base == "pennylane":
+        raise UserError(f"noise {noise!r} is not supported by the {name!r} backend; "
+                        f"use backend 'torch' (exact density matrices) or 'qiskit' (Aer)")
     if base == "torch":
-        return TorchBackend(shots, seed)
+        return TorchBackend(shots, seed, noise_spec)
     if base == "pennylane":
         return PennyLaneBackend(device or "default.qubit", shots, seed)
     return QiskitBackend(shots, noise_spec, seed)

@@ -11,7 +11,8 @@ the backward pass forms the vector–Jacobian product
 from extra circuit evaluations at shifted angles. Only this probabilities →
 angles step uses the estimator; everything downstream (post-processing, the
 mapping model) stays classical autograd. ``grad="backprop"`` means plain
-autograd through the exact torch simulator and needs no estimator.
+autograd through the exact torch simulator (statevector, or density matrix with
+noise) and needs no estimator.
 
 Parameter-shift rules (exact, no step size). An angle ``x`` entering the
 circuit as ``exp(-i x G)`` gives probabilities that are trigonometric
@@ -116,18 +117,22 @@ def check_gradient_setup(backend: str, shots: int | None, noise: str | None,
                          grad: str) -> None:
     """Raise :class:`~qtrl.errors.UserError` for a combination that cannot work.
 
-    ``backprop`` is autograd through our exact simulator: backend ``torch``, no
-    shots, no noise. Every backend (including torch) works with
-    ``parameter-shift`` and ``spsa``, with or without shots.
+    ``backprop`` is autograd through our exact simulators: backend ``torch``, no
+    shots, with or without noise (noise runs the density-matrix simulator of
+    :mod:`qtrl.quantum.density`). Every backend (including torch) works with
+    ``parameter-shift`` and ``spsa``, with or without shots. Which backends
+    accept noise (torch, qiskit) is checked by
+    :func:`~qtrl.quantum.backends.make_backend`.
     """
     if grad not in GRAD_METHODS:
         raise UserError(f"unknown gradient method {grad!r}; choose from {', '.join(GRAD_METHODS)}")
-    if grad == "backprop" and (backend != "torch" or shots is not None or noise):
+    if grad == "backprop" and (backend != "torch" or shots is not None):
         got = f"backend={backend!r}, shots={shots!r}" + (f", noise={noise!r}" if noise else "")
         raise UserError(
             f"grad='backprop' needs the exact torch backend, got {got}; valid: "
-            f"backend='torch' with shots=None and no noise for 'backprop', or any backend "
-            f"(torch, pennylane, qiskit) with or without shots for 'parameter-shift' or 'spsa'")
+            f"backend='torch' with shots=None, with or without noise, for 'backprop', or "
+            f"any backend (torch, pennylane, qiskit) with or without shots for "
+            f"'parameter-shift' or 'spsa'")
 
 
 @dataclass
