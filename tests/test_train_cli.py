@@ -100,11 +100,16 @@ def _interrupt_at(episode: int):
     return Interrupting()
 
 
-@pytest.mark.parametrize("episodes_per_update", [1, 2])
-def test_resume_equals_uninterrupted(tmp_path: Path, episodes_per_update: int) -> None:
+@pytest.mark.parametrize(("episodes_per_update", "quantum"), [
+    (1, {}), (2, {}),
+    (1, {"shots": 64, "grad": "parameter-shift"}),  # sampled: the streams must resume too
+    (1, {"shots": 64, "grad": "spsa"}),
+])
+def test_resume_equals_uninterrupted(tmp_path: Path, episodes_per_update: int,
+                                     quantum: dict) -> None:
     config = TrainConfig.from_preset("cartpole", episodes=8, hidden=(8,), layers=1,
                                      mapping_hidden=(4,), checkpoint_every=2,
-                                     episodes_per_update=episodes_per_update)
+                                     episodes_per_update=episodes_per_update, **quantum)
     full, cut = tmp_path / "full", tmp_path / "cut"
     full.mkdir()
     cut.mkdir()

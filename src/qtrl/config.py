@@ -57,7 +57,8 @@ class TrainConfig:
                                          "the reference's linear mapping; relu learns best)",
                                  choices=tuple(ACTIVATIONS))
     ansatz: str = _f("ring-u3", "circuit ansatz", choices=("ring-u3", "ry-cnot"))
-    chunks: int = _f(1, "circuits (chunks) Q that share the weight generation")
+    chunks: int = _f(1, "circuits (chunks) Q that share the weight generation; with "
+                        "--agents N each agent (QPU) runs its share of them")
     qt_gamma: float = _f(0.1, "γ of the probability post-processing (β·tanh(γ·2^(n-1)·p))^α")
     qt_beta: float = _f(1.0, "β of the probability post-processing")
     qt_alpha: float = _f(1.0, "α of the probability post-processing")

@@ -35,7 +35,12 @@ from torch.func import functional_call
 from .errors import UserError
 from .quantum.ansatz import ANSATZE, Ansatz
 from .quantum.backends import Backend, circuit_of, make_backend, parse_noise
-from .quantum.estimators import GradientEstimator, check_gradient_setup, make_estimator
+from .quantum.estimators import (
+    SPSA_STREAM,
+    GradientEstimator,
+    check_gradient_setup,
+    make_estimator,
+)
 from .quantum.memory import check_statevector_fits
 from .quantum.qasm import ansatz_to_qasm
 from .quantum.sharding import RowShards, gather_shards
@@ -181,7 +186,7 @@ class QuantumTrain(nn.Module):
         if grad != "backprop":
             options = dict(grad_options or {})
             if grad == "spsa":  # a stream of its own, apart from the backend's sampling
-                options.setdefault("seed", seed + 1_000_003)
+                options.setdefault("seed", seed + SPSA_STREAM)
             qpu = make_backend(backend, shots=shots, noise=noise, seed=seed)
             template, _ = circuit_of(self.qnn)
             self._estimator = (make_estimator(grad, qpu, template, **options),)
@@ -217,6 +222,15 @@ class QuantumTrain(nn.Module):
         if shards is not None and shards.rows != self.chunks:
             raise ValueError(f"shards of {shards.rows} rows for {self.chunks} chunk circuits")
         self._shards = () if shards is None else (shards,)
+
+    def reseed(self, sampling: int, shared: int) -> None:
+        """Restart the circuits' random streams: ``sampling`` seeds this QPU's shots,
+        ``shared`` the draws all agents make alike (SPSA's directions); exact
+        backprop has none. Training reseeds every update (see
+        :func:`qtrl.train.quantum_seeds`), so a resumed run samples exactly what an
+        uninterrupted one does."""
+        if self._estimator:
+            self._estimator[0].reseed(sampling, shared)
 
     @property
     def chunk_shards(self) -> RowShards | None:

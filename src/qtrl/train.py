@@ -215,6 +215,13 @@ def update_seeds(seed: int, update: int, n_envs: int,
     return [int(s) for s in env_seeds], rng
 
 
+def quantum_seeds(seed: int, update: int, agent: int = 0) -> tuple[int, int]:
+    """(this agent's shot sampling, the agents' shared SPSA draws) seeds of one update."""
+    def draw(*key: int) -> int:
+        return int(np.random.SeedSequence(seed, spawn_key=key).generate_state(1, np.uint64)[0])
+    return draw(agent, update, 2), draw(update, 3)
+
+
 def moving_average(values: np.ndarray, window: int = WINDOW) -> np.ndarray:
     """Trailing mean over the last ``min(window, i+1)`` values at each ``i``."""
     values = np.asarray(values, dtype=np.float64)
@@ -415,6 +422,7 @@ def train(config: TrainConfig, run_dir: Path | str, *, resume: bool = False,
 
             if estimator is not None:
                 estimator.counts.reset()  # count this update's circuit evaluations only
+                model.reseed(*quantum_seeds(config.seed, update, ctx.rank))
             # ---- generate once → roll out → log-probabilities → (all-reduce) → Adam --
             step = reinforce_update(model, optimizer, envs, n_episodes, env_seeds, action_rng,
                                     config.gamma, config.entropy,

@@ -182,6 +182,11 @@ class Backend(Protocol):
         wire 0 is the MSB of the index."""
         ...
 
+    def reseed(self, seed: int) -> None:
+        """Restart the sampling stream from ``seed`` (training reseeds every update,
+        so a resumed run samples exactly what an uninterrupted one does)."""
+        ...
+
 
 def _check_angles(template: CircuitTemplate, angles: Tensor) -> None:
     if angles.dim() != 2 or angles.shape[1] != template.n_angles:
@@ -241,6 +246,10 @@ class TorchBackend:
         self.shots = _check_shots(shots)
         self.seed = seed
         self._generator = torch.Generator().manual_seed(seed)
+
+    def reseed(self, seed: int) -> None:
+        self.seed = seed
+        self._generator.manual_seed(seed)
 
     @property
     def differentiable(self) -> bool:
@@ -327,6 +336,10 @@ class PennyLaneBackend:
         self.shots = _check_shots(shots)
         self.seed = seed
         self._devices: dict[int, Any] = {}
+
+    def reseed(self, seed: int) -> None:
+        self.seed = seed
+        self._devices.clear()  # a device's seed is fixed when it is opened
 
     @property
     def differentiable(self) -> bool:
@@ -461,6 +474,9 @@ class QiskitBackend:
         self._calls = 0
         self._compiled: dict[CircuitTemplate, tuple[Any, Any, Any]] = {}
         self._simulator = self._make_simulator()
+
+    def reseed(self, seed: int) -> None:
+        self.seed, self._calls = seed, 0
 
     @property
     def differentiable(self) -> bool:

@@ -65,10 +65,14 @@ from torch.autograd.function import once_differentiable
 from ..errors import UserError
 from .backends import Backend, CircuitTemplate
 
+SPSA_STREAM = 1_000_003
+"""SPSA's directions use seed + this: a stream apart from the backend's sampling."""
+
 __all__ = [
     "FOUR_TERM",
     "GRAD_METHODS",
     "SPSA",
+    "SPSA_STREAM",
     "TWO_TERM",
     "EvaluationCounts",
     "GradientEstimator",
@@ -289,6 +293,11 @@ class GradientEstimator:
         self.partition = (rank, world_size)
         self.combine = combine
 
+    def reseed(self, sampling: int, shared: int) -> None:
+        """Restart the streams: ``sampling`` seeds this QPU's shots; ``shared`` the
+        draws every agent must make alike (SPSA's directions)."""
+        self.backend.reseed(sampling)
+
     def share(self, size: int) -> tuple[int, int]:
         """This agent's contiguous range ``[lo, hi)`` of ``size`` evaluations."""
         rank, world = self.partition
@@ -383,6 +392,10 @@ class SPSA(GradientEstimator):
             raise UserError(f"SPSA samples must be >= 1, got {samples!r}")
         self.c, self.samples = float(c), int(samples)
         self._generator = torch.Generator().manual_seed(seed)
+
+    def reseed(self, sampling: int, shared: int) -> None:
+        super().reseed(sampling, shared)
+        self._generator.manual_seed(shared)
 
     def backward_evaluations(self, circuits: int) -> int:
         return 2 * self.samples * circuits
