@@ -35,6 +35,15 @@ polynomials whose frequencies are the differences of ``G``'s eigenvalues.
   (exact for every ``a + b cos(x/2) + c sin(x/2) + d cos x + e sin x``; check:
   ``sin(x/2)`` → √2(d₁−d₂) = 1/2 and ``sin x`` → 2(d₁+d₂) = 1 at x = 0).
 
+Under gate noise the rules stay exact only where an angle enters one gate
+followed by fixed channels. The noise model of our torch and Qiskit backends
+acts on the u3/cx decomposition, in which a CU3's φ feeds several basis gates
+with noise between them: its probabilities gain frequency 2 in φ and the
+two-term rule is off by about 1e-4 (3 qubits, p = 0.05; see
+``tests/test_density.py``). Every other angle stays exact. For noisy
+*training* use ``backprop`` through the density-matrix simulator, which
+differentiates the noisy probabilities exactly.
+
 All shifted circuits of one backward pass go to the backend as rows of one
 batched call (in blocks of :attr:`GradientEstimator.max_batch` rows, to bound
 memory). With ``C`` circuits of ``P`` angles the ring-U3 ansatz costs
