@@ -4,9 +4,10 @@
     .venv/bin/python scripts/make_results.py           # full: every seed and episode budget
 
 Each section is produced by a command of this project (printed beside it) and
-says which machine and date it was measured on. The learning and Dist-QTRL
-sections come from scripts/results_training.py and scripts/results_distributed.py
-(their own files are linked; in --quick mode their figures are written too).
+says which machine and date it was measured on. The learning, Dist-QTRL
+and real-QPU sections come from scripts/results_training.py,
+scripts/results_distributed.py and scripts/results_quantum.py (their own files
+are linked; in --quick mode their figures are written too).
 Nothing in docs/ is typed by hand.
 """
 
@@ -97,8 +98,12 @@ def main() -> int:
         _run(cmd, 6 * 3600)
         cmd = PY + ["scripts/results_distributed.py", *quick]
         _run(cmd, 6 * 3600)
+        cmd = PY + ["scripts/results_quantum.py", *quick]
+        _run(cmd, 6 * 3600)
     for name, title in (("RESULTS_training.md", "Learning: Quantum-Train vs classical"),
-                        ("RESULTS_distributed.md", "Dist-QTRL: agents, updates, bytes")):
+                        ("RESULTS_distributed.md", "Dist-QTRL: agents, updates, bytes"),
+                        ("RESULTS_quantum.md", "Learning on what a QPU gives: shots, noise, "
+                                               "chunks")):
         if (docs / name).exists():
             body = (docs / name).read_text().split("\n", 1)[1]  # drop its own title
             out += [f"## {title}", "", f"(from [`{name}`]({name}))", body.replace("\n## ",
