@@ -21,8 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from . import gates
-from .fusion import fuse
-from .statevector import Operation, probabilities, run_layers, zero_state
+from .fusion import chain_matrix, chain_matrix_vjp, fuse
+from .statevector import Operation, probabilities, run_layers, run_sweep, zero_state
 
 __all__ = ["ANSATZE", "Ansatz", "Gate", "RYCNOTAnsatz", "RingU3Ansatz", "default_fuse_qubits"]
 
@@ -134,6 +134,12 @@ class RingU3Ansatz(Ansatz):
     The gates are applied in an interleaved order (U3 on q_{j+1} just before
     CU3 q_j→q_{j+1}), which is the same circuit since a U3 commutes with every
     gate on other wires; it lets neighbouring gates fuse.
+
+    Up to :data:`SWEEP_MAX_QUBITS` qubits the simulation ignores layer
+    boundaries: the CU3s of all layers form one chain round and round the ring,
+    cut into windows of ``fuse_qubits - 1`` pairs each (:func:`run_sweep`), built
+    by :class:`_SweepWindows`. Larger circuits run the fused layer template
+    (:meth:`layered_operations`), which is also what other backends and export use.
     """
 
     def __init__(self, n_qubits: int, layers: int, circuits: int = 1,
@@ -146,6 +152,10 @@ class RingU3Ansatz(Ansatz):
         self.cu3_angles = nn.Parameter(torch.empty(shape, dtype=dtype))
         self.reset_parameters()
         g = self.fuse_qubits
+        self._sweep = 2 <= g <= n_qubits <= SWEEP_MAX_QUBITS
+        self.register_buffer("_sweep_rows", torch.tensor(
+            _sweep_rows(n_qubits, layers, g) if self._sweep else [], dtype=torch.long),
+            persistent=False)
         self._windows = _ring_windows(n_qubits, g) if 2 <= g < n_qubits else []
         # Gather indices into the table [U3 of each wire, CU3 of each pair, identity].
         n = n_qubits
@@ -176,6 +186,17 @@ class RingU3Ansatz(Ansatz):
             ops.append(Operation(cu[:, :, j], (j, j + 1)))
         ops.append(Operation(cu[:, :, n - 1], (n - 1, 0)))
         return ops
+
+    def state(self, circuits: slice = ALL) -> Tensor:
+        if not self._sweep:
+            return super().state(circuits)
+        u3, cu3 = self.u3_angles[circuits], self.cu3_angles[circuits]
+        count = u3.shape[0]
+        if not count:
+            return zero_state(self.n_qubits, 0, self.complex_dtype, u3.device)
+        mats = _SweepWindows.apply(u3, cu3, self._sweep_rows, self.fuse_qubits)  # (c, K, d, d)
+        return run_sweep(mats[0] if count == 1 else mats.transpose(0, 1), self.n_qubits,
+                         count, self.complex_dtype)
 
     def layered_operations(self, circuits: slice = ALL) -> list[Operation]:
         if not self._windows:  # one window holds the ring, or no fusion
@@ -251,6 +272,88 @@ class RYCNOTAnsatz(Ansatz):
             for j in range(self.n_qubits - 1):
                 out.append(Gate("cx", (j, j + 1), empty))
         return out
+
+
+SWEEP_MAX_QUBITS = 14
+"""Up to this many qubits :class:`RingU3Ansatz` simulates by :func:`run_sweep`
+(fewer, fuller windows; measured faster), above by the fused layer template."""
+
+
+def _sweep_rows(n: int, layers: int, g: int) -> list[int]:
+    """Rows of ``[u_0 … u_{P-1}, T_0 … T_{P-1}, 0]`` (U3 angles, CU3 angles, zeros:
+    the identity) that :class:`_SweepWindows` gathers, ``P = n · layers`` pairs
+    padded to ``K (g-1)`` slots: ``left``, ``right`` (the control-1 matrix is
+    ``left · right``), ``plain`` (the control-0 matrix) of every slot, then ``u_0``."""
+    pairs = n * layers
+    slots = -(-pairs // (g - 1)) * (g - 1)
+    ident = 2 * pairs
+    left, right, plain = [], [], []
+    for p in range(slots):
+        u = p + 1 if p + 1 < pairs else ident
+        t = pairs + p if p < pairs else ident
+        pre = (p + 1) % n != 0                  # T u, else u T (the pair into q_0)
+        left.append(t if pre else u)
+        right.append(u if pre else t)
+        plain.append(u)
+    return left + right + plain + [0]
+
+
+class _SweepWindows(torch.autograd.Function):
+    """The windows of the ring ansatz's sweep, built and differentiated by hand.
+
+    Pair ``p = l n + j`` of the unrolled circuit is CU3 ``q_j → q_{j+1}`` of
+    layer ``l``; window ``k`` holds pairs ``k(g-1) … k(g-1)+g-2`` (the last
+    window padded with identities) on wires ``(k(g-1) + i) mod n``. Wire ``i+1``
+    of a window receives its pair's CU3 target ``T_p`` and the U3 ``u_{p+1}``
+    (pairs and U3s both counted layer-major): for ``j < n-1`` that U3 is
+    ``U3_l(q_{j+1})``, applied before the CU3; for ``j = n-1`` it is the next
+    layer's ``U3_{l+1}(q_0)``, applied after it (the CU3 into ``q_0`` is the
+    last gate of its layer on ``q_0``, the next layer's first CU3 is the first
+    gate that follows). ``U3_0(q_0)`` is wire 0 of window 0. So
+    :func:`~qtrl.quantum.fusion.chain_matrix` gets, for ``(control 0, control 1)``,
+    ``(u, T u)`` or ``(u, u T)``, gathered by ``rows`` (:func:`_sweep_rows`).
+
+    Forward ``(u3, cu3)`` angles ``(c, L, n, 3)`` -> ``(c, K, 2^g, 2^g)``; the
+    backward retraces it with a few batched matmuls (far fewer ops than autograd).
+    """
+
+    @staticmethod
+    def forward(ctx, u3: Tensor, cu3: Tensor, rows: Tensor, g: int) -> Tensor:
+        c, layers, n, _ = u3.shape
+        slots = (rows.numel() - 1) // 3
+        windows = slots // (g - 1)
+        table = torch.cat((u3.reshape(c, -1, 3), cu3.reshape(c, -1, 3),
+                           u3.new_zeros(()).expand(c, 1, 3)), 1)    # U3(0, 0, 0) = identity
+        mats, saved = gates.u3_polar(table[:, rows])                   # (c, 3 slots + 1, 2, 2)
+        left, right = mats[:, :slots], mats[:, slots:2 * slots]
+        control = torch.bmm(left.reshape(-1, 2, 2), right.reshape(-1, 2, 2))
+        sites = torch.stack((mats[:, 2 * slots:3 * slots], control.view(c, slots, 2, 2)), 2)
+        eye = torch.eye(2, dtype=mats.dtype, device=mats.device).expand(c, windows - 1, 2, 2)
+        first = torch.cat((mats[:, 3 * slots:], eye), 1).view(c * windows, 2, 2)
+        mat, partial = chain_matrix(first, sites.view(c * windows, g - 1, 2, 2, 2))
+        ctx.save_for_backward(rows, saved, left, right, sites, *partial)
+        ctx.sizes = (c, layers, n, windows, g)
+        return mat.view(c, windows, 2**g, 2**g)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        rows, saved, left, right, sites, *partial = ctx.saved_tensors
+        c, layers, n, windows, g = ctx.sizes
+        slots = windows * (g - 1)
+        grad_first, grad_sites = chain_matrix_vjp(
+            grad.reshape(c * windows, 2**g, 2**g), sites.view(c * windows, g - 1, 2, 2, 2),
+            partial)
+        grad_sites = grad_sites.view(c, slots, 2, 2, 2)
+        grad_control = grad_sites[:, :, 1].reshape(-1, 2, 2)              # control = left right
+        grad_left = torch.bmm(grad_control, right.reshape(-1, 2, 2).mH)
+        grad_right = torch.bmm(left.reshape(-1, 2, 2).mH, grad_control)
+        grad_mats = torch.cat((grad_left.view(c, slots, 2, 2), grad_right.view(c, slots, 2, 2),
+                               grad_sites[:, :, 0], grad_first.view(c, windows, 2, 2)[:, :1]), 1)
+        grad_rows = gates.u3_vjp(grad_mats, saved).view(c, -1, 3)
+        pairs = layers * n
+        grad_table = grad_rows.new_zeros(c, 2 * pairs + 1, 3).index_add_(1, rows, grad_rows)
+        return (grad_table[:, :pairs].view(c, layers, n, 3),
+                grad_table[:, pairs:2 * pairs].view(c, layers, n, 3), None, None)
 
 
 def _ring_windows(n: int, g: int) -> list[tuple[tuple[int, ...], list[int], list[int]]]:

@@ -17,10 +17,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch import Tensor
 
 from .statevector import Operation, _apply_flat
 
-__all__ = ["fuse"]
+__all__ = ["chain_matrix", "chain_matrix_vjp", "fuse"]
 
 
 def fuse(operations: Sequence[Operation], max_qubits: int) -> list[Operation]:
@@ -74,3 +75,60 @@ def _flush(window: list[Operation], lo: int, hi: int) -> list[Operation]:
         local = tuple(w - lo for w in op.wires)
         acc = _apply_flat(acc, op.matrix, local, 2 * m)
     return [Operation(acc.reshape(*acc.shape[:-1], d, d), wires)]
+
+
+def chain_matrix(first: Tensor, sites: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """The matrix of a window of wires linked by a chain of controlled gates.
+
+    Wires ``0 … m`` of the window; wire ``i+1`` gets one-qubit gates and then a
+    gate controlled by wire ``i``, after wire ``i``'s last gate (a CU chain
+    ``0→1→…→m``, each wire's own U3s before or after its CU). Then the row bit
+    ``c_i`` of the window matrix is the control value seen by wire ``i+1``, so
+
+        M[(c_0 … c_m), (j_0 … j_m)] = first[c_0, j_0] · Π_i sites[i, c_i][c_{i+1}, j_{i+1}],
+
+    ``sites[i, c]`` being wire ``i+1``'s one-qubit matrix when its control is ``|c>``
+    (for ``post · CU · pre``: ``post·pre`` and ``post·U·pre``). One broadcast
+    product per wire, no matmul: cheaper than Kronecker products and CU matmuls.
+
+    Args:
+        first: ``(B, 2, 2)``, wire 0's matrix.
+        sites: ``(B, m, 2, 2, 2)``, ``[b, i, c]`` the matrix of wire ``i+1``.
+    Returns:
+        ``M`` of shape ``(B, 2^(m+1), 2^(m+1))`` (wire 0 most significant) and the
+        partial products that :func:`chain_matrix_vjp` needs.
+    """
+    batch = first.shape[0]
+    mat, partial = first, []
+    for i in range(sites.shape[1]):
+        r = mat.shape[-1]
+        partial.append(mat)
+        mat = (mat.view(batch, r // 2, 2, 1, r, 1)
+               * sites[:, i].view(batch, 1, 2, 2, 1, 2)).view(batch, 2 * r, 2 * r)
+    return mat, partial
+
+
+def chain_matrix_vjp(grad: Tensor, sites: Tensor, partial: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """Gradients of ``first`` and ``sites`` from that of :func:`chain_matrix`'s output.
+
+    Step ``i`` was ``M' = M ⊗_c sites[i]`` (rows of ``M`` split as ``(r, c)``), so
+    ``∂sites[i][c] = Σ_{r,s} G[r,c,·,s,·] conj(M[r,c,s])`` and
+    ``∂M[r,c,s] = Σ G[r,c,c',s,j] conj(sites[i][c,c',j])``: with ``G`` laid out
+    as ``(c, (c', j), (r, s))`` both are one batched matmul, for one copy of ``G``.
+    """
+    batch, steps = sites.shape[:2]
+    grad_sites = []
+    sites_conj = sites.conj().resolve_conj().view(batch, steps, 2, 1, 4).unbind(1)
+    size = 2**steps
+    g = grad.view(batch, size // 2, 2, 2, size, 2)              # (b, r, c, c', s, j)
+    for i in range(steps - 1, -1, -1):
+        rows, cols = 2**i, 2 ** (i + 1)                          # r and s of step i
+        gp = g.permute(0, 2, 3, 5, 1, 4).reshape(2 * batch, 4, rows * cols)
+        m = partial[i].view(batch, rows, 2, cols).permute(0, 2, 1, 3).reshape(
+            2 * batch, rows * cols, 1)
+        grad_sites.append(torch.bmm(gp, m.conj()).view(batch, 2, 2, 2))
+        grad_mat = torch.bmm(sites_conj[i].reshape(2 * batch, 1, 4), gp)   # (b c, 1, r s)
+        if i:  # as (b, c, r', c_prev, s', j_prev) -> (b, r', c_prev, c, s', j_prev)
+            g = grad_mat.view(batch, 2, rows // 2, 2, cols // 2, 2).permute(0, 2, 3, 1, 4, 5)
+    grad_sites = torch.stack(grad_sites[::-1], 1).view(sites.shape)
+    return grad_mat.view(batch, 2, 2), grad_sites

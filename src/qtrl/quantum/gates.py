@@ -28,6 +28,8 @@ __all__ = [
     "rz",
     "u3",
     "u3_from_angles",
+    "u3_polar",
+    "u3_vjp",
 ]
 
 
@@ -63,6 +65,53 @@ def u3_from_angles(angles: Tensor) -> Tensor:
     # Not torch.polar: its backward assumes a non-negative modulus, and amp is signed.
     mat = torch.complex(amp * torch.cos(phase), amp * torch.sin(phase))
     return mat.reshape(*angles.shape[:-1], 2, 2)
+
+
+# The same entries as one affine map [θ, φ, λ, 1] -> (α_k, φ_k) pairs: entry k is
+# cos(α_k) e^{iφ_k}; pairs 4..7 repeat them with α_k - π/2, i.e. sin(α_k) e^{iφ_k},
+# which the hand-written backward needs (so one polar() gives both).
+_U3_AFFINE = torch.stack((torch.cat((_U3_AMP, _U3_AMP), 1),
+                          torch.cat((_U3_PHASE, _U3_PHASE), 1)), -1).reshape(3, 16)
+_U3_AFFINE_OFFSET = torch.stack((torch.cat((-_U3_AMP_OFFSET, -_U3_AMP_OFFSET - math.pi / 2)),
+                                 torch.cat((_U3_PHASE_OFFSET, _U3_PHASE_OFFSET))), -1).reshape(16)
+# u3_vjp: [Re, Im] of [g conj(cos α e^{iφ}), g conj(sin α e^{iφ})] -> angles:
+# ∂L/∂φ_k = Im(g conj(z_k)), ∂L/∂α_k = -Re(g conj(sin α_k e^{iφ_k})).
+_U3_VJP = torch.stack((torch.stack((torch.zeros_like(_U3_PHASE), _U3_PHASE), -1),
+                       torch.stack((-_U3_AMP, torch.zeros_like(_U3_AMP)), -1)), 1).reshape(3, 16)
+_AFFINE_CACHE: dict[tuple[torch.dtype, torch.device], tuple[Tensor, Tensor, Tensor]] = {}
+
+
+def _u3_affine(dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    key = (dtype, device)
+    if key not in _AFFINE_CACHE:
+        _AFFINE_CACHE[key] = tuple(t.to(device, dtype)  # type: ignore[assignment]
+                                   for t in (_U3_AFFINE, _U3_AFFINE_OFFSET, _U3_VJP.T))
+    return _AFFINE_CACHE[key]
+
+
+def u3_polar(angles: Tensor) -> tuple[Tensor, Tensor]:
+    """U3 for angles ``(..., 3)`` in four ops, for a hand-written backward.
+
+    Returns the matrices ``(..., 2, 2)`` and what :func:`u3_vjp` takes back.
+    Not differentiable by autograd (``torch.polar`` with a signed modulus):
+    call it inside a ``torch.autograd.Function``.
+    """
+    weight, offset, _ = _u3_affine(angles.dtype, angles.device)
+    pairs = torch.addmm(offset, angles.reshape(-1, 3), weight).view(-1, 8, 2)
+    both = torch.polar(torch.cos(pairs[..., 0]), pairs[..., 1])   # (N, 8): entries, sin-twins
+    return both[:, :4].view(*angles.shape[:-1], 2, 2), both
+
+
+def u3_vjp(grad: Tensor, saved: Tensor) -> Tensor:
+    """Gradient of the angles ``(..., 3)`` from that of the U3 matrices ``(..., 2, 2)``.
+
+    For an entry ``z = cos(α) e^{iφ}`` and torch's convention (``grad`` ``g`` is
+    ``∂L/∂z*``): ``∂L/∂φ = Im(g z̄)``, ``∂L/∂α = -Re(g · sin α e^{-iφ})``; α and
+    φ are affine in the angles, so one complex product and one matmul.
+    """
+    _, _, weight = _u3_affine(saved.real.dtype, saved.device)
+    prod = grad.reshape(-1, 1, 4) * saved.view(-1, 2, 4).conj()
+    return (torch.view_as_real(prod).view(-1, 16) @ weight).view(*grad.shape[:-2], 3)
 
 
 def u3(theta: Tensor, phi: Tensor, lam: Tensor) -> Tensor:

@@ -35,6 +35,7 @@ __all__ = [
     "probabilities",
     "run_circuit",
     "run_layers",
+    "run_sweep",
     "zero_state",
 ]
 
@@ -337,6 +338,166 @@ def run_layers(template: Sequence[Operation], n_qubits: int, layers: int, batch:
     wires = tuple(tuple(op.wires) for op in template)
     stacks = [op.matrix.to(flat.dtype) for op in template]
     out = _AdjointCircuit.apply(flat, n_qubits, wires, layers, *stacks)
+    return out.reshape(out.shape[0], *([2] * n_qubits))
+
+
+def _rotate(x: Tensor, shift: int, n: int, out: Tensor | None = None) -> Tensor:
+    """Flat states ``(batch, 2**n)`` whose axes are the wires from ``f`` around the
+    ring, re-laid from wire ``f + shift`` on: one transpose copy (into ``out`` if given)."""
+    batch = x.shape[0]
+    moved = x.view(batch, 2**shift, 2 ** (n - shift)).transpose(1, 2)
+    if out is None:
+        return moved.reshape(batch, 2**n)
+    out.view(batch, 2 ** (n - shift), 2**shift).copy_(moved)
+    return out
+
+
+def _apply_leading(matrix: Tensor, x: Tensor, d: int) -> Tensor:
+    """``matrix`` on the leading wires of flat states ``x`` ``(batch, 2**n)``: one GEMM.
+
+    ``matrix`` is ``(d, d)`` (shared) or ``(batch, d, d)``."""
+    batch = x.shape[0]
+    if batch == 1 and matrix.dim() == 2:
+        return torch.mm(matrix, x.view(d, -1)).view(1, -1)
+    return torch.matmul(matrix, x.view(batch, d, -1)).view(batch, -1)
+
+
+def _gemm_views(states: Tensor, matrices: Tensor, d: int) -> tuple[Tensor, ...]:
+    """Each of ``states`` ``(K, batch, 2**n)`` as the right GEMM operand of window ``k``'s
+    matrix: ``(d, rest)`` for one circuit and a shared matrix, else ``(batch, d, rest)``."""
+    windows, batch = states.shape[:2]
+    if batch == 1 and matrices.dim() == 3:
+        return states.view(windows, d, -1).unbind(0)
+    return states.view(windows, batch, d, -1).unbind(0)
+
+
+class _Sweep(torch.autograd.Function):
+    """Forward: the windows of :func:`run_sweep`. Backward: the adjoint method.
+
+    The state is kept in a rotating frame: before window ``k`` its axes are the
+    wires from the window's first wire around the ring, so every window acts on
+    the leading axes (one GEMM, no permutation) and moving on to the next window
+    is one 2-D transpose copy.
+    """
+
+    @staticmethod
+    def forward(ctx, initial: Tensor, n: int, matrices: Tensor) -> Tensor:
+        windows, d = matrices.shape[0], matrices.shape[-1]
+        batch = initial.shape[0]
+        step = d.bit_length() - 2                       # g - 1 wires from one window to the next
+        last = (windows - 1) * step % n                 # first wire of the last window
+        store = windows * initial.numel() * initial.element_size() <= STORE_STATES_BYTES
+        mats = matrices.unbind(0)
+        if store:
+            # states[k]: the state before window k, in its frame. Views made once.
+            states = initial.new_empty(windows, batch, 2**n)
+            states[0] = initial
+            inputs = _gemm_views(states, matrices, d)
+            rotated = states.view(windows, batch, 2 ** (n - step), 2**step).unbind(0)
+            for k in range(windows):
+                y = torch.matmul(mats[k], inputs[k])
+                if k + 1 < windows:
+                    rotated[k + 1].copy_(y.view(batch, 2**step, -1).transpose(1, 2))
+            saved = states
+        else:
+            y = initial
+            for k in range(windows):
+                x = _rotate(y, step, n) if k else y
+                y = _apply_leading(mats[k], x, d)
+        y = y.reshape(batch, 2**n)
+        out = _rotate(y, (n - last) % n, n) if last else y
+        ctx.n, ctx.store = n, store
+        ctx.save_for_backward(matrices, saved if store else out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        matrices, saved = ctx.saved_tensors
+        n = ctx.n
+        windows, d = matrices.shape[0], matrices.shape[-1]
+        step = d.bit_length() - 2
+        last = (windows - 1) * step % n
+        batch = grad_out.shape[0]
+        shared = matrices.dim() == 3
+        inverses = matrices.mH.resolve_conj()   # conj copy, transposed view: BLAS reads it as is
+        grad_out = grad_out.expand(batch, 2**n)
+        if ctx.store:
+            states = saved
+            # adjoint[k] = dL/dψ* right after window k, in window k's frame.
+            adjoint = torch.empty_like(states)
+            if last:
+                _rotate(grad_out, last, n, adjoint[-1])
+            else:
+                adjoint[-1].copy_(grad_out)
+            invs = inverses.unbind(0)
+            inputs = _gemm_views(adjoint, matrices, d)
+            rotated = adjoint.view(windows, batch, 2**step, 2 ** (n - step)).unbind(0)
+            for k in range(windows - 1, 0, -1):
+                a = torch.matmul(invs[k], inputs[k])
+                rotated[k - 1].copy_(a.view(batch, 2 ** (n - step), 2**step).transpose(1, 2))
+            grad_initial = None
+            if ctx.needs_input_grad[0]:
+                grad_initial = torch.matmul(invs[0], inputs[0]).reshape(batch, 2**n)
+            if ctx.needs_input_grad[2]:
+                # y = M x  =>  dL/dM = g x^H, summed over the trailing wires: one batched GEMM.
+                a = adjoint.view(windows, batch, d, -1)
+                x = states.view(windows, batch, d, -1)
+                if shared and batch > 1:
+                    a = a.transpose(1, 2).reshape(windows, d, -1)
+                    x = x.transpose(1, 2).reshape(windows, d, -1)
+                grad_matrices = (a @ x.mH).view(matrices.shape)
+            else:
+                grad_matrices = None
+            return grad_initial, None, grad_matrices
+        # Recomputed states: walk the final state and the adjoint back together.
+        grads = torch.empty_like(matrices) if ctx.needs_input_grad[2] else None
+        both = torch.stack((saved, grad_out)).view(2 * batch, 2**n)
+        if last:
+            both = _rotate(both, last, n)
+        for k in range(windows - 1, -1, -1):
+            pair = both.view(2, batch, d, -1)
+            if grads is not None:
+                # dL/dM = g x^H = g (M^H y)^H = (g y^H) M, y the state after the window
+                outer = pair[1] @ pair[0].mH
+                grads[k] = (outer.sum(0) if shared else outer) @ matrices[k]
+            both = torch.matmul(inverses[k], pair).view(2 * batch, 2**n)
+            if k:
+                both = _rotate(both, n - step, n)
+        grad_initial = both[batch:] if ctx.needs_input_grad[0] else None
+        return grad_initial, None, grads
+
+
+def run_sweep(matrices: Tensor, n_qubits: int, batch: int = 1,
+              dtype: torch.dtype = torch.complex64, initial: Tensor | None = None) -> Tensor:
+    """Run windows that sweep around a ring of wires, from |0…0> (or ``initial``).
+
+    Window ``k`` is a ``(d, d)`` matrix, ``d = 2**g``, on the ``g`` consecutive
+    wires ``(k (g-1) + i) mod n``, ``i = 0 … g-1`` (first wire most significant):
+    each window starts on the last wire of the one before, so a chain of
+    two-qubit gates running round and round the ring fits in them in order.
+    Differentiable in every matrix by the adjoint method, as :func:`run_layers`;
+    the matrices must be unitary.
+
+    Args:
+        matrices: ``(K, d, d)`` (shared by the batch) or ``(K, batch, d, d)``,
+            ``2 <= g <= n``.
+        n_qubits: number of qubits ``n``.
+        batch: number of circuits run side by side.
+        dtype: complex64 (default) or complex128.
+        initial: optional start state ``(batch, 2, …, 2)``.
+    Returns:
+        Final state, ``(batch, 2, …, 2)``.
+    """
+    d = matrices.shape[-1]
+    g = d.bit_length() - 1
+    if (matrices.dim() not in (3, 4) or matrices.shape[-2] != d or d != 2**g
+            or not 2 <= g <= n_qubits or (matrices.dim() == 4 and matrices.shape[1] != batch)):
+        raise ValueError(f"sweep matrices of shape {tuple(matrices.shape)} must be (K, d, d) or "
+                         f"(K, {batch}, d, d) with d = 2**g, 2 <= g <= {n_qubits}")
+    if initial is None:
+        initial = zero_state(n_qubits, batch, dtype, matrices.device)
+    flat = initial.reshape(initial.shape[0], 2**n_qubits)
+    out = _Sweep.apply(flat, n_qubits, matrices.to(flat.dtype))
     return out.reshape(out.shape[0], *([2] * n_qubits))
 
 
