@@ -23,10 +23,11 @@ from .presets import PRESETS
 from .quantum.backends import parse_noise
 from .quantum.estimators import GRAD_METHODS, check_gradient_setup
 
-__all__ = ["AUTORESET_MODES", "BACKENDS", "QUANTUM_FIELDS", "TrainConfig", "add_dataclass_flags",
-           "config_from_flags"]
+__all__ = ["AUTORESET_MODES", "BACKENDS", "DIST_MODES", "QUANTUM_FIELDS", "TrainConfig",
+           "add_dataclass_flags", "config_from_flags"]
 
 AUTORESET_MODES = ("same-step", "next-step")
+DIST_MODES = ("sync", "async")
 BACKENDS = ("torch", "pennylane", "pennylane:lightning.qubit", "qiskit")
 # Settings of the circuit's execution; a --classical run must leave them at their defaults.
 QUANTUM_FIELDS = ("backend", "shots", "noise", "grad", "spsa_c", "spsa_samples")
@@ -90,6 +91,14 @@ class TrainConfig:
     seed: int = _f(0, "seed of the initial parameters, environments and action sampling")
     agents: int = _f(1, "agents (QPUs) training the shared model in parallel; each collects "
                         "--episodes-per-update episodes per update (Dist-QTRL)")
+    dist_mode: str = _f("sync", "how the agents combine their gradients: sync (one "
+                                "all-reduce per update, every agent takes the same step) or "
+                                "async (agent 0 learns, the others push gradients and pull "
+                                "parameters without waiting for each other, A3C-like)",
+                        choices=DIST_MODES, flag="--mode")
+    max_staleness: int = _f(4, "--mode async: apply a pushed gradient only if at most this "
+                               "many updates were applied since its parameters were sent; "
+                               "staler ones are dropped")
     agent_timeout: float = _f(50.0, "seconds an agent may stay silent before the run is ended")
     sync_check_every: int = _f(10, "updates between checks that all agents hold identical "
                                    "parameters")
@@ -138,7 +147,23 @@ class TrainConfig:
         if self.num_envs is not None and self.num_envs > self.episodes_per_update:
             raise UserError(f"--num-envs {self.num_envs}: at most --episodes-per-update "
                             f"({self.episodes_per_update}) copies can hold an episode")
+        self._check_distributed()
         self._check_quantum()
+
+    def _check_distributed(self) -> None:
+        """``--mode`` and its staleness bound."""
+        if self.dist_mode not in DIST_MODES:
+            raise UserError(f"--mode {self.dist_mode!r}: choose from {', '.join(DIST_MODES)}")
+        if (not isinstance(self.max_staleness, int) or isinstance(self.max_staleness, bool)
+                or self.max_staleness < 0):
+            raise UserError(f"--max-staleness {self.max_staleness}: must be an integer >= 0")
+        if self.dist_mode == "async" and self.agents < 2:
+            raise UserError(f"--mode async --agents {self.agents}: async training needs a "
+                            f"learner and at least one worker, so --agents 2 or more")
+        default = next(f.default for f in fields(self) if f.name == "max_staleness")
+        if self.dist_mode == "sync" and self.max_staleness != default:
+            raise UserError(f"--max-staleness {self.max_staleness}: only used with --mode "
+                            f"async, not --mode sync")
 
     def _check_quantum(self) -> None:
         """Backend, shots, noise and gradient method: each valid, and together a
@@ -178,7 +203,10 @@ class TrainConfig:
     @property
     def updates(self) -> int:
         """Optimizer steps of the run: ``episodes`` counts all agents' episodes
-        (the last update may collect fewer per agent)."""
+        (the last update may collect fewer per agent). ``--mode async``: one step
+        per worker push, fewer when stale gradients are dropped."""
+        if self.dist_mode == "async":
+            return math.ceil(self.episodes / self.episodes_per_update)
         return math.ceil(self.episodes / (self.episodes_per_update * self.agents))
 
     def episodes_in_update(self, update: int) -> int:

@@ -73,14 +73,23 @@ from .rl.rollout import Rollout, collect_episodes
 __all__ = [
     "CHECKPOINT",
     "WINDOW",
+    "Resumed",
+    "Update",
+    "apply_gradient",
     "check_config",
+    "checkpoint_state",
     "create_run_dir",
     "evaluate",
+    "finish_run",
     "load_checkpoint",
     "load_policy",
     "load_trained_model",
     "moving_average",
+    "record_update",
+    "reinforce_gradient",
     "reinforce_update",
+    "restore_run",
+    "save_checkpoint",
     "train",
     "update_seeds",
 ]
@@ -240,6 +249,121 @@ def first_solved(returns: np.ndarray, threshold: float | None, window: int = WIN
     return int(hits[0]) + window if len(hits) else None
 
 
+class Resumed(NamedTuple):
+    """Where a checkpoint left a run: next update, counters, episode history."""
+
+    update: int
+    env_steps: int
+    wall_time: float
+    returns: list[float]
+    lengths: list[int]
+    state: dict[str, Any]
+
+
+def restore_run(run_dir: Path, config: TrainConfig, model: nn.Module,
+                optimizer: torch.optim.Optimizer, main: bool) -> Resumed:
+    """Load the checkpoint of ``run_dir`` into ``model``, ``optimizer`` and the global
+    RNGs; agent 0 (``main``) drops the CSV rows written after it."""
+    saved_config, state = load_checkpoint(run_dir)
+    if saved_config.to_dict() | {"episodes": 0} != config.to_dict() | {"episodes": 0}:
+        raise UserError(f"--resume {run_dir}: the run was trained with a different "
+                        f"configuration")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    _set_rng_state(state["rng"])
+    resumed = Resumed(int(state["update"]), int(state["env_steps"]), float(state["wall_time"]),
+                      state["episode_returns"].tolist(), state["episode_lengths"].tolist(), state)
+    if main:
+        truncate_csv(run_dir / "metrics.csv", len(resumed.returns))
+        truncate_csv(run_dir / "progress.csv", resumed.update)
+    log.info("resuming %s at update %d (episode %d)", run_dir, resumed.update,
+             len(resumed.returns))
+    return resumed
+
+
+def checkpoint_state(config: TrainConfig, model: QuantumTrain | ClassicalPolicy,
+                     optimizer: torch.optim.Optimizer, next_update: int, env_steps: int,
+                     wall_time: float, returns: list[float], lengths: list[int],
+                     **extra: Any) -> dict[str, Any]:
+    """What :func:`save_checkpoint` writes (``extra``: mode-specific counters)."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "config": json.dumps(config.to_dict()),
+        "update": next_update,
+        "env_steps": env_steps,
+        "wall_time": wall_time,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "policy": model.materialize().state_dict(),
+        "episode_returns": torch.tensor(returns, dtype=torch.float64),
+        "episode_lengths": torch.tensor(lengths, dtype=torch.int64),
+        "rng": _rng_state(),
+        "env_seeding": {"seed": config.seed, "agents": config.agents,
+                        "scheme": "SeedSequence(seed, spawn_key=(agent, update, 0))"},
+        **extra,
+    }
+
+
+def record_update(logger: Logger, step: Update, returns: list[float], returns_hist: list[float],
+                  env_steps: int, lr: float, circuit_evals: tuple[int, int] | None,
+                  now: float, episodes_per_s: float) -> None:
+    """Record one update's scalars. ``step``: the update (its batch's per-episode
+    fields at least); ``returns``: every agent's episode returns of this update;
+    ``circuit_evals``: (per update, this agent's share), or None without circuits."""
+    batch = step.batch
+    logger.record("rollout/return_mean", float(np.mean(returns)))
+    logger.record("rollout/return_avg100", float(np.mean(returns_hist[-WINDOW:])))
+    logger.record("rollout/length_mean", float(batch.episode_lengths.mean()))
+    logger.record("rollout/truncated_frac", float(batch.truncated.mean()))
+    logger.record("rollout/episodes", len(returns_hist))
+    logger.record("rollout/env_steps", env_steps)
+    logger.record("train/loss", step.loss)
+    logger.record("train/policy_loss", step.policy_loss)
+    logger.record("train/entropy", step.entropy)
+    logger.record("train/grad_norm", step.grad_norm)
+    logger.record("train/lr", lr)
+    if circuit_evals is not None:
+        logger.record("quantum/circuit_evals_per_update", circuit_evals[0])
+        logger.record("quantum/circuit_evals_this_agent", circuit_evals[1])
+    logger.record("time/generate_s", step.t_generate)
+    logger.record("time/rollout_s", step.t_rollout)
+    logger.record("time/learn_s", step.t_learn)
+    logger.record("time/update_s", step.t_total)
+    logger.record("time/env_steps_per_s",
+                  float(batch.episode_lengths.sum()) / max(step.t_total, 1e-9))
+    logger.record("time/episodes_per_s", episodes_per_s)
+    logger.record("time/wall_s", now)
+
+
+def finish_run(run_dir: Path, config: TrainConfig, model: QuantumTrain | ClassicalPolicy,
+               returns_hist: list[float], env_steps: int, wall_time: float,
+               **extra: Any) -> dict[str, Any]:
+    """Write ``summary.json`` (``extra``: mode-specific entries) and the learning
+    curve; return the summary."""
+    returns_arr = np.asarray(returns_hist)
+    summary = {
+        "mode": config.mode,
+        "env": config.env,
+        "preset": config.preset,
+        "seed": config.seed,
+        "episodes": len(returns_hist),
+        "updates": config.updates,
+        "agents": config.agents,
+        "dist_mode": config.dist_mode,
+        **extra,
+        "env_steps": env_steps,
+        "wall_time_s": round(wall_time, 3),
+        "final_return_avg100": float(np.mean(returns_arr[-WINDOW:])) if len(returns_arr) else None,
+        "best_return_avg100": float(moving_average(returns_arr).max()) if len(returns_arr) else None,
+        "solve_threshold": config.solve_threshold,
+        "solved_at_episode": first_solved(returns_arr, config.solve_threshold),
+        "parameter_counts": counts_dict(model),
+    }
+    _atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    plot_learning_curve(run_dir / "learning_curve.png", returns_arr, config)
+    return summary
+
+
 # ------------------------------------------------------------------------------------
 # One update: the hot path of DESIGN §4
 # ------------------------------------------------------------------------------------
@@ -276,6 +400,22 @@ def reinforce_update(model: QuantumTrain | ClassicalPolicy, optimizer: torch.opt
             of the generated weights (same cost, controlled episode lengths).
         max_grad_norm: clip the (averaged) gradient's global norm before the step.
     """
+    step = reinforce_gradient(model, envs, episodes, env_seeds, rng, discount, entropy,
+                              behaviour=behaviour)
+    t0 = time.perf_counter()
+    if before_step is not None:
+        before_step()
+    apply_gradient(model, optimizer, max_grad_norm)
+    return step._replace(t_learn=step.t_learn + time.perf_counter() - t0)
+
+
+def reinforce_gradient(model: QuantumTrain | ClassicalPolicy, envs: gym.vector.VectorEnv,
+                       episodes: int, env_seeds: list[int] | None, rng: np.random.Generator,
+                       discount: float, entropy: float,
+                       behaviour: Actor | None = None) -> Update:
+    """Steps 1–4 of an update short of the optimizer: collect ``episodes`` complete
+    episodes and leave the REINFORCE gradient in every ``p.grad`` (an async worker
+    sends it to the learner instead of stepping)."""
     t0 = time.perf_counter()
     # 1. generate the policy weights once for this update (autograd on)
     weights = model.generate()
@@ -291,19 +431,22 @@ def reinforce_update(model: QuantumTrain | ClassicalPolicy, optimizer: torch.opt
     returns = normalise_returns(torch.from_numpy(batch.returns).to(logits.dtype))
     terms = reinforce_loss(logits, torch.from_numpy(batch.actions), returns, episodes, entropy)
 
-    # 4. backward into circuit angles and mapping model; Adam step
-    optimizer.zero_grad(set_to_none=True)
+    # 4. backward into circuit angles and mapping model (the Adam step follows)
+    model.zero_grad(set_to_none=True)
     terms.loss.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     grad_norm = float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])))
-    if before_step is not None:
-        before_step()
-    if max_grad_norm is not None:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-    optimizer.step()
     t3 = time.perf_counter()
     return Update(batch, terms.loss.item(), float(terms.policy_loss), float(terms.entropy),
                   grad_norm, t1 - t0, t2 - t1, t3 - t2)
+
+
+def apply_gradient(model: nn.Module, optimizer: torch.optim.Optimizer,
+                   max_grad_norm: float | None) -> None:
+    """The optimizer step on the gradients in ``p.grad``, clipped to ``max_grad_norm``."""
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
 
 
 def spread_over_agents(model: nn.Module, ctx: AgentContext) -> None:
@@ -337,7 +480,12 @@ def train(config: TrainConfig, run_dir: Path | str, *, resume: bool = False,
     loop on its own environments; one all-reduce per update averages the
     gradients, so all agents take the same optimizer step (Dist-QTRL, DESIGN §3).
     Agent 0 owns the run directory; the others write nothing and return ``{}``.
+    ``config.dist_mode == "async"`` runs :func:`qtrl.train_async.train_async` instead.
     """
+    if config.dist_mode == "async":
+        from .train_async import train_async
+        return train_async(config, run_dir, resume=resume, display=display,
+                           tensorboard=tensorboard, ctx=ctx)
     run_dir = Path(run_dir)
     main = ctx.is_main
 
@@ -361,22 +509,8 @@ def train(config: TrainConfig, run_dir: Path | str, *, resume: bool = False,
     lengths_hist: list[int] = []
 
     if resume:
-        saved_config, state = load_checkpoint(run_dir)
-        if saved_config.to_dict() | {"episodes": 0} != config.to_dict() | {"episodes": 0}:
-            raise UserError(f"--resume {run_dir}: the run was trained with a different "
-                            f"configuration")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        _set_rng_state(state["rng"])
-        start_update, env_steps = int(state["update"]), int(state["env_steps"])
-        wall_offset = float(state["wall_time"])
-        returns_hist = state["episode_returns"].tolist()
-        lengths_hist = state["episode_lengths"].tolist()
-        if main:
-            truncate_csv(run_dir / "metrics.csv", len(returns_hist))
-            truncate_csv(run_dir / "progress.csv", start_update)
-        log.info("resuming %s at update %d (episode %d)", run_dir, start_update,
-                 len(returns_hist))
+        start_update, env_steps, wall_offset, returns_hist, lengths_hist, _ = restore_run(
+            run_dir, config, model, optimizer, main)
     if main:
         _atomic_write_text(run_dir / "config.json",
                            json.dumps(config.to_dict(), indent=2) + "\n")
@@ -395,21 +529,8 @@ def train(config: TrainConfig, run_dir: Path | str, *, resume: bool = False,
     def checkpoint(next_update: int) -> None:
         if not main:
             return
-        save_checkpoint(run_dir / CHECKPOINT, {
-            "format": CHECKPOINT_FORMAT,
-            "config": json.dumps(config.to_dict()),
-            "update": next_update,
-            "env_steps": env_steps,
-            "wall_time": wall(),
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "policy": model.materialize().state_dict(),
-            "episode_returns": torch.tensor(returns_hist, dtype=torch.float64),
-            "episode_lengths": torch.tensor(lengths_hist, dtype=torch.int64),
-            "rng": _rng_state(),
-            "env_seeding": {"seed": config.seed, "agents": config.agents,
-                            "scheme": "SeedSequence(seed, spawn_key=(agent, update, 0))"},
-        })
+        save_checkpoint(run_dir / CHECKPOINT, checkpoint_state(
+            config, model, optimizer, next_update, env_steps, wall(), returns_hist, lengths_hist))
 
     try:
         for update in range(start_update, config.updates):
@@ -445,35 +566,16 @@ def train(config: TrainConfig, run_dir: Path | str, *, resume: bool = False,
                     lengths_hist.append(length)
                     logger.episode(update + 1, len(returns_hist), ret, length, now, agent)
             done_here = len(returns_hist) - episodes_at_start
-            logger.record("rollout/return_mean",
-                          float(np.mean([r for rets, _ in every_agent for r in rets])))
-            logger.record("rollout/return_avg100", float(np.mean(returns_hist[-WINDOW:])))
-            logger.record("rollout/length_mean", float(batch.episode_lengths.mean()))
-            logger.record("rollout/truncated_frac", float(batch.truncated.mean()))
-            logger.record("rollout/episodes", len(returns_hist))
-            logger.record("rollout/env_steps", env_steps)
-            logger.record("train/loss", step.loss)
-            logger.record("train/policy_loss", step.policy_loss)
-            logger.record("train/entropy", step.entropy)
-            logger.record("train/grad_norm", step.grad_norm)
-            logger.record("train/lr", optimizer.param_groups[0]["lr"])
+            circuit_evals = None
             if estimator is not None:  # one forward + the whole backward; this agent's part
                 counts = estimator.counts
                 total = counts.forward + counts.last_backward_total
                 if model.chunk_shards is not None:  # the counts are this agent's chunks only
                     total = model.chunks + estimator.backward_evaluations(model.chunks)
-                logger.record("quantum/circuit_evals_per_update", total)
-                logger.record("quantum/circuit_evals_this_agent",
-                              counts.forward + counts.last_backward)
-            logger.record("time/generate_s", step.t_generate)
-            logger.record("time/rollout_s", step.t_rollout)
-            logger.record("time/learn_s", step.t_learn)
-            logger.record("time/update_s", step.t_total)
-            logger.record("time/env_steps_per_s",
-                          float(batch.episode_lengths.sum()) / max(step.t_total, 1e-9))
-            logger.record("time/episodes_per_s",
-                          done_here / max(time.perf_counter() - t_start, 1e-9))
-            logger.record("time/wall_s", now)
+                circuit_evals = (total, counts.forward + counts.last_backward)
+            record_update(logger, step, [r for rets, _ in every_agent for r in rets],
+                          returns_hist, env_steps, optimizer.param_groups[0]["lr"],
+                          circuit_evals, now, done_here / max(time.perf_counter() - t_start, 1e-9))
             logger.dump(update + 1, len(returns_hist))
             if (update + 1) % config.checkpoint_every == 0 or update + 1 == config.updates:
                 logger.flush()
@@ -486,28 +588,10 @@ def train(config: TrainConfig, run_dir: Path | str, *, resume: bool = False,
         return {}
 
     # ---- finish: summary and learning curve --------------------------------------------
-    returns_arr = np.asarray(returns_hist)
-    summary = {
-        "mode": config.mode,
-        "env": config.env,
-        "preset": config.preset,
-        "seed": config.seed,
-        "episodes": len(returns_hist),
-        "updates": config.updates,
-        "agents": config.agents,
-        "bytes_allreduced_per_update": traffic["bytes"],
-        "bytes_allreduced_per_update_classical_dp": 4 * counts_dict(model)["target_weights"],
-        "env_steps": env_steps,
-        "wall_time_s": round(wall(), 3),
-        "final_return_avg100": float(np.mean(returns_arr[-WINDOW:])) if len(returns_arr) else None,
-        "best_return_avg100": float(moving_average(returns_arr).max()) if len(returns_arr) else None,
-        "solve_threshold": config.solve_threshold,
-        "solved_at_episode": first_solved(returns_arr, config.solve_threshold),
-        "parameter_counts": counts_dict(model),
-    }
-    _atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-    plot_learning_curve(run_dir / "learning_curve.png", returns_arr, config)
-    return summary
+    return finish_run(run_dir, config, model, returns_hist, env_steps, wall(),
+                      bytes_allreduced_per_update=traffic["bytes"],
+                      bytes_allreduced_per_update_classical_dp=4 * counts_dict(model)[
+                          "target_weights"])
 
 
 def plot_learning_curve(path: Path, returns: np.ndarray, config: TrainConfig) -> None:

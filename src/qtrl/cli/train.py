@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         given = given_flags(args)
         for key, value in given.items():
             if key not in RESUMABLE and value != getattr(config, key):
-                flag = "--" + key.replace("_", "-")
+                flag = _flag_of(key)
                 raise UserError(f"--resume {args.resume}: the run was trained with {flag} "
                                 f"{_show(getattr(config, key))}, not {_show(value)}")
         if "episodes" in given:
@@ -77,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"qtrl train: warning: {warning}", file=sys.stderr)
     display = RichDisplay() if sys.stdout.isatty() else PlainDisplay()
     agents = f", {config.agents} agents" if config.agents > 1 else ""
+    if config.dist_mode == "async":
+        agents += f", async: a learner and {config.agents - 1} worker(s)"
     print(f"{'resuming' if args.resume else 'training'} {config.mode} on {config.env} "
           f"(seed {config.seed}{agents}) -> {run_dir}", flush=True)
     if config.agents > 1:
@@ -123,6 +125,13 @@ def _run_torchrun(args: argparse.Namespace) -> int:
               f"{summary['wall_time_s']:.1f} s; final 100-episode average "
               f"{summary['final_return_avg100']:.2f}\nrun directory: {run_dir}", flush=True)
     return 0
+
+
+def _flag_of(key: str) -> str:
+    """The command-line flag of config field ``key``."""
+    from dataclasses import fields
+    meta = next(f.metadata for f in fields(TrainConfig) if f.name == key)
+    return meta.get("flag", "--" + key.replace("_", "-"))
 
 
 def _show(value: object) -> str:

@@ -1,0 +1,208 @@
+"""Asynchronous Dist-QTRL (``--mode async``): a learner and workers on loopback.
+
+Every run is a tiny CartPole run in spawned agent processes, each well under
+30 s. What is checked: one worker is plain sequential training on its seeds
+(exactly), the episode count, who played what, the staleness bound, resume,
+and refused input.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from qtrl.cli import main
+from qtrl.config import TrainConfig
+from qtrl.distributed.run import train_local
+from qtrl.rl.env import make_vector_env
+from qtrl.rl.policy import build_model, make_optimizer
+from qtrl.train import Update, check_config, load_checkpoint, reinforce_update, update_seeds
+from qtrl.train_async import pack_update, unpack_update
+
+
+def _config(**kw) -> TrainConfig:
+    base = {"episodes": 8, "hidden": (8,), "layers": 1, "mapping_hidden": (4,),
+            "checkpoint_every": 1, "agents": 2, "dist_mode": "async",
+            "agent_timeout": 20.0}  # bounds a hung test: a silent agent ends the run
+    return TrainConfig.from_preset("cartpole", **{**base, **kw})
+
+
+def _rows(run: Path, name: str) -> list[dict[str, str]]:
+    with open(run / name, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _reference(config: TrainConfig, agent: int) -> tuple[dict, list[float]]:
+    """Plain single-process training (train.py's pieces, its loop) whose episodes
+    are played with agent ``agent``'s seeds."""
+    plain = replace(config, agents=1, dist_mode="sync")
+    obs_dim, n_actions = check_config(plain)
+    torch.manual_seed(plain.seed)
+    model = build_model(plain, obs_dim, n_actions)
+    optimizer = make_optimizer(model, plain)
+    envs = make_vector_env(plain.env, plain.vector_envs, plain.max_steps, plain.autoreset)
+    returns: list[float] = []
+    try:
+        for update in range(plain.updates):
+            seeds, rng = update_seeds(plain.seed, update, plain.vector_envs, agent=agent)
+            if plain.anneal_lr:
+                for group in optimizer.param_groups:
+                    group["lr"] = group["base_lr"] * (1.0 - update / plain.updates)
+            step = reinforce_update(model, optimizer, envs, plain.episodes_in_update(update),
+                                    seeds, rng, plain.gamma, plain.entropy,
+                                    max_grad_norm=plain.max_grad_norm)
+            returns += step.batch.episode_returns.tolist()
+    finally:
+        envs.close()
+    return model.state_dict(), returns
+
+
+def test_one_worker_is_plain_training_on_its_seeds(tmp_path):
+    # 7 episodes of 2: the last push collects one; clipping and annealing on
+    config = _config(episodes=7, episodes_per_update=2, anneal_lr=True, max_grad_norm=0.5)
+    train_local(config, tmp_path, resume=False, tensorboard=False, display=None)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the agents: reductions must match
+    try:
+        expected, returns = _reference(config, agent=1)
+    finally:
+        torch.set_num_threads(threads)
+    state = load_checkpoint(tmp_path)[1]
+    assert state["model"].keys() == expected.keys()
+    for key, value in expected.items():
+        assert torch.equal(state["model"][key], value), key
+    rows = _rows(tmp_path, "metrics.csv")
+    assert [float(r["return"]) for r in rows] == returns
+    assert {r["agent"] for r in rows} == {"1"}
+    assert [int(r["update"]) for r in rows] == [1, 1, 2, 2, 3, 3, 4]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["dist_mode"], summary["episodes"]) == ("async", 7)
+    assert (summary["updates_applied"], summary["updates_dropped"]) == (4, 0)
+    assert summary["mean_staleness"] == 0.0 and summary["updates"] == 4
+
+
+@pytest.mark.parametrize("bound", [0, 4])
+def test_two_workers_respect_the_staleness_bound(tmp_path, bound):
+    config = _config(agents=3, episodes=12, max_staleness=bound)
+    train_local(config, tmp_path, resume=False, tensorboard=False, display=None)
+    rows = _rows(tmp_path, "metrics.csv")
+    assert [int(r["episode"]) for r in rows] == list(range(1, 13))  # exactly 12
+    assert {r["agent"] for r in rows} == {"1", "2"}
+    progress = _rows(tmp_path, "progress.csv")
+    staleness = [int(float(r["async/staleness"])) for r in progress]
+    assert all(0 <= s <= bound for s in staleness), staleness
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    applied, dropped = summary["updates_applied"], summary["updates_dropped"]
+    assert applied == len(progress) == int(load_checkpoint(tmp_path)[1]["update"])
+    assert applied + dropped == 12  # one push per episode
+    assert summary["mean_staleness"] == pytest.approx(np.mean(staleness))
+    if bound == 0:
+        # Both workers start from version 0; whichever pushes second is stale.
+        assert dropped > 0
+    state = load_checkpoint(tmp_path)[1]
+    assert len(state["episode_returns"]) == 12
+    assert sum(state["async"]["worker_updates"]) == 12
+
+
+def test_resume_continues_the_run(tmp_path):
+    """With one worker nothing depends on timing, so a resumed run even equals the
+    uninterrupted one (with several workers it only continues from the checkpoint)."""
+    train_local(_config(episodes=6), tmp_path, resume=False, tensorboard=False, display=None)
+    first = load_checkpoint(tmp_path)[1]
+    config = _config(episodes=10)
+    train_local(config, tmp_path, resume=True, tensorboard=False, display=None)
+    state = load_checkpoint(tmp_path)[1]
+    assert len(state["episode_returns"]) == 10
+    assert torch.equal(state["episode_returns"][:6], first["episode_returns"])
+    assert state["async"]["worker_updates"] == [0, 10]  # the worker's seed stream went on
+    rows = _rows(tmp_path, "metrics.csv")
+    assert [int(r["episode"]) for r in rows] == list(range(1, 11))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        expected, returns = _reference(config, agent=1)
+    finally:
+        torch.set_num_threads(threads)
+    assert state["episode_returns"].tolist() == returns
+    for key, value in expected.items():
+        assert torch.equal(state["model"][key], value), key
+
+
+def test_pack_unpack_round_trip():
+    from qtrl.rl.rollout import Rollout
+    e = np.zeros(0)
+    batch = Rollout(e, e, e, e, e, np.array([3.0, 5.0]), np.array([3, 5]),
+                    np.array([False, True]), 8)
+    step = Update(batch, 0.5, 0.25, 0.1, 2.0, 0.01, 0.02, 0.03)
+    got, evals = unpack_update(pack_update(step, (7, 5)), 2)
+    assert evals == (7, 5) and got[1:] == step[1:]
+    assert got.batch.episode_returns.tolist() == [3.0, 5.0]
+    assert got.batch.episode_lengths.tolist() == [3, 5]
+    assert got.batch.truncated.tolist() == [False, True]
+    assert unpack_update(pack_update(step, None), 2)[1] is None
+
+
+@pytest.mark.parametrize(("flags", "needle"), [
+    (["--mode", "async", "--agents", "1"], "--mode async --agents 1"),
+    (["--mode", "async", "--agents", "2", "--max-staleness", "-1"], "--max-staleness -1"),
+    (["--max-staleness", "2"], "--max-staleness 2: only used with --mode async"),
+])
+def test_bad_async_input_is_refused(flags, needle, capsys, tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "cartpole", "--episodes", "2", *flags,
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+    assert not out.exists()
+
+
+def test_unknown_mode_is_refused(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--mode", "gossip"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'gossip'" in capsys.readouterr().err
+
+
+def test_silent_worker_ends_the_run_naming_it(tmp_path):
+    """A stopped (SIGSTOP) worker: the other keeps the learner busy, so no receive
+    times out; the learner notices the silence itself after --agent-timeout."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "qtrl", "train", "--preset", "cartpole", "--hidden", "8",
+           "--layers", "1", "--mapping-hidden", "4", "--agents", "3", "--mode", "async",
+           "--episodes", "100000", "--checkpoint-every", "2", "--agent-timeout", "5",
+           "--no-tensorboard", "--out", str(run)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    victim = None
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (run / "checkpoint.pt").exists():
+            time.sleep(0.2)
+        assert (run / "checkpoint.pt").exists(), "no checkpoint written"
+        children = [c for c in psutil.Process(proc.pid).children(recursive=True)
+                    if c.name().startswith("python")]
+        victim = max(children, key=lambda c: c.pid)  # the last agent spawned: agent 2
+        victim.send_signal(signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if victim is not None and victim.is_running():
+            victim.kill()
+    assert proc.returncode == 1, err
+    assert time.monotonic() - stopped_at < 30
+    assert "agent 2" in err and "stopped answering" in err, err
+    assert len([line for line in err.splitlines() if "error" in line]) == 1, err
