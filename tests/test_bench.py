@@ -48,12 +48,14 @@ def test_bench_bad_input_is_one_line(capsys) -> None:
 
 
 def test_kernel_bytes_counts_passes() -> None:
-    ansatz = RingU3Ansatz(10, 5)
+    ansatz = RingU3Ansatz(10, 5)  # the sweep: 50 ring pairs, 4 per 5-qubit window
     moved, stored = simulator.kernel_bytes(ansatz)
-    ops = len(ansatz.layered_operations())
     state = 2**10 * 8
     assert stored  # a small circuit keeps its states
-    assert moved == 5 * ops * (2 + 4) * state
+    assert ansatz.state_passes == 13
+    assert moved == 13 * (2 + 4) * state
+    layered = RingU3Ansatz(15, 2)  # above the sweep's range: fused layer template
+    assert layered.state_passes == 2 * len(layered.layered_operations())
 
 
 def test_chunks_for() -> None:

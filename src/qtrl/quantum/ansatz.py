@@ -166,6 +166,16 @@ class RingU3Ansatz(Ansatz):
             [[n + q if q < n else 2 * n for q in w[2]] for w in self._windows], dtype=torch.long),
             persistent=False)
 
+    @property
+    def state_passes(self) -> int:
+        """Matrix applications to the state in one forward pass (all layers): the
+        sweep's windows up to :data:`SWEEP_MAX_QUBITS` qubits, else the fused layer
+        template's operations times the layers."""
+        if self._sweep:
+            return -(-self.n_qubits * self.layers // (self.fuse_qubits - 1))
+        with torch.no_grad():
+            return len(self.layered_operations()) * self.layers
+
     def reset_parameters(self) -> None:
         """Uniform angles in [0, 2π), as the reference's TorchQuantum gates."""
         with torch.no_grad():
