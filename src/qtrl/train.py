@@ -76,6 +76,7 @@ __all__ = [
     "Resumed",
     "Update",
     "apply_gradient",
+    "atomic_write_text",
     "check_config",
     "checkpoint_state",
     "create_run_dir",
@@ -85,6 +86,7 @@ __all__ = [
     "load_policy",
     "load_trained_model",
     "moving_average",
+    "quantum_seeds",
     "record_update",
     "reinforce_gradient",
     "reinforce_update",
@@ -159,7 +161,7 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
     _atomic_write_bytes(path, text.encode())
 
 
@@ -359,7 +361,7 @@ def finish_run(run_dir: Path, config: TrainConfig, model: QuantumTrain | Classic
         "solved_at_episode": first_solved(returns_arr, config.solve_threshold),
         "parameter_counts": counts_dict(model),
     }
-    _atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     plot_learning_curve(run_dir / "learning_curve.png", returns_arr, config)
     return summary
 
@@ -512,7 +514,7 @@ def train(config: TrainConfig, run_dir: Path | str, *, resume: bool = False,
         start_update, env_steps, wall_offset, returns_hist, lengths_hist, _ = restore_run(
             run_dir, config, model, optimizer, main)
     if main:
-        _atomic_write_text(run_dir / "config.json",
+        atomic_write_text(run_dir / "config.json",
                            json.dumps(config.to_dict(), indent=2) + "\n")
 
     envs = make_vector_env(config.env, config.vector_envs, config.max_steps, config.autoreset)

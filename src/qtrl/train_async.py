@@ -62,8 +62,8 @@ from .train import (
     CHECKPOINT,
     SINGLE_AGENT,
     Update,
-    _atomic_write_text,
     apply_gradient,
+    atomic_write_text,
     check_config,
     checkpoint_state,
     finish_run,
@@ -200,7 +200,7 @@ def _learn(config: TrainConfig, run_dir: Path, model: torch.nn.Module, ctx: Agen
         staleness_sum = int(counters.get("staleness_sum", 0))
         saved = list(counters.get("worker_updates", []))
         worker_updates[:len(saved)] = saved[:ctx.world_size]
-    _atomic_write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+    atomic_write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
 
     logger = Logger(run_dir, display, purge_step=version if resume else None,
                     tensorboard=tensorboard)
