@@ -76,8 +76,8 @@ NOTES = [
      "has its own angles and the mapping reads the chunk index, so the 898 weights cost "
      "more trained parameters, not fewer; with the recipe tuned for one circuit the chunked "
      "generators learn less steadily. With `--agents N` the chunk circuits are evaluated on "
-     "different agents (docs/DISTRIBUTED.md); the learning curve is the same as here, since "
-     "the gradient is."),
+     "different agents (docs/DISTRIBUTED.md) with the same gradient as in one process "
+     "(tests/test_sharding.py), so the same episodes per update give these curves."),
 ]
 COLORS = ("black", "tab:blue", "tab:cyan", "tab:red", "tab:green", "tab:olive")
 
