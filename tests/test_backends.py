@@ -33,15 +33,6 @@ EXACT = ["torch", "pennylane", "pennylane:lightning.qubit", "qiskit"]
 SAMPLING = ["torch", "pennylane", "qiskit"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The suite shares few cores: one torch thread avoids oversubscription stalls."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _ansatz(name: str, n: int, circuits: int, layers: int = 2, seed: int = 0):
     torch.manual_seed(seed + 17 * n + circuits)
     return ANSATZE[name](n, layers, circuits, dtype=torch.float64)

@@ -28,15 +28,6 @@ requires_aer = pytest.mark.skipif(importlib.util.find_spec("qiskit_aer") is None
                                   reason="needs qiskit-aer (pip install 'qtrl[qiskit]')")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The suite shares few cores: one torch thread avoids oversubscription stalls."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _ring(n: int, layers: int = 2, circuits: int = 2, seed: int = 0,
           ansatz: str = "ring-u3") -> tuple[CircuitTemplate, torch.Tensor]:
     torch.manual_seed(seed + 31 * n)

@@ -28,15 +28,6 @@ from qtrl.quantum.estimators import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The suite shares few cores: one torch thread avoids oversubscription stalls."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _setup(name: str, n: int, circuits: int, layers: int = 2, seed: int = 0):
     torch.manual_seed(seed + 31 * n + circuits)
     ansatz = ANSATZE[name](n, layers, circuits, dtype=torch.float64)

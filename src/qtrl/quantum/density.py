@@ -57,6 +57,7 @@ from torch import Tensor
 
 from ..errors import UserError
 from . import gates as G
+from .memory import human_bytes
 from .statevector import _apply_flat
 
 if TYPE_CHECKING:
@@ -380,16 +381,8 @@ def check_density_fits(n_qubits: int, circuits: int = 1, dtype: torch.dtype = to
     have = psutil.virtual_memory().available if available is None else available
     if need > have:
         raise DensityMatrixTooLarge(
-            f"{circuits} noisy circuit(s) of {n_qubits} qubits need about {_human(need)} "
-            f"({blocks + _PEAK_EXTRA} density matrices of {_human(one)}) but only "
-            f"{_human(have)} is available; use fewer qubits (more chunks), fewer circuits "
+            f"{circuits} noisy circuit(s) of {n_qubits} qubits need about {human_bytes(need)} "
+            f"({blocks + _PEAK_EXTRA} density matrices of {human_bytes(one)}) but only "
+            f"{human_bytes(have)} is available; use fewer qubits (more chunks), fewer circuits "
             f"at once, or no noise (statevector simulation)")
     return need
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if n < 1024 or unit == "PiB":
-            return f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} PiB"

@@ -11,7 +11,7 @@ import torch
 
 from .gates import complex_dtype_for
 
-__all__ = ["StatevectorTooLarge", "check_statevector_fits", "statevector_bytes"]
+__all__ = ["StatevectorTooLarge", "check_statevector_fits", "human_bytes", "statevector_bytes"]
 
 # Live states at the peak of forward + backward: the final state, the stacked
 # (state, adjoint) pair walked back, a matmul output, the probabilities and
@@ -30,7 +30,8 @@ def statevector_bytes(n_qubits: int, circuits: int = 1,
     return circuits * (2**n_qubits) * itemsize
 
 
-def _human(n: float) -> str:
+def human_bytes(n: float) -> str:
+    """``n`` bytes with a binary unit, e.g. ``"8.0 MiB"``."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if n < 1024 or unit == "PiB":
             return f"{n:.1f} {unit}"
@@ -53,7 +54,7 @@ def check_statevector_fits(n_qubits: int, circuits: int = 1,
     have = psutil.virtual_memory().available if available is None else available
     if need > have:
         raise StatevectorTooLarge(
-            f"{circuits} circuit(s) of {n_qubits} qubits need about {_human(need)} "
-            f"({PEAK_STATES} states of {_human(need / PEAK_STATES)}) but only {_human(have)} "
+            f"{circuits} circuit(s) of {n_qubits} qubits need about {human_bytes(need)} "
+            f"({PEAK_STATES} states of {human_bytes(need / PEAK_STATES)}) but only {human_bytes(have)} "
             f"is available; use more chunks (smaller circuits) or a smaller network")
     return need
