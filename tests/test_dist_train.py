@@ -82,9 +82,11 @@ def test_two_agents_split_the_parameter_shift_circuits(tmp_path):
         runs[grad].mkdir()
         train_local(_config(agents=2, episodes=4, grad=grad), runs[grad], resume=False,
                     tensorboard=False, display=None)
-    exact = load_checkpoint(runs["backprop"])[1]["model"]
-    shifted = load_checkpoint(runs["parameter-shift"])[1]["model"]
-    for key in exact:  # float32 autograd vs float64-accumulated shifts; Adam steps of 1e-3
+    # float32 autograd vs float64-accumulated shifts; the generated policies are
+    # compared (the mapping's last bias has no effect and only round-off gradient).
+    exact = load_checkpoint(runs["backprop"])[1]["policy"]
+    shifted = load_checkpoint(runs["parameter-shift"])[1]["policy"]
+    for key in exact:
         torch.testing.assert_close(shifted[key], exact[key], atol=2e-4, rtol=0, msg=key)
     header, *rows = (runs["parameter-shift"] / "progress.csv").read_text().splitlines()
     col = header.split(",").index
