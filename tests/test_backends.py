@@ -116,6 +116,40 @@ def test_torch_backend_is_differentiable() -> None:
     assert TorchBackend().differentiable and not TorchBackend(shots=10).differentiable
 
 
+@pytest.mark.parametrize("rows", [3, 40])  # few rows: wide windows; many: narrow ones
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_ring_ansatz_rows_run_by_the_sweep(monkeypatch: pytest.MonkeyPatch, rows: int,
+                                           n: int) -> None:
+    """Our ring ansatz runs by the batched sweep; it must equal the generic per-row
+    gate path, values and gradients."""
+    from qtrl.quantum import backends
+
+    template, _ = circuit_of(RingU3Ansatz(n, 2))
+    assert backends.ring_u3_layout(template) == (n, 2)
+    torch.manual_seed(n + rows)
+    angles = (torch.rand(rows, template.n_angles, dtype=torch.float64) * 6.3).requires_grad_()
+    w = torch.randn(rows, 2**n, dtype=torch.float64)
+    results = []
+    for fast in (True, False):
+        if not fast:
+            monkeypatch.setattr(backends, "ring_u3_layout", lambda _t: None)
+        probs = TorchBackend().probabilities(template, angles)
+        (grad,) = torch.autograd.grad((probs * w).sum(), angles)
+        results.append((probs.detach(), grad))
+    torch.testing.assert_close(results[0][0], results[1][0], atol=1e-12, rtol=0)
+    torch.testing.assert_close(results[0][1], results[1][1], atol=1e-10, rtol=0)
+
+
+def test_ring_layout_is_only_the_ring_ansatz() -> None:
+    from qtrl.quantum.backends import ring_u3_layout
+
+    assert ring_u3_layout(circuit_of(ANSATZE["ry-cnot"](4, 2))[0]) is None
+    gates = list(circuit_of(RingU3Ansatz(3, 2))[0].gates)
+    swapped = CircuitTemplate(3, (gates[1]._replace(offset=0), gates[0]._replace(offset=3),
+                                  *gates[2:]))
+    assert ring_u3_layout(swapped) is None
+
+
 def test_template_from_ansatz() -> None:
     a = RingU3Ansatz(3, 2, circuits=2)
     template, angles = circuit_of(a)

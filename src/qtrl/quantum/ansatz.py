@@ -200,13 +200,29 @@ class RingU3Ansatz(Ansatz):
     def state(self, circuits: slice = ALL) -> Tensor:
         if not self._sweep:
             return super().state(circuits)
-        u3, cu3 = self.u3_angles[circuits], self.cu3_angles[circuits]
+        return self.sweep_state(self.u3_angles[circuits], self.cu3_angles[circuits])
+
+    @property
+    def sweeps(self) -> bool:
+        """Whether this size runs by :func:`run_sweep` (and :meth:`sweep_state` works)."""
+        return self._sweep
+
+    def sweep_state(self, u3: Tensor, cu3: Tensor) -> Tensor:
+        """Final states of circuits with this layout and the angles given, not the
+        module's own: ``u3``, ``cu3`` ``(c, L, n, 3)`` -> ``(c, 2, …, 2)``.
+
+        Differentiable in both. Any number of circuits; only for sizes that
+        :attr:`sweeps` (a backend running many shifted copies of one circuit uses it).
+        """
+        if not self._sweep:
+            raise ValueError(f"{self.n_qubits} qubits do not run by the sweep")
         count = u3.shape[0]
+        cdt = gates.complex_dtype_for(u3.dtype)
         if not count:
-            return zero_state(self.n_qubits, 0, self.complex_dtype, u3.device)
+            return zero_state(self.n_qubits, 0, cdt, u3.device)
         mats = _SweepWindows.apply(u3, cu3, self._sweep_rows, self.fuse_qubits)  # (c, K, d, d)
         return run_sweep(mats[0] if count == 1 else mats.transpose(0, 1), self.n_qubits,
-                         count, self.complex_dtype)
+                         count, cdt)
 
     def layered_operations(self, circuits: slice = ALL) -> list[Operation]:
         if not self._windows:  # one window holds the ring, or no fusion

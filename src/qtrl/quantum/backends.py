@@ -33,6 +33,7 @@ naming the ``pip install`` command.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 from collections.abc import Sequence
@@ -45,7 +46,7 @@ from torch import Tensor
 
 from ..errors import UserError
 from . import gates as G
-from .ansatz import Ansatz, Gate
+from .ansatz import Ansatz, Gate, RingU3Ansatz
 from .density import noisy_probabilities
 from .fusion import fuse
 from .statevector import Operation, zero_state
@@ -216,11 +217,13 @@ def sample_probabilities(probs: Tensor, shots: int, generator: torch.Generator) 
 class TorchBackend:
     """Our simulator (exact; differentiable by autograd), optionally noisy and/or sampled.
 
-    Each row is its own circuit, so gates carry one matrix per row. Consecutive
-    gates are fused into windows of at most :attr:`FUSE_QUBITS` wires (fewer,
-    larger matmuls), and each window is applied as one batched matmul over the
-    rows after moving its wires next to the batch axis: per-row matrices make
-    the simulator's shared-matrix kernels pay for many tiny matmuls instead.
+    Each row is its own circuit, so gates carry one matrix per row. Our
+    ring-U3 ansatz (:func:`ring_u3_layout`) runs by the simulator's batched sweep
+    (:meth:`RingU3Ansatz.sweep_state`): 2.5x faster for the 700 shifted copies of
+    a parameter-shift pass at (10, 5). Any other template: consecutive gates are
+    fused into windows of at most :attr:`FUSE_QUBITS` wires, and each window is
+    applied as one batched matmul over the rows after moving its wires next to
+    the batch axis.
 
     Noise is Qiskit Aer's model as :class:`QiskitBackend` builds it: with
     depolarizing noise the rows run through the density-matrix simulator of
@@ -239,6 +242,7 @@ class TorchBackend:
 
     name = "torch"
     FUSE_QUBITS = 4
+    MANY_ROWS = 32
 
     def __init__(self, shots: int | None = None, seed: int = 0,
                  noise: str | NoiseSpec | None = None) -> None:
@@ -246,6 +250,7 @@ class TorchBackend:
         self.shots = _check_shots(shots)
         self.seed = seed
         self._generator = torch.Generator().manual_seed(seed)
+        self._rings: dict[tuple[int, int, int | None], RingU3Ansatz] = {}  # (n, L, width)
 
     def reseed(self, seed: int) -> None:
         self.seed = seed
@@ -268,6 +273,20 @@ class TorchBackend:
         return sample_probabilities(probs, self.shots, self._generator)
 
     def _pure_probabilities(self, template: CircuitTemplate, angles: Tensor) -> Tensor:
+        layout = ring_u3_layout(template)
+        if layout is not None:  # our ansatz: the simulator's own batched sweep
+            # Many rows (shifted copies) are compute-bound: narrow windows cost the
+            # fewest flops (measured 165 ms for 700 rows of (10, 5) vs 224 ms at 5
+            # qubits); few rows are overhead-bound: the default wide windows.
+            width = 2 if angles.shape[0] >= self.MANY_ROWS else None
+            ring = self._rings.get((*layout, width))
+            if ring is None:
+                ring = self._rings[(*layout, width)] = RingU3Ansatz(*layout, fuse_qubits=width)
+            if ring.sweeps:
+                n, layers = layout
+                both = angles.reshape(angles.shape[0], layers, 2 * n, 3)
+                state = ring.sweep_state(both[:, :, :n], both[:, :, n:])
+                return state_probabilities(state).to(angles.dtype)
         cdt = G.complex_dtype_for(angles.dtype)
         n, batch = template.n_qubits, angles.shape[0]
         ops = [Operation(_torch_matrix(g, angles, cdt), g.wires) for g in template.gates]
@@ -275,6 +294,21 @@ class TorchBackend:
         for op in fuse(ops, min(n, self.FUSE_QUBITS)):
             state = _apply_per_row(state, op.matrix, op.wires)
         return state_probabilities(state).to(angles.dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def ring_u3_layout(template: CircuitTemplate) -> tuple[int, int] | None:
+    """``(n, L)`` when ``template`` is exactly :class:`RingU3Ansatz` ``(n, L)``'s
+    gate sequence (``L`` layers of U3 on every wire, then CU3 round the ring),
+    else ``None``. Its angle columns are then ``(L, 2n, 3)``: U3s, then CU3s."""
+    n = template.n_qubits
+    if n < 2 or not template.gates or len(template.gates) % (2 * n):
+        return None
+    layer = [("u3", (q,)) for q in range(n)] + [("cu3", (j, (j + 1) % n)) for j in range(n)]
+    for i, g in enumerate(template.gates):
+        if (g.name, g.wires) != layer[i % (2 * n)]:
+            return None
+    return n, len(template.gates) // (2 * n)
 
 
 def _apply_readout_torch(probs: Tensor, p: float, n: int) -> Tensor:
