@@ -64,13 +64,11 @@ HOW = {
     "chunks 16": "16 chunk circuits of 6 qubits",
 }
 NOTES = [
-    ("Reading the table. Sampled probabilities with parameter-shift gradients learn as well "
-     "as exact ones within this budget: the shot noise of the generated weights is small next "
-     "to REINFORCE's own gradient noise. Their price is circuit runs — 1 + 700 circuits per "
+    ("Reading the table. Sampled probabilities with parameter-shift gradients still learn "
+     "within this budget (verdicts above): the shot noise of the generated weights is small "
+     "next to REINFORCE's own gradient noise, and fewer shots cost little. Their price is circuit runs — 1 + 700 circuits per "
      "update (the four-term rule for every CU3's θ) — i.e. about 0.7 M shots per update at "
-     "1024 shots; the wall time per update is our simulator's, not a QPU's. The final "
-     "averages of the sampled runs swing more (a late collapse and partial recovery is "
-     "typical of REINFORCE without a baseline, exact runs included)."),
+     "1024 shots; the wall time per update is our simulator's, not a QPU's."),
     ("Gate noise at 1% per u3/cx contracts every probability towards uniform; the mapping "
      "model absorbs most of that. Chunks trade qubits for parameters: each chunk circuit "
      "has its own angles and the mapping reads the chunk index, so the 898 weights cost "
