@@ -66,9 +66,10 @@ HOW = {
 NOTES = [
     ("Reading the table. Sampled probabilities with parameter-shift gradients still learn "
      "within this budget (verdicts above): the shot noise of the generated weights is small "
-     "next to REINFORCE's own gradient noise, and fewer shots cost little. Their price is circuit runs: the last column (the forward circuit "
-     "plus the shifted ones, the four-term rule for every CU3's θ), each sampled that "
-     "many times; the wall time per update is our simulator's, not a QPU's."),
+     "next to REINFORCE's own gradient noise, and fewer shots cost little. Their price "
+     "is circuit runs: the last column (the forward circuit plus the shifted ones, the "
+     "four-term rule for every CU3's θ), each sampled that many times; the wall time per "
+     "update is our simulator's, not a QPU's."),
     ("Gate noise at 1% per u3/cx contracts every probability towards uniform; the mapping "
      "model absorbs most of that. Chunks trade qubits for parameters: each chunk circuit "
      "has its own angles and the mapping reads the chunk index, so the 898 weights cost "
