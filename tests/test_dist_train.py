@@ -72,54 +72,44 @@ def test_two_agents_log_every_agents_episodes(tmp_path):
     assert summary["bytes_allreduced_per_update_classical_dp"] == 898 * 4
 
 
-@pytest.mark.slow
-def test_two_agents_split_the_parameter_shift_circuits(tmp_path):
-    """Each agent runs half of the shifted circuits; summed (``combine``), they give
-    the gradient autograd gives, so the run follows the backprop run."""
+def _backprop_vs_parameter_shift(tmp_path: Path, **kw) -> list[tuple[float, float]]:
+    """Train the same tiny run by backprop and by parameter-shift on 2 agents; check
+    that they follow each other; return the shift run's (circuit evaluations per
+    update, this agent's) of every update."""
     runs = {}
     for grad in ("backprop", "parameter-shift"):
         runs[grad] = tmp_path / grad
         runs[grad].mkdir()
-        train_local(_config(agents=2, episodes=4, grad=grad), runs[grad], resume=False,
+        train_local(_config(agents=2, episodes=4, grad=grad, **kw), runs[grad], resume=False,
                     tensorboard=False, display=None)
-    # float32 autograd vs float64-accumulated shifts; the generated policies are
-    # compared (the mapping's last bias has no effect and only round-off gradient).
+    # float32 autograd vs float64-accumulated shifts. The generated policies are
+    # compared: the mapping's last bias has no effect (the weights are centred), and
+    # Adam turns its round-off gradient into lr-sized steps either way.
     exact = load_checkpoint(runs["backprop"])[1]["policy"]
     shifted = load_checkpoint(runs["parameter-shift"])[1]["policy"]
     for key in exact:
         torch.testing.assert_close(shifted[key], exact[key], atol=2e-4, rtol=0, msg=key)
     header, *rows = (runs["parameter-shift"] / "progress.csv").read_text().splitlines()
     col = header.split(",").index
-    for row in rows:
-        values = row.split(",")
-        total = float(values[col("quantum/circuit_evals_per_update")])
-        mine = float(values[col("quantum/circuit_evals_this_agent")])
-        assert (total, mine) == (1 + 700, 1 + 350)  # 1 forward circuit + its share of 700
+    return [(float(values[col("quantum/circuit_evals_per_update")]),
+             float(values[col("quantum/circuit_evals_this_agent")]))
+            for values in (row.split(",") for row in rows)]
+
+
+@pytest.mark.slow
+def test_two_agents_split_the_parameter_shift_circuits(tmp_path):
+    """Each agent runs half of the shifted circuits; summed (``combine``), they give
+    the gradient autograd gives, so the run follows the backprop run."""
+    for counts in _backprop_vs_parameter_shift(tmp_path):
+        assert counts == (1 + 700, 1 + 350)  # 1 forward circuit + its share of 700
 
 
 def test_chunk_circuits_run_on_different_agents(tmp_path):
     """``--chunks 4 --agents 2``: each QPU runs its two chunk circuits and their
     shifted copies; the run follows the one where both agents run all four."""
-    runs = {}
-    for grad in ("backprop", "parameter-shift"):
-        runs[grad] = tmp_path / grad
-        runs[grad].mkdir()
-        train_local(_config(agents=2, episodes=4, chunks=4, grad=grad), runs[grad],
-                    resume=False, tensorboard=False, display=None)
-    # The generated policies: the mapping's last bias has no effect (the weights are
-    # centred), and Adam turns its round-off gradient into lr-sized steps either way.
-    exact = load_checkpoint(runs["backprop"])[1]["policy"]
-    shifted = load_checkpoint(runs["parameter-shift"])[1]["policy"]
-    for key in exact:
-        torch.testing.assert_close(shifted[key], exact[key], atol=2e-4, rtol=0, msg=key)
-    header, *rows = (runs["parameter-shift"] / "progress.csv").read_text().splitlines()
-    col = header.split(",").index
     per_circuit = 14 * 8 * 5  # ring-U3 shifts per circuit: 14 per (wire, layer); 8 qubits
-    for row in rows:
-        values = row.split(",")
-        total = float(values[col("quantum/circuit_evals_per_update")])
-        mine = float(values[col("quantum/circuit_evals_this_agent")])
-        assert (total, mine) == (4 * (1 + per_circuit), 2 * (1 + per_circuit))
+    for counts in _backprop_vs_parameter_shift(tmp_path, chunks=4):
+        assert counts == (4 * (1 + per_circuit), 2 * (1 + per_circuit))
 
 
 def _agent_pids(parent: psutil.Process) -> list[int]:
