@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from qtrl.quantum import statevector
+
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -13,3 +15,12 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture(params=["stored", "recomputed"])
+def adjoint_mode(request, monkeypatch) -> str:
+    """Run a test with earlier states kept from the forward pass (what small
+    circuits do) and with them recomputed by inverse gates (large circuits)."""
+    if request.param == "recomputed":
+        monkeypatch.setattr(statevector, "STORE_STATES_BYTES", 0)
+    return request.param

@@ -6,20 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from qtrl.quantum import statevector
 from qtrl.quantum.ansatz import ANSATZE, RingU3Ansatz, RYCNOTAnsatz
 
 qml = pytest.importorskip("pennylane")
 
 F64 = torch.float64
 
-
-@pytest.fixture(params=["stored", "recomputed"])
-def adjoint_mode(request, monkeypatch) -> str:
-    """States kept from the forward pass (small circuits) or recomputed (large ones)."""
-    if request.param == "recomputed":
-        monkeypatch.setattr(statevector, "STORE_STATES_BYTES", 0)
-    return request.param
 
 
 @pytest.mark.parametrize("n, layers, circuits", [(2, 1, 1), (10, 5, 1), (13, 13, 1), (4, 3, 5)])

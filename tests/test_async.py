@@ -25,6 +25,8 @@ from qtrl.rl.policy import build_model, make_optimizer
 from qtrl.train import Update, check_config, load_checkpoint, reinforce_update, update_seeds
 from qtrl.train_async import pack_update, unpack_update
 
+from .agents import python_children, wait_for_checkpoint
+
 
 def _config(**kw) -> TrainConfig:
     base = {"episodes": 8, "hidden": (8,), "layers": 1, "mapping_hidden": (4,),
@@ -177,7 +179,6 @@ def test_silent_worker_ends_the_run_naming_it(tmp_path):
     import sys
     import time
 
-    import psutil
 
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "qtrl", "train", "--preset", "cartpole", "--hidden", "8",
@@ -187,13 +188,8 @@ def test_silent_worker_ends_the_run_naming_it(tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     victim = None
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (run / "checkpoint.pt").exists():
-            time.sleep(0.2)
-        assert (run / "checkpoint.pt").exists(), "no checkpoint written"
-        children = [c for c in psutil.Process(proc.pid).children(recursive=True)
-                    if c.name().startswith("python")]
-        victim = max(children, key=lambda c: c.pid)  # the last agent spawned: agent 2
+        wait_for_checkpoint(run, 60)
+        victim = max(python_children(proc.pid), key=lambda c: c.pid)  # the last: agent 2
         victim.send_signal(signal.SIGSTOP)
         stopped_at = time.monotonic()
         _, err = proc.communicate(timeout=60)

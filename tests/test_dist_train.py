@@ -22,6 +22,8 @@ from qtrl.config import TrainConfig
 from qtrl.distributed.run import train_local
 from qtrl.train import load_checkpoint, train
 
+from .agents import python_children, wait_for_checkpoint
+
 QTRL = [sys.executable, "-m", "qtrl"]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
 
@@ -112,24 +114,15 @@ def test_chunk_circuits_run_on_different_agents(tmp_path):
         assert counts == (4 * (1 + per_circuit), 2 * (1 + per_circuit))
 
 
-def _agent_pids(parent: psutil.Process) -> list[int]:
-    return [c.pid for c in parent.children(recursive=True)
-            if "multiprocessing" in " ".join(c.cmdline()) or "qtrl" in " ".join(c.cmdline())]
-
-
 def test_killed_agent_ends_run_then_resume_completes(tmp_path):
     run = tmp_path / "run"
     cmd = QTRL + ["train", "--preset", "cartpole", "--agents", "2", "--episodes", "4000",
                   "--checkpoint-every", "5", "--agent-timeout", "90", "--no-tensorboard",
                   "--out", str(run)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    parent = psutil.Process(proc.pid)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (run / "checkpoint.pt").exists():
-            time.sleep(0.2)
-        assert (run / "checkpoint.pt").exists(), "no checkpoint written"
-        children = [c for c in parent.children(recursive=True) if c.name().startswith("python")]
+        wait_for_checkpoint(run, 60)
+        children = python_children(proc.pid)
         victim = max(children, key=lambda c: c.pid)  # the second agent spawned
         victim.send_signal(signal.SIGKILL)
         killed_at = time.monotonic()
@@ -204,10 +197,7 @@ def test_torchrun_restart_resumes_from_checkpoint(tmp_path):
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and not (run / "checkpoint.pt").exists():
-            time.sleep(0.2)
-        assert (run / "checkpoint.pt").exists()
+        wait_for_checkpoint(run, 90)
         workers = [c for c in psutil.Process(proc.pid).children(recursive=True)
                    if "qtrl" in " ".join(c.cmdline())]
         assert workers

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from qtrl.quantum import gates, statevector
+from qtrl.quantum import gates
 from qtrl.quantum.statevector import (
     Operation,
     apply_matrix,
@@ -208,14 +208,6 @@ def test_run_layers_equals_unrolled_circuit() -> None:
 
 # ---------------------------------------------------------------- gradients
 
-
-@pytest.fixture(params=["stored", "recomputed"])
-def adjoint_mode(request, monkeypatch) -> str:
-    """Run a test with earlier states kept from the forward pass (what small
-    circuits do) and with them recomputed by inverse gates (large circuits)."""
-    if request.param == "recomputed":
-        monkeypatch.setattr(statevector, "STORE_STATES_BYTES", 0)
-    return request.param
 
 
 def _angle_circuit(n: int, seed: int):

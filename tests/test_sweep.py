@@ -7,18 +7,12 @@ import itertools
 import pytest
 import torch
 
-from qtrl.quantum import gates, statevector
+from qtrl.quantum import gates
 from qtrl.quantum.fusion import chain_matrix, chain_matrix_vjp
 from qtrl.quantum.statevector import Operation, probabilities, run_circuit, run_sweep
 
 C128 = torch.complex128
 
-
-@pytest.fixture(params=["stored", "recomputed"])
-def adjoint_mode(request, monkeypatch) -> str:
-    if request.param == "recomputed":
-        monkeypatch.setattr(statevector, "STORE_STATES_BYTES", 0)
-    return request.param
 
 
 def _unitaries(*shape: int, seed: int) -> torch.Tensor:

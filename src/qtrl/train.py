@@ -226,11 +226,16 @@ def update_seeds(seed: int, update: int, n_envs: int,
     return [int(s) for s in env_seeds], rng
 
 
-def quantum_seeds(seed: int, update: int, agent: int = 0) -> tuple[int, int]:
-    """(this agent's shot sampling, the agents' shared SPSA draws) seeds of one update."""
+def quantum_seeds(seed: int, update: int, agent: int = 0,
+                  shared: bool = True) -> tuple[int, int]:
+    """(this agent's shot sampling, SPSA draws) seeds of one update.
+
+    ``shared``: the SPSA draws are the same on every agent (they split one
+    backward pass, sync mode); else each agent's own (async workers).
+    """
     def draw(*key: int) -> int:
         return int(np.random.SeedSequence(seed, spawn_key=key).generate_state(1, np.uint64)[0])
-    return draw(agent, update, 2), draw(update, 3)
+    return draw(agent, update, 2), draw(update, 3) if shared else draw(agent, update, 4)
 
 
 def moving_average(values: np.ndarray, window: int = WINDOW) -> np.ndarray:

@@ -113,14 +113,6 @@ def unpack_update(info: torch.Tensor, episodes: int) -> tuple[Update, tuple[int,
     return Update(batch, *(float(v) for v in head[:7])), evals
 
 
-def _worker_quantum_seeds(seed: int, update: int, agent: int) -> tuple[int, int]:
-    """Shot and SPSA seeds of a worker's update: nothing is shared between
-    workers (no backward pass is split), so the SPSA directions are its own too."""
-    sampling, _ = quantum_seeds(seed, update, agent)
-    own = np.random.SeedSequence(seed, spawn_key=(agent, update, 4)).generate_state(1, np.uint64)
-    return sampling, int(own[0])
-
-
 # ------------------------------------------------------------------------------------
 # Both roles
 # ------------------------------------------------------------------------------------
@@ -164,7 +156,8 @@ def _work(config: TrainConfig, model: torch.nn.Module, ctx: AgentContext) -> Non
                                                  agent=ctx.rank)
             if estimator is not None:
                 estimator.counts.reset()
-                model.reseed(*_worker_quantum_seeds(config.seed, reply.update, ctx.rank))
+                # No backward pass is split between workers: own SPSA directions too.
+                model.reseed(*quantum_seeds(config.seed, reply.update, ctx.rank, shared=False))
             step = reinforce_gradient(model, envs, reply.episodes, env_seeds, action_rng,
                                       config.gamma, config.entropy)
             evals = None
