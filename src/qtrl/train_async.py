@@ -42,15 +42,11 @@ import torch
 
 from .config import TrainConfig
 from .distributed import AgentContext
-from .distributed.parameter_server import (
-    Push,
+from .distributed.parameter_server import Push, recv_push, recv_reply, send_push, send_reply
+from .distributed.sync import (
     flat_gradients,
     flat_parameters,
     load_flat_parameters,
-    recv_push,
-    recv_reply,
-    send_push,
-    send_reply,
     set_flat_gradients,
 )
 from .errors import UserError

@@ -14,8 +14,6 @@ sends first (``recv(src=None)``) and then the rest of that push from that worker
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -25,14 +23,10 @@ from torch import Tensor
 __all__ = [
     "Push",
     "Reply",
-    "flat_gradients",
-    "flat_parameters",
-    "load_flat_parameters",
     "recv_push",
     "recv_reply",
     "send_push",
     "send_reply",
-    "set_flat_gradients",
 ]
 
 LEARNER = 0
@@ -58,40 +52,6 @@ class Reply(NamedTuple):
     episodes: int   # episodes to collect next; 0: stop
     update: int     # update index the worker's seeds come from
     params: Tensor  # (P,) flat parameters
-
-
-def _dtype(params: Sequence[Tensor]) -> torch.dtype:
-    return functools.reduce(torch.promote_types, [p.dtype for p in params])
-
-
-def flat_parameters(params: Sequence[Tensor]) -> Tensor:
-    """All parameters in one flat tensor (the widest dtype among them)."""
-    dtype = _dtype(params)
-    return torch.cat([p.detach().reshape(-1).to(dtype) for p in params])
-
-
-def load_flat_parameters(params: Sequence[Tensor], flat: Tensor) -> None:
-    """Inverse of :func:`flat_parameters`: copy ``flat`` into the parameters."""
-    offset = 0
-    with torch.no_grad():
-        for p in params:
-            p.copy_(flat[offset:offset + p.numel()].view_as(p))
-            offset += p.numel()
-
-
-def flat_gradients(params: Sequence[Tensor]) -> Tensor:
-    """All gradients in one flat tensor; a parameter without one gives zeros."""
-    dtype = _dtype(params)
-    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p))
-                      .reshape(-1).to(dtype) for p in params])
-
-
-def set_flat_gradients(params: Sequence[Tensor], flat: Tensor) -> None:
-    """Set every ``p.grad`` from ``flat`` (the layout of :func:`flat_gradients`)."""
-    offset = 0
-    for p in params:
-        p.grad = flat[offset:offset + p.numel()].view_as(p).to(p.dtype).clone()
-        offset += p.numel()
 
 
 def send_push(version: int, episodes: int, update: int, grad: Tensor, info: Tensor) -> int:

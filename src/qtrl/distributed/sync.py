@@ -4,6 +4,7 @@ periodic checksum that all agents still hold the same parameters."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -19,9 +20,13 @@ __all__ = [
     "allreduce_gradients",
     "broadcast_parameters",
     "check_agreement",
+    "flat_gradients",
+    "flat_parameters",
     "gather_objects",
     "gather_over_agents",
+    "load_flat_parameters",
     "parameter_checksum",
+    "set_flat_gradients",
     "sum_over_agents",
 ]
 
@@ -39,21 +44,46 @@ def allreduce_gradients(params: Sequence[Tensor], ctx: AgentContext) -> int:
     without a gradient contributes zeros, so every agent sends the same layout.
     """
     params = list(params)
-    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
-                      for p in params])
+    flat = flat_gradients(params)
     if ctx.distributed:
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         flat /= ctx.world_size
+    set_flat_gradients(params, flat)
+    return flat.numel() * flat.element_size()
+
+
+def _dtype(params: Sequence[Tensor]) -> torch.dtype:
+    return functools.reduce(torch.promote_types, [p.dtype for p in params])
+
+
+def flat_parameters(params: Sequence[Tensor]) -> Tensor:
+    """All parameters in one flat tensor (the widest dtype among them)."""
+    dtype = _dtype(params)
+    return torch.cat([p.detach().reshape(-1).to(dtype) for p in params])
+
+
+def load_flat_parameters(params: Sequence[Tensor], flat: Tensor) -> None:
+    """Inverse of :func:`flat_parameters`: copy ``flat`` into the parameters."""
+    offset = 0
+    with torch.no_grad():
+        for p in params:
+            p.copy_(flat[offset:offset + p.numel()].view_as(p))
+            offset += p.numel()
+
+
+def flat_gradients(params: Sequence[Tensor]) -> Tensor:
+    """All gradients in one flat tensor; a parameter without one gives zeros."""
+    dtype = _dtype(params)
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p))
+                      .reshape(-1).to(dtype) for p in params])
+
+
+def set_flat_gradients(params: Sequence[Tensor], flat: Tensor) -> None:
+    """Set every ``p.grad`` from ``flat`` (the layout of :func:`flat_gradients`)."""
     offset = 0
     for p in params:
-        size = p.numel()
-        chunk = flat[offset:offset + size].view_as(p)
-        if p.grad is None:
-            p.grad = chunk.clone()
-        else:
-            p.grad.copy_(chunk)
-        offset += size
-    return flat.numel() * flat.element_size()
+        p.grad = flat[offset:offset + p.numel()].view_as(p).to(p.dtype).clone()
+        offset += p.numel()
 
 
 def sum_over_agents(ctx: AgentContext) -> Callable[[Tensor], Tensor]:
