@@ -44,8 +44,8 @@ FUSE_CASES += [(12, None, 1), (15, None, 1), (10, 4, 2)]  # None: the default wi
 @pytest.mark.parametrize("n, g, circuits", FUSE_CASES)
 def test_fused_equals_unfused(n: int, g: int | None, circuits: int) -> None:
     layers = 2
-    ref = RingU3Ansatz(n, layers, circuits, dtype=F64, fuse_qubits=1)
-    fused = RingU3Ansatz(n, layers, circuits, dtype=F64, fuse_qubits=g)
+    ref = RingU3Ansatz(n, layers, circuits, dtype=F64, fuse_qubits=1, compiled=False)
+    fused = RingU3Ansatz(n, layers, circuits, dtype=F64, fuse_qubits=g, compiled=False)
     _same_angles(ref, fused)
     p_ref, p_fused = ref(), fused()
     assert p_fused.shape == (circuits, 2**n)
@@ -68,8 +68,8 @@ def test_ry_cnot_fused_equals_unfused(n: int, g: int, circuits: int) -> None:
 
 
 def test_fused_gradients_in_both_adjoint_modes(adjoint_mode: str) -> None:
-    ref = RingU3Ansatz(7, 3, 2, dtype=F64, fuse_qubits=1)
-    fused = RingU3Ansatz(7, 3, 2, dtype=F64, fuse_qubits=3)
+    ref = RingU3Ansatz(7, 3, 2, dtype=F64, fuse_qubits=1, compiled=False)
+    fused = RingU3Ansatz(7, 3, 2, dtype=F64, fuse_qubits=3, compiled=False)
     _same_angles(ref, fused)
     w = torch.randn(2, 2**7, dtype=F64, generator=torch.Generator().manual_seed(0))
     (ref() * w).sum().backward()
@@ -78,8 +78,9 @@ def test_fused_gradients_in_both_adjoint_modes(adjoint_mode: str) -> None:
     torch.testing.assert_close(fused.cu3_angles.grad, ref.cu3_angles.grad, atol=1e-10, rtol=0)
 
 
-def test_ring_gradcheck(adjoint_mode: str) -> None:
-    ansatz = RingU3Ansatz(4, 2, dtype=F64, fuse_qubits=3)
+@pytest.mark.parametrize("compiled", [False, True])
+def test_ring_gradcheck(adjoint_mode: str, compiled: bool) -> None:
+    ansatz = RingU3Ansatz(4, 2, dtype=F64, fuse_qubits=3, compiled=compiled)
     w = torch.linspace(-1, 1, 16, dtype=F64)
     u0, c0 = ansatz.u3_angles.detach().clone(), ansatz.cu3_angles.detach().clone()
 
@@ -115,10 +116,11 @@ def _pennylane_probs(ansatz, circuit: int = 0) -> np.ndarray:
     return np.asarray(run())
 
 
+@pytest.mark.parametrize("compiled", [False, True])
 @pytest.mark.parametrize("n, layers, circuits", [(2, 2, 1), (3, 1, 2), (5, 2, 1), (8, 2, 2)])
-def test_ring_matches_pennylane(n: int, layers: int, circuits: int) -> None:
+def test_ring_matches_pennylane(n: int, layers: int, circuits: int, compiled: bool) -> None:
     torch.manual_seed(n)
-    ansatz = RingU3Ansatz(n, layers, circuits, dtype=F64)
+    ansatz = RingU3Ansatz(n, layers, circuits, dtype=F64, compiled=compiled)
     ours = ansatz().detach().numpy()
     for c in range(circuits):
         np.testing.assert_allclose(ours[c], _pennylane_probs(ansatz, c), atol=1e-10, rtol=0)
@@ -128,9 +130,10 @@ def test_ring_matches_pennylane(n: int, layers: int, circuits: int) -> None:
     assert ring == [(j, (j + 1) % n) for j in range(n)]
 
 
-def test_ring_float32_matches_pennylane() -> None:
+@pytest.mark.parametrize("compiled", [False, True])
+def test_ring_float32_matches_pennylane(compiled: bool) -> None:
     torch.manual_seed(0)
-    ansatz = RingU3Ansatz(6, 3)
+    ansatz = RingU3Ansatz(6, 3, compiled=compiled)
     ours = ansatz().detach()
     assert ours.dtype == torch.float32
     np.testing.assert_allclose(ours[0].numpy(), _pennylane_probs(ansatz), atol=1e-5, rtol=0)

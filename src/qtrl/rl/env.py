@@ -103,33 +103,39 @@ class MaskedSyncVectorEnv(gym.vector.SyncVectorEnv):
         if mode not in (gym.vector.AutoresetMode.SAME_STEP, gym.vector.AutoresetMode.NEXT_STEP):
             raise ValueError(f"masked steps need SAME_STEP or NEXT_STEP autoreset, got {mode}")
         n = self.num_envs
-        rewards, terms, truncs = [0.0] * n, [False] * n, [False] * n
+        rewards = np.zeros(n, dtype=np.float64)
+        terms = np.zeros(n, dtype=np.bool_)
+        truncs = np.zeros(n, dtype=np.bool_)
+        pending = self._autoreset_envs.copy()
         next_step = mode == gym.vector.AutoresetMode.NEXT_STEP
         rows = isinstance(self._observations, np.ndarray)  # Box: copy the rows that moved
-        pending = self._autoreset_envs.tolist()
+        # Python ints: Discrete.contains checks them faster than numpy scalars.
+        moves = actions.tolist() if isinstance(actions, np.ndarray) else list(actions)
         for i in np.flatnonzero(mask).tolist():
             env = self.envs[i]
             if next_step and pending[i]:
                 obs, _ = env.reset()
                 pending[i] = False
             else:
-                obs, rewards[i], terms[i], truncs[i], _ = env.step(actions[i])
-                done = terms[i] or truncs[i]
-                if done and not next_step:
-                    obs, _ = env.reset()
-                pending[i] = done
+                obs, reward, term, trunc, _ = env.step(moves[i])
+                rewards[i] = reward
+                if term or trunc:
+                    terms[i], truncs[i] = term, trunc
+                    if not next_step:
+                        obs, _ = env.reset()
+                    pending[i] = True
+                else:
+                    pending[i] = False
             self._env_obs[i] = obs
             if rows:
                 self._observations[i] = obs
         if not rows:
             self._observations = gym.vector.utils.concatenate(
                 self.single_observation_space, self._env_obs, self._observations)
-        self._rewards = np.array(rewards, dtype=np.float64)
-        self._terminations = np.array(terms, dtype=np.bool_)
-        self._truncations = np.array(truncs, dtype=np.bool_)
-        self._autoreset_envs = np.array(pending, dtype=np.bool_)
+        self._rewards, self._terminations, self._truncations = rewards, terms, truncs
+        self._autoreset_envs = pending
         return (deepcopy(self._observations) if self.copy else self._observations,
-                self._rewards.copy(), self._terminations.copy(), self._truncations.copy(), {})
+                rewards.copy(), terms.copy(), truncs.copy(), {})
 
 
 def make_vector_env(env_id: str, num_envs: int, max_steps: int | None = None,
