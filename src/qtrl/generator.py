@@ -260,8 +260,11 @@ class QuantumTrain(nn.Module):
     def generate_flat(self) -> Tensor:
         """All ``k`` generated weights in order, ``(k,)``."""
         p = self.probabilities()
-        scale = 2 ** (self.n_qubits - 1)
-        x = (self.beta * torch.tanh(self.gamma * scale * p)) ** self.alpha
+        x = torch.tanh(p * (self.gamma * 2 ** (self.n_qubits - 1)))
+        if self.beta != 1:  # skipped when they are the identity: fewer autograd nodes
+            x = x * self.beta
+        if self.alpha != 1:
+            x = x ** self.alpha
         x = (x - x.mean()).to(self.features.dtype)
         rows = torch.cat((self.features, x.unsqueeze(1)), 1)  # (k, n + chunk_bits + 1)
         w = self.mapping(rows).squeeze(1)
@@ -269,14 +272,11 @@ class QuantumTrain(nn.Module):
 
     def generate(self) -> dict[str, Tensor]:
         """Generated weights as ``{parameter name: tensor}`` of the target's shapes."""
-        flat = self.generate_flat()
-        out: dict[str, Tensor] = {}
-        start = 0
-        for name, shape in self.spec:
-            size = math.prod(shape)
-            out[name] = flat[start:start + size].reshape(shape)
-            start += size
-        return out
+        # One split (one backward node) rather than a slice per tensor, each of
+        # whose backward passes would fill a k-sized zero tensor.
+        parts = self.generate_flat().split([math.prod(shape) for _, shape in self.spec])
+        return {name: part.view(shape) for (name, shape), part in zip(self.spec, parts,
+                                                                       strict=True)}
 
     def forward(self, *args: Any, weights: dict[str, Tensor] | None = None, **kwargs: Any) -> Any:
         """Run the target with generated weights (``weights`` reuses a generation)."""

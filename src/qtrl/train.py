@@ -442,7 +442,7 @@ def reinforce_gradient(model: QuantumTrain | ClassicalPolicy, envs: gym.vector.V
     model.zero_grad(set_to_none=True)
     terms.loss.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
-    grad_norm = float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])))
+    grad_norm = float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
     t3 = time.perf_counter()
     return Update(batch, terms.loss.item(), float(terms.policy_loss), float(terms.entropy),
                   grad_norm, t1 - t0, t2 - t1, t3 - t2)

@@ -69,11 +69,11 @@ def _build(classical: bool, seed: int) -> tuple[Any, Any, Any]:
     import torch
 
     from ..config import TrainConfig
-    from ..rl.policy import build_model
+    from ..rl.policy import build_model, make_optimizer
     config = TrainConfig.from_preset("cartpole", classical=classical, seed=seed)
     torch.manual_seed(seed)
     model = build_model(config, 4, 2)
-    return config, model, torch.optim.Adam(model.parameters(), lr=config.lr)
+    return config, model, make_optimizer(model, config)  # the training loop's optimizer
 
 
 def time_updates(classical: bool, seeds: list[int], updates: int, n_envs: int, episodes: int,
