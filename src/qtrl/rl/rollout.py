@@ -29,7 +29,7 @@ import gymnasium as gym
 import numpy as np
 
 from .env import MaskedSyncVectorEnv
-from .policy import Actor, sample_actions
+from .policy import ActionSampler, Actor
 from .reinforce import discounted_returns
 
 __all__ = ["Rollout", "collect_episodes"]
@@ -111,8 +111,9 @@ def collect_episodes(envs: gym.vector.VectorEnv, actor: Actor, episodes: int,
         ep_now = episode_of.copy()                      # logged as is until the next change
 
     masks()
+    sample = ActionSampler(rng)
     while finished < episodes:
-        actions = sample_actions(actor(obs), rng, greedy)
+        actions = sample(actor(obs), greedy)
         # Keep what the update needs before stepping: with copy=False the env
         # reuses its observation buffer.
         if all_live:
