@@ -119,10 +119,10 @@ def test_torch_backend_is_differentiable() -> None:
 
 @pytest.mark.parametrize("rows", [3, 40])  # few rows: wide windows; many: narrow ones
 @pytest.mark.parametrize("n", [2, 3, 5])
-def test_ring_ansatz_rows_run_by_the_sweep(monkeypatch: pytest.MonkeyPatch, rows: int,
-                                           n: int) -> None:
-    """Our ring ansatz runs by the batched sweep; it must equal the generic per-row
-    gate path, values and gradients."""
+def test_ring_ansatz_rows_run_by_the_fast_paths(monkeypatch: pytest.MonkeyPatch, rows: int,
+                                                n: int) -> None:
+    """Our ring ansatz runs by the compiled kernels (small) or the batched sweep;
+    both must equal the generic per-row gate path, values and gradients."""
     from qtrl.quantum import backends
 
     template, _ = circuit_of(RingU3Ansatz(n, 2))
@@ -131,14 +131,17 @@ def test_ring_ansatz_rows_run_by_the_sweep(monkeypatch: pytest.MonkeyPatch, rows
     angles = (torch.rand(rows, template.n_angles, dtype=torch.float64) * 6.3).requires_grad_()
     w = torch.randn(rows, 2**n, dtype=torch.float64)
     results = []
-    for fast in (True, False):
-        if not fast:
+    for path in ("compiled", "sweep", "generic"):
+        if path == "sweep":
+            monkeypatch.setattr(backends, "kernels_available", lambda: False)
+        if path == "generic":
             monkeypatch.setattr(backends, "ring_u3_layout", lambda _t: None)
         probs = TorchBackend().probabilities(template, angles)
         (grad,) = torch.autograd.grad((probs * w).sum(), angles)
         results.append((probs.detach(), grad))
-    torch.testing.assert_close(results[0][0], results[1][0], atol=1e-12, rtol=0)
-    torch.testing.assert_close(results[0][1], results[1][1], atol=1e-10, rtol=0)
+    for probs, grad in results[:2]:
+        torch.testing.assert_close(probs, results[2][0], atol=1e-12, rtol=0)
+        torch.testing.assert_close(grad, results[2][1], atol=1e-10, rtol=0)
 
 
 def test_ring_layout_is_only_the_ring_ansatz() -> None:
