@@ -257,8 +257,12 @@ class RingU3Ansatz(Ansatz):
         """
         g = self.fuse_qubits
         u3, cu3 = self.u3_angles[circuits], self.cu3_angles[circuits]
-        angles = torch.cat((u3, cu3, u3.new_zeros(*u3.shape[:2], 1, 3)), 2)  # (c, L, 2n+1, 3)
-        table = gates.u3_from_angles(angles)       # U3 of wires, CU3 targets, identity (U3(0))
+        table = gates.u3_from_angles(torch.cat((u3, cu3), 2))   # U3 of wires, CU3 targets
+        # Then the identity, exact: U3(0) has cos(π/2) ~ 4e-8 off the diagonal in float32,
+        # and exact zeros let the simulator see a window whose first wire is only a
+        # control (block-diagonal) and apply it as two half-size blocks.
+        eye = torch.eye(2, dtype=table.dtype, device=table.device)
+        table = torch.cat((table, eye.expand(*table.shape[:2], 1, 2, 2)), 2)  # (c, L, 2n+1, 2, 2)
         u_slots = table[:, :, self._u_index].unbind(-3)                  # g × (C, L, W, 2, 2)
         cu_slots = gates.controlled(table[:, :, self._cu_index]).unbind(-3)  # g-1 × (..., 4, 4)
         mat = u_slots[0]
