@@ -48,12 +48,15 @@ def test_bench_bad_input_is_one_line(capsys) -> None:
 
 
 def test_kernel_bytes_counts_passes() -> None:
-    ansatz = RingU3Ansatz(10, 5)  # the sweep: 50 ring pairs, 4 per 5-qubit window
+    ansatz = RingU3Ansatz(10, 5, compiled=False)  # the sweep: 50 pairs, 4 per 5-qubit window
     moved, stored = simulator.kernel_bytes(ansatz)
     state = 2**10 * 8
     assert stored  # a small circuit keeps its states
     assert ansatz.state_passes == 13
     assert moved == 13 * (2 + 4) * state
+    # Compiled: a pass per gate over complex128, 10 U3 (whole) + 10 CU3 (half) a layer.
+    moved, stored = simulator.kernel_bytes(RingU3Ansatz(10, 5))
+    assert moved == 5 * 10 * 1.5 * (2 + 4) * 2**10 * 16 and not stored
     layered = RingU3Ansatz(15, 2)  # above the sweep's range: fused layer template
     assert layered.state_passes == 2 * len(layered.layered_operations())
 

@@ -24,6 +24,11 @@ two of the stacked pair backward); those copies, the conjugate of the incoming
 gradient and the rotation back to wire order are *not* counted, so GB/s
 understates the bytes really moved. The goal line uses this strict count.
 
+Up to ``ansatz.COMPILED_MAX_QUBITS`` qubits the circuit runs by the compiled
+kernels (:mod:`qtrl.quantum.compiled`, backward 'compiled'): one pass per gate
+over a complex128 state, so its bytes are the gate-by-gate count below with
+16-byte amplitudes.
+
 For information, 'gate GB/s' counts what a gate-by-gate simulator of the same
 circuit would move: per U3 the whole state, per CU3 its control-1 half, read
 and written, forward 2 states and backward 4 (state recomputed and adjoint).
@@ -109,6 +114,8 @@ def _loss_weights(n: int) -> torch.Tensor:
 def kernel_bytes(ansatz: RingU3Ansatz) -> tuple[int, bool]:
     """Bytes of state read + written by the forward and backward kernel passes,
     and whether the backward pass uses kept states (see the module docstring)."""
+    if ansatz.compiled:  # one pass per gate, in complex128: the gate-by-gate count
+        return gate_bytes(ansatz, element=16), False
     n, circuits = ansatz.n_qubits, ansatz.circuits
     state = circuits * 2**n * torch.empty(0, dtype=ansatz.complex_dtype).element_size()
     steps = ansatz.state_passes
@@ -117,12 +124,14 @@ def kernel_bytes(ansatz: RingU3Ansatz) -> tuple[int, bool]:
     return steps * per_step * state, stored
 
 
-def gate_bytes(ansatz: RingU3Ansatz) -> int:
+def gate_bytes(ansatz: RingU3Ansatz, element: int | None = None) -> int:
     """Bytes a gate-by-gate simulator would move in forward + backward (information
     only, see the module docstring): per layer ``n`` U3s (whole state) and ``n``
-    CU3s (half of it), each read + written forward (2) and backward (4)."""
+    CU3s (half of it), each read + written forward (2) and backward (4).
+    ``element``: bytes per amplitude (default: the ansatz's complex dtype)."""
     n, circuits = ansatz.n_qubits, ansatz.circuits
-    state = circuits * 2**n * torch.empty(0, dtype=ansatz.complex_dtype).element_size()
+    element = element or torch.empty(0, dtype=ansatz.complex_dtype).element_size()
+    state = circuits * 2**n * element
     return int(ansatz.layers * n * (1 + 0.5) * (2 + 4) * state)
 
 
@@ -138,8 +147,10 @@ def time_ours(n: int, layers: int, repeats: int) -> dict[str, Any]:
 
     seconds = _median_time(step, repeats)
     moved, stored = kernel_bytes(ansatz)
-    return {"n": n, "layers": layers, "ops_per_layer": ansatz.state_passes / layers, "fuse_qubits": ansatz.fuse_qubits,
-            "backward": "stored" if stored else "recomputed", "ms": seconds * 1e3,
+    passes = 2 * n * layers if ansatz.compiled else ansatz.state_passes
+    backward = "compiled" if ansatz.compiled else "stored" if stored else "recomputed"
+    return {"n": n, "layers": layers, "ops_per_layer": passes / layers,
+            "fuse_qubits": ansatz.fuse_qubits, "backward": backward, "ms": seconds * 1e3,
             "bytes": moved, "gbps": moved / seconds / 1e9,
             "gate_gbps": gate_bytes(ansatz) / seconds / 1e9}
 
