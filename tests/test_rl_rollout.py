@@ -103,11 +103,21 @@ def test_truncation_is_reported() -> None:
     assert batch.truncated.all() and (batch.episode_lengths == 5).all()
 
 
-def test_numpy_actor_matches_torch() -> None:
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("activation", [torch.nn.ReLU, torch.nn.Tanh])
+def test_fast_actors_match_torch(monkeypatch: pytest.MonkeyPatch, compiled: bool,
+                                 activation: type) -> None:
+    """The compiled actor and its NumPy fallback against torch's forward."""
+    from qtrl import jit
+    if compiled and not jit.available():
+        pytest.skip("numba is not installed")
+    monkeypatch.setattr(jit, "available", lambda: compiled)
     torch.manual_seed(1)
-    net = build_policy(147, (32, 16), 3)
+    net = torch.nn.Sequential(torch.nn.Linear(147, 32), activation(), torch.nn.Linear(32, 16),
+                              activation(), torch.nn.Linear(16, 3, bias=False))
     weights = {k: v.detach() * 3 for k, v in net.named_parameters()}
     actor = make_actor(net, weights)
+    assert actor.__name__ == ("compiled_actor" if compiled else "numpy_actor")
     x = np.random.default_rng(0).normal(size=(5, 147)).astype(np.float32)
     expected = torch.func.functional_call(net, weights, (torch.from_numpy(x),)).detach().numpy()
     np.testing.assert_allclose(actor(x), expected, rtol=1e-5, atol=1e-5)

@@ -25,29 +25,17 @@ wire 0 is the most significant bit of the basis index; U3 as OpenQASM 2.0.
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import torch
 from torch import Tensor
 
+from .. import jit
+
 __all__ = ["available", "ring_u3_probabilities", "ring_u3_states"]
 
-log = logging.getLogger(__name__)
-
-try:  # compiled on first use, cached next to this file (or Numba's user cache)
-    import numba
-except ImportError:  # pragma: no cover - numba is a dependency; torch paths remain
-    numba = None
-
-
-def available() -> bool:
-    """Whether the compiled kernels can run (Numba is importable)."""
-    return numba is not None
-
-
-def _njit(fn):
-    return numba.njit(cache=True, fastmath=True, nogil=True)(fn) if numba else fn
+available = jit.available
+"""Whether the compiled kernels can run (Numba is importable)."""
+_njit = jit.njit(fastmath=True)
 
 
 @_njit
