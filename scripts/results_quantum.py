@@ -64,17 +64,19 @@ HOW = {
     "chunks 16": "16 chunk circuits of 6 qubits",
 }
 NOTES = [
-    ("Reading the table. Sampled probabilities with parameter-shift gradients still learn "
-     "within this budget (verdicts above): the shot noise of the generated weights is small "
-     "next to REINFORCE's own gradient noise, and fewer shots cost little. Their price "
-     "is circuit runs: the last column (the forward circuit plus the shifted ones, the "
-     "four-term rule for every CU3's θ), each sampled that many times; the wall time per "
-     "update is our simulator's, not a QPU's."),
+    ("Reading the table. Verdicts on three seeds are fragile: CartPole REINFORCE runs "
+     "near the threshold diverge chaotically, and a change of float round-off alone (the "
+     "compiled complex128 kernels in place of complex64 torch kernels, same settings and "
+     "seeds) flipped several verdicts of this table in both directions. Read the best "
+     "100-episode averages beside them: they say how far each setting learns within the "
+     "budget. Sampled probabilities with parameter-shift gradients cost circuit runs: the "
+     "last column (the forward circuit plus the shifted ones, the four-term rule for every "
+     "CU3's θ), each sampled that many times; the wall time per update is our simulator's, "
+     "not a QPU's."),
     ("Gate noise at 1% per u3/cx contracts every probability towards uniform; the mapping "
      "model absorbs most of that. Chunks trade qubits for parameters: each chunk circuit "
      "has its own angles and the mapping reads the chunk index, so the 898 weights cost "
-     "more trained parameters, not fewer; with the recipe tuned for one circuit the chunked "
-     "generators learn less steadily. With `--agents N` the chunk circuits are evaluated on "
+     "more trained parameters, not fewer. With `--agents N` the chunk circuits are evaluated on "
      "different agents (docs/DISTRIBUTED.md) with the same gradient as in one process "
      "(tests/test_sharding.py), so the same episodes per update give these curves."),
 ]
