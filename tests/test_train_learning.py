@@ -1,7 +1,9 @@
 """Learning runs (slow): the tuned Quantum-Train recipe solves CartPole.
 
-The full three-seed comparison is ``scripts/results_training.py``; this checks
-one seed end to end so a regression in the loop shows up in ``pytest -m slow``.
+The issue's target, checked end to end so that a regression in the loop shows
+up in ``pytest -m slow``: a 100-episode average of 475 within 1000 episodes for
+at least 2 of 3 seeds (single seeds flip with float round-off; the tables are
+``scripts/results_training.py``).
 """
 
 from __future__ import annotations
@@ -20,11 +22,16 @@ TUNED = {"mapping_activation": "relu", "qt_init_std": 0.1, "episodes_per_update"
 def test_quantum_train_solves_cartpole(tmp_path) -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    summaries = []
     try:
-        config = TrainConfig.from_preset("cartpole", seed=0, **TUNED)
-        summary = train(config, tmp_path, tensorboard=False)
+        for seed in (0, 1, 2):
+            config = TrainConfig.from_preset("cartpole", seed=seed, **TUNED)
+            run_dir = tmp_path / f"seed{seed}"
+            run_dir.mkdir()
+            summaries.append(train(config, run_dir, tensorboard=False))
     finally:
         torch.set_num_threads(threads)
-    assert summary["solved_at_episode"] is not None, summary
-    assert summary["solved_at_episode"] <= 1000
-    assert summary["final_return_avg100"] >= 400
+    solved = [s["solved_at_episode"] for s in summaries
+              if s["solved_at_episode"] is not None and s["solved_at_episode"] <= 1000]
+    assert len(solved) >= 2, [s["final_return_avg100"] for s in summaries]
+    assert all(s["final_return_avg100"] >= 400 for s in summaries)
