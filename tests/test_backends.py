@@ -133,7 +133,7 @@ def test_ring_ansatz_rows_run_by_the_fast_paths(monkeypatch: pytest.MonkeyPatch,
     results = []
     for path in ("compiled", "sweep", "generic"):
         if path == "sweep":
-            monkeypatch.setattr(backends, "kernels_available", lambda: False)
+            monkeypatch.setattr(backends, "compiled_ring", lambda _n: False)
         if path == "generic":
             monkeypatch.setattr(backends, "ring_u3_layout", lambda _t: None)
         probs = TorchBackend().probabilities(template, angles)

@@ -26,7 +26,8 @@ from .compiled import ring_u3_probabilities
 from .fusion import chain_matrix, chain_matrix_vjp, fuse
 from .statevector import Operation, probabilities, run_layers, run_sweep, zero_state
 
-__all__ = ["ANSATZE", "Ansatz", "Gate", "RYCNOTAnsatz", "RingU3Ansatz", "default_fuse_qubits"]
+__all__ = ["ANSATZE", "Ansatz", "Gate", "RYCNOTAnsatz", "RingU3Ansatz", "compiled_ring",
+           "default_fuse_qubits"]
 
 
 class Gate(NamedTuple):
@@ -158,7 +159,7 @@ class RingU3Ansatz(Ansatz):
         self.cu3_angles = nn.Parameter(torch.empty(shape, dtype=dtype))
         self.reset_parameters()
         # Probabilities by the compiled kernels (torch sweep / fused layers otherwise).
-        self.compiled = compiled and n_qubits <= COMPILED_MAX_QUBITS and kernels_available()
+        self.compiled = compiled and compiled_ring(n_qubits)
         g = self.fuse_qubits
         self._sweep = 2 <= g <= n_qubits <= SWEEP_MAX_QUBITS
         self.register_buffer("_sweep_rows", torch.tensor(
@@ -321,6 +322,13 @@ COMPILED_MAX_QUBITS = 12
 """Up to this many qubits :class:`RingU3Ansatz` computes probabilities and
 gradients by the compiled kernels (measured faster than the torch sweep here:
 (10, 5) forward + backward 0.5–0.7 ms against 2.0–2.6 ms; about even at 13)."""
+
+def compiled_ring(n_qubits: int) -> bool:
+    """Whether a ring-U3 circuit of ``n_qubits`` runs by the compiled kernels
+    (Numba present and ``n_qubits <= COMPILED_MAX_QUBITS``): the one rule the
+    ansatz and the torch backend share."""
+    return n_qubits <= COMPILED_MAX_QUBITS and kernels_available()
+
 
 SWEEP_MAX_QUBITS = 14
 """Up to this many qubits :class:`RingU3Ansatz` simulates by :func:`run_sweep`

@@ -46,8 +46,7 @@ from torch import Tensor
 
 from ..errors import UserError
 from . import gates as G
-from .ansatz import COMPILED_MAX_QUBITS, Ansatz, Gate, RingU3Ansatz
-from .compiled import available as kernels_available
+from .ansatz import Ansatz, Gate, RingU3Ansatz, compiled_ring
 from .compiled import ring_u3_probabilities
 from .density import noisy_probabilities
 from .fusion import fuse
@@ -281,7 +280,7 @@ class TorchBackend:
 
     def _pure_probabilities(self, template: CircuitTemplate, angles: Tensor) -> Tensor:
         layout = ring_u3_layout(template)
-        if layout is not None and layout[0] <= COMPILED_MAX_QUBITS and kernels_available():
+        if layout is not None and compiled_ring(layout[0]):
             n, layers = layout  # our ansatz, small: the compiled kernels, row by row
             both = angles.reshape(angles.shape[0], layers, 2 * n, 3)
             return ring_u3_probabilities(both[:, :, :n], both[:, :, n:])

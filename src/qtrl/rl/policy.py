@@ -237,10 +237,7 @@ def _dense_logits(obs, w_ts, biases, acts):  # pragma: no cover - compiled
     return x
 
 
-def _linear(w_t: np.ndarray, b: np.ndarray | None) -> Callable[[np.ndarray], np.ndarray]:
-    if b is None:
-        return lambda x: x @ w_t
-
+def _linear(w_t: np.ndarray, b: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     def linear(x: np.ndarray) -> np.ndarray:
         y = x @ w_t
         y += b
