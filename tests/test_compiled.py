@@ -46,8 +46,9 @@ def test_circuit_slices_and_float32() -> None:
     assert fast(slice(2, 2)).shape == (0, 64)
 
 
-def test_only_small_circuits_compiled() -> None:
-    assert not RingU3Ansatz(COMPILED_MAX_QUBITS + 1, 1).compiled
+def test_compiled_unless_asked_not_to() -> None:
+    # Above COMPILED_MAX_QUBITS the wide kernels take over (tests/test_wide.py).
+    assert RingU3Ansatz(COMPILED_MAX_QUBITS + 1, 1).compiled
     assert not RingU3Ansatz(4, 1, compiled=False).compiled
 
 

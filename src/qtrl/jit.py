@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["available", "njit"]
+__all__ = ["available", "literally", "njit"]
 
 try:  # compiled on first use, cached next to the source (or in Numba's user cache)
     import numba
@@ -32,3 +32,12 @@ def njit(fastmath: bool = False) -> Callable[[F], F]:
             return fn
         return numba.njit(cache=True, fastmath=fastmath, nogil=True)(fn)
     return wrap
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+literally = numba.literally if numba is not None else _identity
+"""``numba.literally``: compile the calling function once per constant value of
+this argument (the identity without Numba)."""

@@ -20,14 +20,13 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from . import gates
+from . import compiled, gates, wide
 from .compiled import available as kernels_available
-from .compiled import ring_u3_probabilities
 from .fusion import chain_matrix, chain_matrix_vjp, fuse
 from .statevector import Operation, probabilities, run_layers, run_sweep, zero_state
 
 __all__ = ["ANSATZE", "Ansatz", "Gate", "RYCNOTAnsatz", "RingU3Ansatz", "compiled_ring",
-           "default_fuse_qubits"]
+           "default_fuse_qubits", "ring_probabilities"]
 
 
 class Gate(NamedTuple):
@@ -138,9 +137,9 @@ class RingU3Ansatz(Ansatz):
     CU3 q_j→q_{j+1}), which is the same circuit since a U3 commutes with every
     gate on other wires; it lets neighbouring gates fuse.
 
-    Up to :data:`COMPILED_MAX_QUBITS` qubits the probabilities and their
-    gradients come from compiled whole-circuit kernels (:mod:`qtrl.quantum.compiled`;
-    ``compiled=False`` uses the torch paths below, as sizes above it do). Up to
+    On the CPU the probabilities and their gradients come from compiled
+    kernels (:func:`ring_probabilities`; ``compiled=False`` uses the torch paths
+    below, as other devices do). Up to
     :data:`SWEEP_MAX_QUBITS` qubits the torch simulation ignores layer
     boundaries: the CU3s of all layers form one chain round and round the ring,
     cut into windows of ``fuse_qubits - 1`` pairs each (:func:`run_sweep`), built
@@ -208,7 +207,7 @@ class RingU3Ansatz(Ansatz):
 
     def forward(self, circuits: slice = ALL) -> Tensor:
         if self.compiled and self.u3_angles.device.type == "cpu":
-            return ring_u3_probabilities(self.u3_angles[circuits], self.cu3_angles[circuits])
+            return ring_probabilities(self.u3_angles[circuits], self.cu3_angles[circuits])
         return super().forward(circuits)
 
     def state(self, circuits: slice = ALL) -> Tensor:
@@ -319,15 +318,31 @@ class RYCNOTAnsatz(Ansatz):
 
 
 COMPILED_MAX_QUBITS = 12
-"""Up to this many qubits :class:`RingU3Ansatz` computes probabilities and
-gradients by the compiled kernels (measured faster than the torch sweep here:
-(10, 5) forward + backward 0.5–0.7 ms against 2.0–2.6 ms; about even at 13)."""
+"""Up to this many qubits :func:`ring_probabilities` runs the complex128
+whole-circuit kernels of :mod:`qtrl.quantum.compiled` (state in L1, exact to
+1e-15; the published CartPole results were trained on them), above it the
+vectorised split-complex kernels of :mod:`qtrl.quantum.wide` in the angles'
+precision (measured 2-3x faster than the torch paths at 13-16 qubits and 1.3x
+at 20)."""
+
 
 def compiled_ring(n_qubits: int) -> bool:
     """Whether a ring-U3 circuit of ``n_qubits`` runs by the compiled kernels
-    (Numba present and ``n_qubits <= COMPILED_MAX_QUBITS``): the one rule the
-    ansatz and the torch backend share."""
-    return n_qubits <= COMPILED_MAX_QUBITS and kernels_available()
+    (Numba present): the one rule the ansatz and the torch backend share."""
+    return n_qubits >= 2 and kernels_available()
+
+
+def ring_probabilities(u3: Tensor, cu3: Tensor) -> Tensor:
+    """Probabilities of ring-U3 circuits by the compiled kernels, differentiable.
+
+    Args:
+        u3, cu3: angles ``(C, L, n, 3)`` on the CPU.
+    Returns:
+        ``(C, 2^n)`` in the angles' dtype.
+    """
+    if u3.shape[2] <= COMPILED_MAX_QUBITS:
+        return compiled.ring_u3_probabilities(u3, cu3)
+    return wide.ring_u3_probabilities(u3, cu3)
 
 
 SWEEP_MAX_QUBITS = 14

@@ -46,8 +46,7 @@ from torch import Tensor
 
 from ..errors import UserError
 from . import gates as G
-from .ansatz import Ansatz, Gate, RingU3Ansatz, compiled_ring
-from .compiled import ring_u3_probabilities
+from .ansatz import Ansatz, Gate, RingU3Ansatz, compiled_ring, ring_probabilities
 from .density import noisy_probabilities
 from .fusion import fuse
 from .statevector import Operation, zero_state
@@ -281,9 +280,9 @@ class TorchBackend:
     def _pure_probabilities(self, template: CircuitTemplate, angles: Tensor) -> Tensor:
         layout = ring_u3_layout(template)
         if layout is not None and compiled_ring(layout[0]):
-            n, layers = layout  # our ansatz, small: the compiled kernels, row by row
+            n, layers = layout  # our ansatz: the compiled kernels, row by row
             both = angles.reshape(angles.shape[0], layers, 2 * n, 3)
-            return ring_u3_probabilities(both[:, :, :n], both[:, :, n:])
+            return ring_probabilities(both[:, :, :n], both[:, :, n:])
         if layout is not None:  # our ansatz: the simulator's own batched sweep
             # Many rows (shifted copies) are compute-bound: narrow windows cost the
             # fewest flops (measured 165 ms for 700 rows of (10, 5) vs 224 ms at 5
