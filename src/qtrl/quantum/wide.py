@@ -1,13 +1,15 @@
 """Compiled ring-U3 kernels for wide circuits, vectorised over split real/imaginary arrays.
 
-Above about 14 qubits a state no longer sits in the L2 cache and every pass of
-a gate over it runs at memory speed. The torch paths fuse gates into 3-qubit
-windows, so each pass is a small complex GEMM; at 2^20 amplitudes those run
-compute-bound (~30 GFLOP/s here) and the frame changes between windows cost a
-fifth of the time. Here each gate is one vectorised loop over the state held
-as two float arrays (real parts, imaginary parts), so that LLVM turns the pair
-update ``(x0, x1) ← U (x0, x1)`` into plain SIMD arithmetic, with no complex
-shuffles: a gate costs about what streaming the state through memory costs.
+From 13 qubits on (above :data:`~qtrl.quantum.ansatz.COMPILED_MAX_QUBITS`) the
+scalar complex128 loops of :mod:`qtrl.quantum.compiled` lose to the torch path,
+which fuses gates into 3-qubit windows, each a small complex GEMM. Those GEMMs
+run compute-bound (~30 GFLOP/s here) and, above 14 qubits, the frame changes
+between windows cost a fifth of the time. Here each gate is one vectorised
+loop over the state held as two float arrays (real parts, imaginary parts), so
+that LLVM turns the pair update ``(x0, x1) ← U (x0, x1)`` into plain SIMD
+arithmetic with no complex shuffles: at 2^20 amplitudes a forward gate costs
+about what streaming the state through memory costs. Measured forward +
+backward against the torch path: 2-3x faster at 13-16 qubits, 1.3x at 20.
 
 Gradients by the adjoint method, as in :mod:`qtrl.quantum.compiled`: the state
 and the adjoint ``λ`` are walked back gate by gate (``ψ ← U†ψ``, ``λ ← U†λ``)
@@ -15,12 +17,12 @@ while ``M_rs = Σ conj(λ_r) ψ_s`` is summed over the gate's pairs; memory is t
 states whatever the depth.
 
 Pair layouts. A gate on bit ``t`` (wire ``n-1-t``) pairs amplitude ``i`` with
-``i + 2^t``. From ``t = 5`` on, the pairs come in contiguous runs of ``2^t``
-that are vectorised directly. Below, runs are too short: :func:`_low` loops over
-periods of ``2^(t+1)`` (or ``2^(t+2)`` for a gate controlled by the next bit),
-with the period's pairs unrolled at compile time. The ring's closing gate,
-controlled by bit 0 with its target on the top bit, runs over full runs and
-keeps the untouched half by a select, which vectorises too.
+``i + 2^t``. From ``t = 5`` on, the pairs come in contiguous runs of ``2^t``,
+vectorised as they are. Below, runs are too short: :func:`_low_kernel` loops
+over periods of ``2^(t+1)`` (or ``2^(t+2)`` for a gate controlled by the next
+bit) with the period's pairs unrolled at compile time. The ring's closing gate,
+controlled by bit 0 with its target on the top bit, runs over stride-2 views
+(one gate per layer; about 3x slower per pair than the others).
 
 Arithmetic is in the angles' precision: float32 angles run complex64 states,
 float64 ones complex128. The pair sums of ``M`` are taken in that precision per
