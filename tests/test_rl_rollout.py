@@ -10,7 +10,7 @@ import torch
 from qtrl.errors import UserError
 from qtrl.presets import build_policy
 from qtrl.rl.env import MaskedSyncVectorEnv, make_env, make_vector_env
-from qtrl.rl.policy import make_actor, sample_actions
+from qtrl.rl.policy import ActionSampler, CompiledActor, make_actor, sample_actions
 from qtrl.rl.rollout import collect_episodes
 
 
@@ -117,10 +117,29 @@ def test_fast_actors_match_torch(monkeypatch: pytest.MonkeyPatch, compiled: bool
                               activation(), torch.nn.Linear(16, 3, bias=False))
     weights = {k: v.detach() * 3 for k, v in net.named_parameters()}
     actor = make_actor(net, weights)
-    assert actor.__name__ == ("compiled_actor" if compiled else "numpy_actor")
+    assert isinstance(actor, CompiledActor) if compiled else actor.__name__ == "numpy_actor"
     x = np.random.default_rng(0).normal(size=(5, 147)).astype(np.float32)
     expected = torch.func.functional_call(net, weights, (torch.from_numpy(x),)).detach().numpy()
     np.testing.assert_allclose(actor(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_fused_sampling_draws_what_the_sampler_draws() -> None:
+    """``ActionSampler.act`` on a compiled actor (logits and arg-max in one call)
+    against logits then ``ActionSampler`` (NumPy's add and arg-max), same RNG."""
+    from qtrl import jit
+    if not jit.available():
+        pytest.skip("numba is not installed")
+    torch.manual_seed(2)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    actor = make_actor(net, dict(net.named_parameters()))
+    assert isinstance(actor, CompiledActor)
+    obs = np.random.default_rng(1).normal(size=(300, 6, 4)).astype(np.float32)
+    fused, plain = ActionSampler(np.random.default_rng(5)), ActionSampler(np.random.default_rng(5))
+    got = np.stack([fused.act(actor, o) for o in obs])
+    want = np.stack([plain(actor(o)) for o in obs])
+    np.testing.assert_array_equal(got, want)
+    assert len(np.unique(got)) == 3   # the draws are not all the arg-max
+    np.testing.assert_array_equal(fused.act(actor, obs[0], greedy=True), actor(obs[0]).argmax(1))
 
 
 def test_torch_fallback_actor_for_other_modules() -> None:

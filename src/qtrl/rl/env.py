@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from copy import deepcopy
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -99,19 +100,32 @@ class MaskedSyncVectorEnv(gym.vector.SyncVectorEnv):
     def step(self, actions, mask: np.ndarray | None = None):  # type: ignore[override]
         if mask is None:
             return super().step(actions)
-        mode = self.autoreset_mode
-        if mode not in (gym.vector.AutoresetMode.SAME_STEP, gym.vector.AutoresetMode.NEXT_STEP):
-            raise ValueError(f"masked steps need SAME_STEP or NEXT_STEP autoreset, got {mode}")
+        moves = actions.tolist() if isinstance(actions, np.ndarray) else list(actions)
+        obs, rewards, terms, truncs, _ = self.step_active(moves, np.flatnonzero(mask).tolist())
+        return (deepcopy(obs) if self.copy else obs, rewards, terms, truncs, {})
+
+    def step_active(self, moves: list[int], active: list[int]
+                    ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, list[int]]:
+        """Step the copies ``active`` (ascending indices) with ``moves[i]`` (Python
+        ints: ``Discrete.contains`` checks them faster than NumPy scalars).
+
+        The roll-outs' lean form of ``step(actions, mask)``: returns the
+        observation buffer itself (never copied), fresh ``rewards``,
+        ``terminated``, ``truncated`` arrays and the list of copies whose
+        episode ended in this step.
+        """
         n = self.num_envs
         rewards = np.zeros(n, dtype=np.float64)
         terms = np.zeros(n, dtype=np.bool_)
         truncs = np.zeros(n, dtype=np.bool_)
-        pending = self._autoreset_envs.copy()
-        next_step = mode == gym.vector.AutoresetMode.NEXT_STEP
+        ended: list[int] = []
+        pending = self._autoreset_envs
+        next_step = self.autoreset_mode == gym.vector.AutoresetMode.NEXT_STEP
+        if not next_step and self.autoreset_mode != gym.vector.AutoresetMode.SAME_STEP:
+            raise ValueError(f"masked steps need SAME_STEP or NEXT_STEP autoreset, "
+                             f"got {self.autoreset_mode}")
         rows = isinstance(self._observations, np.ndarray)  # Box: copy the rows that moved
-        # Python ints: Discrete.contains checks them faster than numpy scalars.
-        moves = actions.tolist() if isinstance(actions, np.ndarray) else list(actions)
-        for i in np.flatnonzero(mask).tolist():
+        for i in active:
             env = self.envs[i]
             if next_step and pending[i]:
                 obs, _ = env.reset()
@@ -121,6 +135,7 @@ class MaskedSyncVectorEnv(gym.vector.SyncVectorEnv):
                 rewards[i] = reward
                 if term or trunc:
                     terms[i], truncs[i] = term, trunc
+                    ended.append(i)
                     if not next_step:
                         obs, _ = env.reset()
                     pending[i] = True
@@ -133,9 +148,7 @@ class MaskedSyncVectorEnv(gym.vector.SyncVectorEnv):
             self._observations = gym.vector.utils.concatenate(
                 self.single_observation_space, self._env_obs, self._observations)
         self._rewards, self._terminations, self._truncations = rewards, terms, truncs
-        self._autoreset_envs = pending
-        return (deepcopy(self._observations) if self.copy else self._observations,
-                rewards.copy(), terms.copy(), truncs.copy(), {})
+        return self._observations, rewards, terms, truncs, ended
 
 
 def make_vector_env(env_id: str, num_envs: int, max_steps: int | None = None,

@@ -99,21 +99,23 @@ def collect_episodes(envs: gym.vector.VectorEnv, actor: Actor, episodes: int,
 
     # Masks change only when an episode ends (and, in next-step mode, on the step
     # after): recomputed then, not at every step.
-    playing = live = ep_now = np.empty(0)
-    all_live, n_playing = True, 0
+    live = ep_now = np.empty(0)
+    active: list[int] = []                              # copies playing a counted episode
+    all_live = True
 
     def masks() -> None:
-        nonlocal playing, live, ep_now, all_live, n_playing
-        playing = episode_of >= 0                       # copies playing a counted episode
+        nonlocal live, ep_now, all_live, active
+        playing = episode_of >= 0
         live = playing & ~resetting                     # ... whose step this is (no reset)
         all_live = bool(live.all())
-        n_playing = int(playing.sum())
+        active = np.flatnonzero(playing).tolist()
         ep_now = episode_of.copy()                      # logged as is until the next change
 
     masks()
+    was_resetting = False
     sample = ActionSampler(rng)
     while finished < episodes:
-        actions = sample(actor(obs), greedy)
+        actions = sample.act(actor, obs, greedy)
         # Keep what the update needs before stepping: with copy=False the env
         # reuses its observation buffer.
         if all_live:
@@ -125,16 +127,15 @@ def collect_episodes(envs: gym.vector.VectorEnv, actor: Actor, episodes: int,
             act_log.append(actions[live])
             ep_log.append(ep_now[live])
         if maskable:
-            obs, rewards, terminated, truncs, _ = envs.step(actions, mask=playing)
-            env_steps += n_playing
+            obs, rewards, terminated, truncs, ended = envs.step_active(actions.tolist(), active)
+            env_steps += len(active)
         else:
             obs, rewards, terminated, truncs, _ = envs.step(actions)
+            ended = np.flatnonzero(terminated | truncs).tolist()
             env_steps += n
         rew_log.append(rewards if all_live else rewards[live])
-        ended = terminated | truncs
-        any_ended = bool(ended.any())
-        if any_ended:
-            for i in np.flatnonzero(ended & live):
+        for i in ended:
+            if live[i]:
                 truncated[episode_of[i]] = bool(truncs[i] and not terminated[i])
                 finished += 1
                 if started < episodes:
@@ -142,10 +143,11 @@ def collect_episodes(envs: gym.vector.VectorEnv, actor: Actor, episodes: int,
                     started += 1
                 else:
                     episode_of[i] = -1
-        if next_step and (any_ended or resetting.any()):
-            resetting = ended
+        if next_step and (ended or was_resetting):
+            resetting = terminated | truncs             # those copies only reset next step
+            was_resetting = bool(ended)
             masks()
-        elif any_ended:
+        elif ended:
             masks()
 
     ep = np.concatenate(ep_log)
