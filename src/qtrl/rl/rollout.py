@@ -127,7 +127,7 @@ def collect_episodes(envs: gym.vector.VectorEnv, actor: Actor, episodes: int,
             act_log.append(actions[live])
             ep_log.append(ep_now[live])
         if maskable:
-            obs, rewards, terminated, truncs, ended = envs.step_active(actions.tolist(), active)
+            obs, rewards, terminated, truncs, ended = envs.step_active(actions, active)
             env_steps += len(active)
         else:
             obs, rewards, terminated, truncs, _ = envs.step(actions)
