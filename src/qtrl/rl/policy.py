@@ -29,8 +29,8 @@ from .. import jit
 from ..generator import QuantumTrain
 from ..presets import build_policy
 
-__all__ = ["ActionSampler", "Actor", "ClassicalPolicy", "CompiledActor", "build_model", "make_actor", "make_optimizer",
-           "sample_actions"]
+__all__ = ["ActionSampler", "Actor", "ClassicalPolicy", "CompiledActor", "build_model",
+           "make_actor", "make_optimizer", "sample_actions"]
 
 SPSA_SEED_OFFSET = 1_000_003  # SPSA directions: a stream apart from the backend's sampling
 
