@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["available", "literally", "njit"]
+__all__ = ["available", "literally", "njit", "warm"]
 
 try:  # compiled on first use, cached next to the source (or in Numba's user cache)
     import numba
@@ -41,3 +41,27 @@ def _identity(value: Any) -> Any:
 literally = numba.literally if numba is not None else _identity
 """``numba.literally``: compile the calling function once per constant value of
 this argument (the identity without Numba)."""
+
+
+def warm() -> None:
+    """Compile the kernels a training run uses, once, into Numba's on-disk cache.
+
+    The first use of each otherwise compiles it on the spot: about 30 s for the
+    wide-circuit kernels (:mod:`qtrl.quantum.wide`, ten unrolled specialisations
+    for the low bits), a few seconds for the rest. ``scripts/setup.sh`` calls
+    this so that the first ``qtrl train`` does not stall. A no-op without Numba.
+    """
+    if numba is None:
+        return
+    import numpy as np
+    import torch
+
+    from .quantum import compiled, wide
+    from .rl.policy import ActionSampler, make_actor
+    for kernels, n in ((compiled, 3), (wide, 13)):   # float32 angles, as training uses
+        u3 = torch.zeros(1, 1, n, 3, requires_grad=True)
+        cu3 = torch.zeros(1, 1, n, 3, requires_grad=True)
+        kernels.ring_u3_probabilities(u3, cu3).sum().backward()
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU(), torch.nn.Linear(2, 2))
+    actor = make_actor(net, dict(net.named_parameters()))
+    ActionSampler(np.random.default_rng(0)).act(actor, np.zeros((1, 2), dtype=np.float32))
