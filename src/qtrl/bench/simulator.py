@@ -3,7 +3,10 @@
 What is measured, per (n qubits, L layers): the wall time of one forward +
 backward pass of :class:`~qtrl.quantum.ansatz.RingU3Ansatz` (complex64) with
 the loss ``(probs * w).sum()``, median over repeats after a warm-up, with torch
-pinned to a given number of threads.
+pinned to a given number of threads. The goals are judged at one thread, as
+the issue measured them; the compiled kernels run one thread whatever torch
+gets, so the 2-thread table shows what torch's own threads buy the yardstick,
+PennyLane and the torch path.
 
 Effective bandwidth = bytes of state moved by the kernel passes / time.
 
@@ -266,6 +269,10 @@ def measure(sizes: list[tuple[int, int]], threads: int, repeats: int,
 
 def _goal(row: dict[str, Any]) -> str:
     n, layers = row["n"], row["layers"]
+    if row["threads"] != 1:
+        # The issue's goals are one-thread figures; the compiled kernels run one
+        # thread whatever torch is given, while torch's clone() and GEMMs use all.
+        return "(goals are at 1 thread)"
     if (n, layers) == (10, 5):
         ok = row["ms"] <= GOAL_SMALL_MS
         return f"<= {GOAL_SMALL_MS:g} ms: {'met' if ok else 'NOT met'}"
