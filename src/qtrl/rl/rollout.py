@@ -98,18 +98,18 @@ def collect_episodes(envs: gym.vector.VectorEnv, actor: Actor, episodes: int,
     env_steps = 0
 
     # Masks change only when an episode ends (and, in next-step mode, on the step
-    # after): recomputed then, not at every step.
+    # after): recomputed then, not at every step. Every step logs all copies'
+    # rows whole (cheaper than selecting them each step); the rows of copies that
+    # are idle or only resetting carry episode -1 and are dropped at the end.
     live = ep_now = np.empty(0)
     active: list[int] = []                              # copies playing a counted episode
-    all_live = True
 
     def masks() -> None:
-        nonlocal live, ep_now, all_live, active
+        nonlocal live, ep_now, active
         playing = episode_of >= 0
         live = playing & ~resetting                     # ... whose step this is (no reset)
-        all_live = bool(live.all())
         active = np.flatnonzero(playing).tolist()
-        ep_now = episode_of.copy()                      # logged as is until the next change
+        ep_now = np.where(live, episode_of, -1)         # logged as is until the next change
 
     masks()
     was_resetting = False
@@ -118,14 +118,9 @@ def collect_episodes(envs: gym.vector.VectorEnv, actor: Actor, episodes: int,
         actions = sample.act(actor, obs, greedy)
         # Keep what the update needs before stepping: with copy=False the env
         # reuses its observation buffer.
-        if all_live:
-            obs_log.append(obs.copy())
-            act_log.append(actions)
-            ep_log.append(ep_now)
-        else:
-            obs_log.append(obs[live])
-            act_log.append(actions[live])
-            ep_log.append(ep_now[live])
+        obs_log.append(obs.copy())
+        act_log.append(actions)
+        ep_log.append(ep_now)
         if maskable:
             obs, rewards, terminated, truncs, ended = envs.step_active(actions, active)
             env_steps += len(active)
@@ -133,7 +128,7 @@ def collect_episodes(envs: gym.vector.VectorEnv, actor: Actor, episodes: int,
             obs, rewards, terminated, truncs, _ = envs.step(actions)
             ended = np.flatnonzero(terminated | truncs).tolist()
             env_steps += n
-        rew_log.append(rewards if all_live else rewards[live])
+        rew_log.append(rewards)
         for i in ended:
             if live[i]:
                 truncated[episode_of[i]] = bool(truncs[i] and not terminated[i])
@@ -151,13 +146,14 @@ def collect_episodes(envs: gym.vector.VectorEnv, actor: Actor, episodes: int,
             masks()
 
     ep = np.concatenate(ep_log)
-    order = np.argsort(ep, kind="stable")               # by episode, time order kept
-    ep = ep[order]
-    rewards_all = np.concatenate(rew_log).astype(np.float64)[order]
+    keep = np.flatnonzero(ep >= 0)
+    keep = keep[np.argsort(ep[keep], kind="stable")]    # by episode, time order kept
+    ep = ep[keep]
+    rewards_all = np.concatenate(rew_log).astype(np.float64)[keep]
     lengths = np.bincount(ep, minlength=episodes)
     return Rollout(
-        obs=np.concatenate(obs_log).astype(np.float32, copy=False)[order],
-        actions=np.concatenate(act_log).astype(np.int64)[order],
+        obs=np.concatenate(obs_log).astype(np.float32, copy=False)[keep],
+        actions=np.concatenate(act_log).astype(np.int64)[keep],
         rewards=rewards_all,
         returns=discounted_returns(rewards_all, lengths, discount),
         episode=ep,
