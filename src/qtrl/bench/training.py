@@ -56,7 +56,7 @@ CONTROLLER = np.array([0.1, 0.5, 1.0, 1.0], dtype=np.float32)  # push right if w
 def register_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                    help="seeds (each model gets the same ones)")
-    p.add_argument("--updates", type=int, default=3, help="timed updates per seed and regime")
+    p.add_argument("--updates", type=int, default=10, help="timed updates per seed and regime")
     p.add_argument("--envs", type=int, default=8, help="sync vector-env copies")
     p.add_argument("--episodes-per-update", type=int, default=8, help="episodes per update")
     p.add_argument("--per-step-episodes", type=int, default=3,
