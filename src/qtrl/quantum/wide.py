@@ -68,57 +68,45 @@ def _dagger(u, out) -> None:
 
 
 @_njit
+def _mul(u, x0r, x0i, x1r, x1i):
+    """``U (x0, x1)`` for ``u`` in :func:`_u3`'s layout, as four reals."""
+    ar, ai, br, bi, cr, ci, dr, di = u
+    return (ar * x0r - ai * x0i + br * x1r - bi * x1i, ar * x0i + ai * x0r + br * x1i + bi * x1r,
+            cr * x0r - ci * x0i + dr * x1r - di * x1i, cr * x0i + ci * x0r + dr * x1i + di * x1r)
+
+
+@_njit
+def _outer(m, a0r, a0i, a1r, a1i, x0r, x0i, x1r, x1i):
+    """``m + conj(a) ⊗ x`` (the 2x2 ``M_rs``, eight reals) for one pair."""
+    return (m[0] + a0r * x0r + a0i * x0i, m[1] + a0r * x0i - a0i * x0r,
+            m[2] + a0r * x1r + a0i * x1i, m[3] + a0r * x1i - a0i * x1r,
+            m[4] + a1r * x0r + a1i * x0i, m[5] + a1r * x0i - a1i * x0r,
+            m[6] + a1r * x1r + a1i * x1i, m[7] + a1r * x1i - a1i * x1r)
+
+
+@_njit
 def _run(r0, i0, r1, i1, u) -> None:
     """``(x0, x1) ← U (x0, x1)`` on equal runs of the two halves of each pair."""
-    ar, ai, br, bi, cr, ci, dr, di = u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7]
+    m = (u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7])
     for k in range(r0.shape[0]):
-        x0r, x0i, x1r, x1i = r0[k], i0[k], r1[k], i1[k]
-        r0[k] = ar * x0r - ai * x0i + br * x1r - bi * x1i
-        i0[k] = ar * x0i + ai * x0r + br * x1i + bi * x1r
-        r1[k] = cr * x0r - ci * x0i + dr * x1r - di * x1i
-        i1[k] = cr * x0i + ci * x0r + dr * x1i + di * x1r
+        r0[k], i0[k], r1[k], i1[k] = _mul(m, r0[k], i0[k], r1[k], i1[k])
 
 
 @_njit
 def _run_back(r0, i0, r1, i1, l0r, l0i, l1r, l1i, v, acc) -> None:
     """Undo a gate on a run (``v`` = U†) for the state and the adjoint, adding
     ``M_rs = Σ conj(λ_r) ψ_s`` (λ before, ψ after the undo) to ``acc`` (8,) float64."""
-    ar, ai, br, bi, cr, ci, dr, di = v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]
+    m = (v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7])
     zero = r0.dtype.type(0.0)
-    m00r = m00i = m01r = m01i = m10r = m10i = m11r = m11i = zero
+    s = (zero, zero, zero, zero, zero, zero, zero, zero)
     for k in range(r0.shape[0]):
-        y0r, y0i, y1r, y1i = r0[k], i0[k], r1[k], i1[k]
-        x0r = ar * y0r - ai * y0i + br * y1r - bi * y1i
-        x0i = ar * y0i + ai * y0r + br * y1i + bi * y1r
-        x1r = cr * y0r - ci * y0i + dr * y1r - di * y1i
-        x1i = cr * y0i + ci * y0r + dr * y1i + di * y1r
+        x0r, x0i, x1r, x1i = _mul(m, r0[k], i0[k], r1[k], i1[k])
         a0r, a0i, a1r, a1i = l0r[k], l0i[k], l1r[k], l1i[k]
-        m00r += a0r * x0r + a0i * x0i
-        m00i += a0r * x0i - a0i * x0r
-        m01r += a0r * x1r + a0i * x1i
-        m01i += a0r * x1i - a0i * x1r
-        m10r += a1r * x0r + a1i * x0i
-        m10i += a1r * x0i - a1i * x0r
-        m11r += a1r * x1r + a1i * x1i
-        m11i += a1r * x1i - a1i * x1r
+        s = _outer(s, a0r, a0i, a1r, a1i, x0r, x0i, x1r, x1i)
         r0[k], i0[k], r1[k], i1[k] = x0r, x0i, x1r, x1i
-        l0r[k] = ar * a0r - ai * a0i + br * a1r - bi * a1i
-        l0i[k] = ar * a0i + ai * a0r + br * a1i + bi * a1r
-        l1r[k] = cr * a0r - ci * a0i + dr * a1r - di * a1i
-        l1i[k] = cr * a0i + ci * a0r + dr * a1i + di * a1r
-    _add8(acc, m00r, m00i, m01r, m01i, m10r, m10i, m11r, m11i)
-
-
-@_njit
-def _add8(acc, a, b, c, d, e, f, g, h) -> None:
-    acc[0] += a
-    acc[1] += b
-    acc[2] += c
-    acc[3] += d
-    acc[4] += e
-    acc[5] += f
-    acc[6] += g
-    acc[7] += h
+        l0r[k], l0i[k], l1r[k], l1i[k] = _mul(m, a0r, a0i, a1r, a1i)
+    for q in range(8):
+        acc[q] += s[q]
 
 
 @_njit
@@ -130,44 +118,27 @@ def _low_kernel(re, im, lr, li, span: int, period: int, off: int, u, acc, back: 
     jit.literally(span)
     jit.literally(period)
     jit.literally(off)
-    ar, ai, br, bi, cr, ci, dr, di = u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7]
+    m = (u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7])
     if not back:
-        for m in range(re.shape[0] // period):
+        for p in range(re.shape[0] // period):
             for k in range(span):
-                i = m * period + off + k
+                i = p * period + off + k
                 j = i + span
-                x0r, x0i, x1r, x1i = re[i], im[i], re[j], im[j]
-                re[i] = ar * x0r - ai * x0i + br * x1r - bi * x1i
-                im[i] = ar * x0i + ai * x0r + br * x1i + bi * x1r
-                re[j] = cr * x0r - ci * x0i + dr * x1r - di * x1i
-                im[j] = cr * x0i + ci * x0r + dr * x1i + di * x1r
+                re[i], im[i], re[j], im[j] = _mul(m, re[i], im[i], re[j], im[j])
         return
     zero = re.dtype.type(0.0)
-    m00r = m00i = m01r = m01i = m10r = m10i = m11r = m11i = zero
-    for m in range(re.shape[0] // period):
+    s = (zero, zero, zero, zero, zero, zero, zero, zero)
+    for p in range(re.shape[0] // period):
         for k in range(span):
-            i = m * period + off + k
+            i = p * period + off + k
             j = i + span
-            y0r, y0i, y1r, y1i = re[i], im[i], re[j], im[j]
-            x0r = ar * y0r - ai * y0i + br * y1r - bi * y1i
-            x0i = ar * y0i + ai * y0r + br * y1i + bi * y1r
-            x1r = cr * y0r - ci * y0i + dr * y1r - di * y1i
-            x1i = cr * y0i + ci * y0r + dr * y1i + di * y1r
+            x0r, x0i, x1r, x1i = _mul(m, re[i], im[i], re[j], im[j])
             a0r, a0i, a1r, a1i = lr[i], li[i], lr[j], li[j]
-            m00r += a0r * x0r + a0i * x0i
-            m00i += a0r * x0i - a0i * x0r
-            m01r += a0r * x1r + a0i * x1i
-            m01i += a0r * x1i - a0i * x1r
-            m10r += a1r * x0r + a1i * x0i
-            m10i += a1r * x0i - a1i * x0r
-            m11r += a1r * x1r + a1i * x1i
-            m11i += a1r * x1i - a1i * x1r
+            s = _outer(s, a0r, a0i, a1r, a1i, x0r, x0i, x1r, x1i)
             re[i], im[i], re[j], im[j] = x0r, x0i, x1r, x1i
-            lr[i] = ar * a0r - ai * a0i + br * a1r - bi * a1i
-            li[i] = ar * a0i + ai * a0r + br * a1i + bi * a1r
-            lr[j] = cr * a0r - ci * a0i + dr * a1r - di * a1i
-            li[j] = cr * a0i + ci * a0r + dr * a1i + di * a1r
-    _add8(acc, m00r, m00i, m01r, m01i, m10r, m10i, m11r, m11i)
+            lr[i], li[i], lr[j], li[j] = _mul(m, a0r, a0i, a1r, a1i)
+    for q in range(8):
+        acc[q] += s[q]
 
 
 @_njit
