@@ -173,3 +173,20 @@ def test_masked_env_is_a_sync_vector_env() -> None:
     envs.close()
     with pytest.raises(UserError, match="autoreset"):
         make_vector_env("CartPole-v1", 2, autoreset="sometimes")
+
+
+def test_step_active_steps_only_the_active_copies_and_lists_the_ended() -> None:
+    envs = make_vector_env("CartPole-v1", 3, max_steps=2)
+    try:
+        first, _ = envs.reset(seed=[1, 2, 3])
+        first = first.copy()
+        moves = np.array([1, 0, 1])
+        obs, rewards, terms, truncs, ended = envs.step_active(moves, [0, 2])
+        assert ended == [] and rewards.tolist() == [1.0, 0.0, 1.0]
+        np.testing.assert_array_equal(obs[1], first[1])          # idle copy untouched
+        assert not np.array_equal(obs[0], first[0])
+        _, rewards, terms, truncs, ended = envs.step_active(moves, [0, 1, 2])
+        # Copies 0 and 2 hit the 2-step limit; copy 1 has made only one step.
+        assert ended == [0, 2] and truncs.tolist() == [True, False, True]
+    finally:
+        envs.close()

@@ -106,3 +106,26 @@ def test_normalise_returns() -> None:
     assert out.mean().abs() < 1e-12
     assert out.std().item() == pytest.approx(1.0, rel=1e-6)
     assert normalise_returns(torch.tensor([5.0])).item() == 0.0
+
+
+def test_plain_blas_changes_no_result_and_restores_onednn() -> None:
+    """Updates run their matmuls through BLAS (``qtrl.train.plain_blas``) for speed;
+    the generated weights and gradients are bit for bit those of the default path."""
+    from qtrl.train import plain_blas
+    torch.manual_seed(0)
+    qt = QuantumTrain(build_policy(4, [16], 2), layers=2, mapping_hidden=[10, 10])
+
+    def weights_and_grads():
+        qt.zero_grad(set_to_none=True)
+        w = qt.generate_flat()
+        (w * torch.linspace(-1, 1, w.numel())).sum().backward()
+        return w.detach(), [p.grad.clone() for p in qt.parameters()]
+
+    before = torch._C._get_mkldnn_enabled()
+    w_default, g_default = weights_and_grads()
+    with plain_blas():
+        assert not torch._C._get_mkldnn_enabled()
+        w_blas, g_blas = weights_and_grads()
+    assert torch._C._get_mkldnn_enabled() == before
+    assert torch.equal(w_default, w_blas)
+    assert all(torch.equal(a, b) for a, b in zip(g_default, g_blas, strict=True))
