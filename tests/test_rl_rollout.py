@@ -187,6 +187,6 @@ def test_step_active_steps_only_the_active_copies_and_lists_the_ended() -> None:
         assert not np.array_equal(obs[0], first[0])
         _, rewards, terms, truncs, ended = envs.step_active(moves, [0, 1, 2])
         # Copies 0 and 2 hit the 2-step limit; copy 1 has made only one step.
-        assert ended == [0, 2] and truncs.tolist() == [True, False, True]
+        assert ended == [0, 2] and truncs.tolist() == [True, False, True] and not terms.any()
     finally:
         envs.close()

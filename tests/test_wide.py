@@ -97,3 +97,27 @@ def test_dispatch_by_size_and_empty_batches() -> None:
     with pytest.raises(ValueError, match="float32 or float64"):
         wide.ring_u3_probabilities(torch.zeros(1, 1, 13, 3, dtype=torch.float16),
                                    torch.zeros(1, 1, 13, 3, dtype=torch.float16))
+
+
+@pytest.mark.skipif(not wide.available() or __import__("numba").config.NUMBA_NUM_THREADS < 2,
+                    reason="needs Numba with at least 2 threads")
+def test_threads_split_the_gates_without_changing_the_result() -> None:
+    """At 2^17 amplitudes and up each gate is shared out over torch's thread count:
+    every pair layout (round-robin blocks, cut runs, low-bit pieces, the strided
+    closing gate) against the one-thread kernels."""
+    n = 17
+    a = _angles(n, 2, 1, F64, 11)
+    w = torch.randn(1, 2**n, dtype=F64, generator=torch.Generator().manual_seed(6))
+    old = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            b = tuple(x.detach().clone().requires_grad_() for x in a)
+            results.append(_loss_and_grads(wide.ring_u3_probabilities, *b, w))
+    finally:
+        torch.set_num_threads(old)
+    (p1, u1, c1), (p2, u2, c2) = results
+    torch.testing.assert_close(p2, p1, atol=1e-14, rtol=0)
+    torch.testing.assert_close(u2, u1, atol=1e-12, rtol=0)
+    torch.testing.assert_close(c2, c1, atol=1e-12, rtol=0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["available", "literally", "njit", "warm"]
+__all__ = ["available", "literally", "njit", "prange", "set_threads", "warm"]
 
 try:  # compiled on first use, cached next to the source (or in Numba's user cache)
     import numba
@@ -25,13 +25,29 @@ def available() -> bool:
     return numba is not None
 
 
-def njit(fastmath: bool = False) -> Callable[[F], F]:
-    """``numba.njit`` with an on-disk cache, or the function unchanged without Numba."""
+def njit(fastmath: bool = False, parallel: bool = False) -> Callable[[F], F]:
+    """``numba.njit`` with an on-disk cache, or the function unchanged without Numba
+    (``prange`` is then ``range``)."""
     def wrap(fn: F) -> F:
         if numba is None:
             return fn
-        return numba.njit(cache=True, fastmath=fastmath, nogil=True)(fn)
+        return numba.njit(cache=True, fastmath=fastmath, nogil=True, parallel=parallel)(fn)
     return wrap
+
+
+prange = numba.prange if numba is not None else range
+"""``numba.prange`` (the loop's iterations run on Numba's threads in a function
+compiled with ``parallel=True``), or ``range`` without Numba."""
+
+
+def set_threads(wanted: int) -> int:
+    """Numba's thread count for parallel kernels: ``wanted``, at most its pool
+    (``NUMBA_NUM_THREADS``); returns the count set (1 without Numba)."""
+    if numba is None:
+        return 1
+    count = max(1, min(int(wanted), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(count)
+    return count
 
 
 def _identity(value: Any) -> Any:
