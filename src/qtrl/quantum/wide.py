@@ -52,9 +52,9 @@ available = jit.available
 _njit = jit.njit(fastmath=True)
 _njit_parallel = jit.njit(fastmath=True, parallel=True)
 _LOW = 5
+"""Bits below this pair amplitudes in runs shorter than 32: :func:`_low`."""
 _PARALLEL_MIN = 2**17
 """States at least this long split each gate over threads (when torch has several)."""
-"""Bits below this pair amplitudes in runs shorter than 32: :func:`_low`."""
 
 
 @_njit
@@ -193,24 +193,14 @@ def _gate(re, im, lr, li, t: int, c: int, u, acc, back: bool) -> None:
             _low(re, im, lr, li, t, c >= 0, u, acc, back)
             return
         for o in range(off, dim, period):
-            a, b = o + span, o + 2 * span
-            if back:
-                _run_back(re[o:a], im[o:a], re[a:b], im[a:b],
-                          lr[o:a], li[o:a], lr[a:b], li[a:b], u, acc)
-            else:
-                _run(re[o:a], im[o:a], re[a:b], im[a:b], u)
+            _pair_run(re, im, lr, li, o, o + span, span, 1, u, acc, back)
         return
     # Control below the target: in each block of 2·span, the pairs whose
     # control bit is set, as strided runs (stride 2^(c+1), one per offset k).
     step = 2 << c
     for o in range(0, dim, 2 * span):
         for k in range(o + (1 << c), o + step):
-            a, b, e = k + span, o + span, o + 2 * span
-            if back:
-                _run_back(re[k:b:step], im[k:b:step], re[a:e:step], im[a:e:step],
-                          lr[k:b:step], li[k:b:step], lr[a:e:step], li[a:e:step], u, acc)
-            else:
-                _run(re[k:b:step], im[k:b:step], re[a:e:step], im[a:e:step], u)
+            _pair_run(re, im, lr, li, k, k + span, span // step, step, u, acc, back)
 
 
 @_njit_parallel
