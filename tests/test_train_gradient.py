@@ -121,11 +121,11 @@ def test_plain_blas_changes_no_result_and_restores_onednn() -> None:
         (w * torch.linspace(-1, 1, w.numel())).sum().backward()
         return w.detach(), [p.grad.clone() for p in qt.parameters()]
 
-    before = torch._C._get_mkldnn_enabled()
+    before = torch.backends.mkldnn.enabled
     w_default, g_default = weights_and_grads()
     with plain_blas():
-        assert not torch._C._get_mkldnn_enabled()
+        assert not torch.backends.mkldnn.enabled
         w_blas, g_blas = weights_and_grads()
-    assert torch._C._get_mkldnn_enabled() == before
+    assert torch.backends.mkldnn.enabled == before
     assert torch.equal(w_default, w_blas)
     assert all(torch.equal(a, b) for a, b in zip(g_default, g_blas, strict=True))

@@ -62,9 +62,9 @@ this argument (the identity without Numba)."""
 def warm() -> None:
     """Compile the kernels a training run uses, once, into Numba's on-disk cache.
 
-    The first use of each otherwise compiles it on the spot: about 30 s for the
-    wide-circuit kernels (:mod:`qtrl.quantum.wide`, ten unrolled specialisations
-    for the low bits), a few seconds for the rest. ``scripts/setup.sh`` calls
+    The first use of each otherwise compiles it on the spot: 30-50 s for the
+    wide-circuit kernels (:mod:`qtrl.quantum.wide`: ten unrolled specialisations
+    for the low bits and the threaded driver), a few seconds for the rest. ``scripts/setup.sh`` calls
     this so that the first ``qtrl train`` does not stall. A no-op without Numba.
     """
     if numba is None:

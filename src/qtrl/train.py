@@ -425,12 +425,12 @@ def plain_blas() -> Iterator[None]:
     898 × 11 @ 11 × 10), where oneDNN's per-call set-up costs more than the
     product: measured 2.8 → 2.0 ms for the CartPole generation forward +
     backward, results bit for bit the same."""
-    was = torch._C._get_mkldnn_enabled()
-    torch._C._set_mkldnn_enabled(False)
+    was = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
     try:
         yield
     finally:
-        torch._C._set_mkldnn_enabled(was)
+        torch.backends.mkldnn.enabled = was
 
 
 def reinforce_gradient(model: QuantumTrain | ClassicalPolicy, envs: gym.vector.VectorEnv,
