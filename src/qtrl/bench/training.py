@@ -320,7 +320,7 @@ def run(args: argparse.Namespace) -> int:
     random_steps = 500 if args.quick else args.random_steps
     sizes = sorted({n_envs, 4})
     rand = sample_random({}, random_steps, sizes)
-    adjacent: dict[str, float] = {}     # regime -> random steps/s around its measurement
+    adjacent: dict[tuple[str, str], float] = {}  # as steps_per_s: random steps/s around it
 
     def around(k: int, measure: Callable[[], Any]) -> tuple[Any, float]:
         before = random_stepping(k, random_steps)
@@ -338,9 +338,10 @@ def run(args: argparse.Namespace) -> int:
     per_step_us: dict[tuple[str, str], float] = {}
     steps_per_s: dict[tuple[str, str], float] = {}
     for regime, long in (("untrained (own policy)", False), ("500-step (controller)", True)):
-        pair, adjacent[regime] = around(
+        pair, near = around(
             n_envs, lambda long=long: time_update_pairs(seeds, updates, n_envs, episodes, long))
         for name in ("QT", "classical"):
+            adjacent[(regime, name)] = near    # the two models' updates were interleaved
             t = pair[name]
             n = t["updates"]
             total = t["generate"] + t["rollout"] + t["learn"]
@@ -397,6 +398,7 @@ def run(args: argparse.Namespace) -> int:
     runs = {name: min(trials[i::2], key=lambda r: r["wall"])
             for i, name in enumerate(("QT", "classical"))}
     for name, r in runs.items():
+        adjacent[("whole run", name)] = r["random"]
         per_step_us[("whole run", name)] = r["wall"] / r["steps"] * 1e6
         steps_per_s[("whole run", name)] = r["steps"] / r["wall"]
         print(f"    {name:<11}{r['steps']:>9,.0f} env steps in {r['wall']:6.1f} s   "
@@ -419,8 +421,6 @@ def run(args: argparse.Namespace) -> int:
 
     # ---- 4. training steps/s vs random-action stepping -------------------------------
     rand = sample_random(rand, random_steps, sizes)
-    for name, r in runs.items():
-        adjacent[f"whole run {name}"] = r["random"]
     print("[4] env steps/s vs random actions on the same sync envs (Gymnasium step()), "
           "sampled right before and after each measurement ('adjacent', the goal's "
           "yardstick); beside it the fastest of all samples of this bench (Gymnasium step() "
@@ -429,7 +429,7 @@ def run(args: argparse.Namespace) -> int:
           + ", ".join(f"{k} envs {rand[(k, True)]:,.0f}/s" for k in sizes) + ")")
     for (regime, name), sps in steps_per_s.items():
         k = 4 if regime == "whole run" else n_envs
-        near = adjacent[f"whole run {name}" if regime == "whole run" else regime]
+        near = adjacent[(regime, name)]
         frac = sps / near
         print(f"    training {name:<10}{regime:<24}{sps:>10,.0f}/s  {frac:5.2f} of random "
               f"({k} envs, adjacent {near:,.0f}/s)   goal >= {GOAL_VS_RANDOM}: "
