@@ -21,7 +21,6 @@ Basis state ``i`` is read with wire 0 as its most significant bit.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -33,6 +32,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from .errors import UserError
+from .mapping import ACTIVATIONS, generate_weights, mlp
 from .quantum.ansatz import ANSATZE, Ansatz
 from .quantum.backends import Backend, circuit_of, make_backend, parse_noise
 from .quantum.estimators import (
@@ -48,11 +48,6 @@ from .quantum.sharding import RowShards, gather_shards
 __all__ = ["ACTIVATIONS", "ParameterCounts", "QuantumTrain", "qubits_for"]
 
 log = logging.getLogger(__name__)
-
-ACTIVATIONS: dict[str, type[nn.Module] | None] = {
-    "none": None, "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU,
-}
-
 
 def qubits_for(k: int) -> int:
     """Qubits needed to give every one of ``k`` weights its own basis state."""
@@ -95,16 +90,6 @@ def _check_chunks(chunks: int, k: int) -> None:
         raise UserError(f"chunks={chunks} does not split k={k} weights into that many "
                         f"circuits of >= 2 qubits each (chunks of ceil(k/Q) weights); "
                         f"try {' or '.join(map(str, near))}")
-
-
-def _mlp(sizes: Sequence[int], activation: str) -> nn.Sequential:
-    act = ACTIVATIONS[activation]
-    mods: list[nn.Module] = []
-    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
-        mods.append(nn.Linear(a, b))
-        if act is not None and i < len(sizes) - 2:
-            mods.append(act())
-    return nn.Sequential(*mods)
 
 
 def _signed_bits(count: int, width: int) -> Tensor:
@@ -173,7 +158,7 @@ class QuantumTrain(nn.Module):
         check_statevector_fits(self.n_qubits, chunks, dtype)
         self.qnn: Ansatz = ANSATZE[ansatz](self.n_qubits, layers, circuits=chunks, dtype=dtype)
         width = self.n_qubits + self.chunk_bits + 1
-        self.mapping = _mlp([width, *self.mapping_hidden, 1], mapping_activation)
+        self.mapping = mlp([width, *self.mapping_hidden, 1], mapping_activation)
         self.register_buffer("features", self._index_features(), persistent=False)
         self.backend_name, self.shots, self.noise, self.grad = backend, shots, noise, grad
         # Not a module: the estimator holds the backend (an SDK object), no parameters.
@@ -247,28 +232,24 @@ class QuantumTrain(nn.Module):
             return self._noisy_backend[0].probabilities(template, angles[lo:hi])
         return self.qnn(slice(lo, hi))
 
-    def probabilities(self) -> Tensor:
-        """Circuit probabilities of the ``k`` weights' basis states, ``(k,)``."""
+    def circuit_probabilities(self) -> Tensor:
+        """Probabilities of every chunk circuit, ``(Q, 2^n)`` (gathered from the
+        agents when the chunks are spread over them)."""
         if self._shards:
             mine = self._shards[0].mine
-            probs = gather_shards(self._circuit_probabilities(mine.start, mine.stop),
-                                  self._shards[0], *self.qnn.parameters())  # (Q, 2^n)
-        else:
-            probs = self._circuit_probabilities(0, self.chunks)          # (Q, 2^n)
-        return probs[:, : self.chunk_size].reshape(-1)[: self.k]
+            return gather_shards(self._circuit_probabilities(mine.start, mine.stop),
+                                 self._shards[0], *self.qnn.parameters())
+        return self._circuit_probabilities(0, self.chunks)
+
+    def probabilities(self) -> Tensor:
+        """Circuit probabilities of the ``k`` weights' basis states, ``(k,)``."""
+        return self.circuit_probabilities()[:, : self.chunk_size].reshape(-1)[: self.k]
 
     def generate_flat(self) -> Tensor:
         """All ``k`` generated weights in order, ``(k,)``."""
-        p = self.probabilities()
-        x = torch.tanh(p * (self.gamma * 2 ** (self.n_qubits - 1)))
-        if self.beta != 1:  # skipped when they are the identity: fewer autograd nodes
-            x = x * self.beta
-        if self.alpha != 1:
-            x = x ** self.alpha
-        x = (x - x.mean()).to(self.features.dtype)
-        rows = torch.cat((self.features, x.unsqueeze(1)), 1)  # (k, n + chunk_bits + 1)
-        w = self.mapping(rows).squeeze(1)
-        return w - w.mean()
+        scale = self.gamma * 2 ** (self.n_qubits - 1)
+        return generate_weights(self.circuit_probabilities(), self.features, self.mapping,
+                                scale, self.beta, self.alpha, self.chunk_size)
 
     def generate(self) -> dict[str, Tensor]:
         """Generated weights as ``{parameter name: tensor}`` of the target's shapes."""

@@ -11,10 +11,9 @@ PennyLane and the torch path.
 Effective bandwidth = bytes of state moved by the kernel passes / time.
 
 On the CPU every size runs by compiled kernels, one pass over the state per
-gate: up to ``ansatz.COMPILED_MAX_QUBITS`` qubits the complex128 whole-circuit
-loops of :mod:`qtrl.quantum.compiled` (backward 'compiled'), above the
-vectorised split-complex kernels of :mod:`qtrl.quantum.wide` in complex64
-(backward 'wide'). Both are the adjoint method: per U3 the whole state and per
+gate: the vectorised split-complex kernels of :mod:`qtrl.quantum.wide` in
+complex64 (backward 'wide'; :func:`~qtrl.quantum.ansatz.ring_kernel` keeps the
+complex128 loops of :mod:`qtrl.quantum.compiled` for float64 angles only). Both are the adjoint method: per U3 the whole state and per
 CU3 its control-1 half is read and written, forward the state (2 passes' worth)
 and backward the state and the adjoint (4). Nothing else touches the state
 apart from the final ``|ψ|²``, so this count is the bytes the kernels really
@@ -46,7 +45,7 @@ from typing import Any
 import torch
 
 from ..quantum import statevector
-from ..quantum.ansatz import COMPILED_MAX_QUBITS, RingU3Ansatz
+from ..quantum.ansatz import COMPILED_MAX_QUBITS, RingU3Ansatz, ring_kernel
 
 __all__ = [
     "QUICK_SIZES",
@@ -108,8 +107,8 @@ def kernel_bytes(ansatz: RingU3Ansatz) -> tuple[int, bool]:
     """Bytes of state read + written by the forward and backward kernel passes,
     and whether the backward pass uses kept states (torch path only)."""
     if ansatz.compiled:  # one pass per gate: the gate-by-gate count
-        small = ansatz.n_qubits <= COMPILED_MAX_QUBITS
-        return gate_bytes(ansatz, element=16 if small else None), False
+        c128 = ring_kernel(ansatz.n_qubits, ansatz.real_dtype) == "compiled"
+        return gate_bytes(ansatz, element=16 if c128 else None), False
     n, circuits = ansatz.n_qubits, ansatz.circuits
     state = circuits * 2**n * torch.empty(0, dtype=ansatz.complex_dtype).element_size()
     steps = ansatz.state_passes
@@ -144,7 +143,7 @@ def time_ours(n: int, layers: int, repeats: int, compiled: bool = True) -> dict[
     moved, stored = kernel_bytes(ansatz)
     passes = 2 * n * layers if ansatz.compiled else ansatz.state_passes
     backward = ("stored" if stored else "recomputed") if not ansatz.compiled else (
-        "compiled" if n <= COMPILED_MAX_QUBITS else "wide")
+        ring_kernel(n, ansatz.real_dtype))
     return {"n": n, "layers": layers, "ops_per_layer": passes / layers,
             "fuse_qubits": ansatz.fuse_qubits, "backward": backward, "ms": seconds * 1e3,
             "bytes": moved, "gbps": moved / seconds / 1e9,
