@@ -54,9 +54,12 @@ def test_kernel_bytes_counts_passes() -> None:
     assert stored  # a small circuit keeps its states
     assert ansatz.state_passes == 13
     assert moved == 13 * (2 + 4) * state
-    # Compiled: a pass per gate over complex128, 10 U3 (whole) + 10 CU3 (half) a layer.
+    # Compiled: a pass per gate, 10 U3 (whole) + 10 CU3 (half) a layer, over
+    # complex64 (wide kernels) or, for float64 angles, complex128.
     moved, stored = simulator.kernel_bytes(RingU3Ansatz(10, 5))
-    assert moved == 5 * 10 * 1.5 * (2 + 4) * 2**10 * 16 and not stored
+    assert moved == 5 * 10 * 1.5 * (2 + 4) * 2**10 * 8 and not stored
+    moved, _ = simulator.kernel_bytes(RingU3Ansatz(10, 5, dtype=torch.float64))
+    assert moved == 5 * 10 * 1.5 * (2 + 4) * 2**10 * 16
     layered = RingU3Ansatz(15, 2)  # above the sweep's range: fused layer template
     assert layered.state_passes == 2 * len(layered.layered_operations())
 

@@ -64,7 +64,8 @@ def warm() -> None:
 
     The first use of each otherwise compiles it on the spot: 30-50 s for the
     wide-circuit kernels (:mod:`qtrl.quantum.wide`: ten unrolled specialisations
-    for the low bits and the threaded driver), a few seconds for the rest. ``scripts/setup.sh`` calls
+    for the low bits and the threaded driver), a few seconds for the rest (the
+    mapping model's pass, the small-circuit kernels, the roll-out actor). ``scripts/setup.sh`` calls
     this so that the first ``qtrl train`` does not stall. A no-op without Numba.
     """
     if numba is None:
@@ -72,12 +73,16 @@ def warm() -> None:
     import numpy as np
     import torch
 
+    from .mapping import generate_weights, mlp
     from .quantum import compiled, wide
     from .rl.policy import ActionSampler, make_actor
-    for kernels, n in ((compiled, 3), (wide, 13)):   # float32 angles, as training uses
-        u3 = torch.zeros(1, 1, n, 3, requires_grad=True)
-        cu3 = torch.zeros(1, 1, n, 3, requires_grad=True)
+    for kernels, n, dtype in ((compiled, 3, torch.float64), (wide, 13, torch.float32)):
+        u3 = torch.zeros(1, 1, n, 3, dtype=dtype, requires_grad=True)
+        cu3 = torch.zeros(1, 1, n, 3, dtype=dtype, requires_grad=True)
         kernels.ring_u3_probabilities(u3, cu3).sum().backward()
+    probs = torch.full((1, 4), 0.25, requires_grad=True)
+    (generate_weights(probs, torch.ones(4, 2), mlp([3, 2, 1], "relu"), 1.0, 1.0, 1.0)
+     * torch.arange(4.0)).sum().backward()
     net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU(), torch.nn.Linear(2, 2))
     actor = make_actor(net, dict(net.named_parameters()))
     ActionSampler(np.random.default_rng(0)).act(actor, np.zeros((1, 2), dtype=np.float32))

@@ -105,7 +105,7 @@ def _pre(p, chunk: int, scale, beta, alpha, x) -> None:
 def _activate(z, h, code: int) -> None:
     if code == 1:
         for c in range(z.size):
-            h[c] = z[c] if z[c] > 0 else 0
+            h[c] = max(0, z[c])
     elif code == 2:
         for c in range(z.size):
             h[c] = math.tanh(z[c])
