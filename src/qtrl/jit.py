@@ -7,10 +7,15 @@ NumPy/torch path, and :func:`available` says which one runs.
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["available", "literally", "njit", "prange", "set_threads", "warm"]
+__all__ = ["available", "ensure_cached", "literally", "njit", "prange", "set_threads", "warm"]
 
 try:  # compiled on first use, cached next to the source (or in Numba's user cache)
     import numba
@@ -18,6 +23,9 @@ except ImportError:  # pragma: no cover - numba is a dependency
     numba = None
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger(__name__)
+_KERNEL_SOURCES = ("quantum/compiled.py", "quantum/wide.py", "mapping.py", "rl/policy.py")
+_ensured = False
 
 
 def available() -> bool:
@@ -86,3 +94,46 @@ def warm() -> None:
     net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU(), torch.nn.Linear(2, 2))
     actor = make_actor(net, dict(net.named_parameters()))
     ActionSampler(np.random.default_rng(0)).act(actor, np.zeros((1, 2), dtype=np.float32))
+    marker = _marker()
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text("kernels compiled into Numba's cache\n")
+
+
+def _marker() -> Path:
+    """A file standing for "the cache holds the kernels of these sources": named
+    by Numba's version and the sources' size and time stamps (what Numba's own
+    cache checks), under the user's cache folder."""
+    here = Path(__file__).resolve().parent
+    stamp = hashlib.sha1(numba.__version__.encode())
+    for name in _KERNEL_SOURCES:
+        st = (here / name).stat()
+        stamp.update(f"{here / name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return Path.home() / ".cache" / "qtrl" / f"kernels-{stamp.hexdigest()[:16]}.ok"
+
+
+def ensure_cached() -> None:
+    """Make this process run the kernels as Numba's cache holds them.
+
+    Measured here: under ``fastmath``, the machine code Numba compiles in a
+    process and the code it writes to (and later loads from) its cache can round
+    differently (the wide-circuit probabilities differed in the last bits), so
+    a run that compiled its kernels would not match a resumed run that loaded
+    them. When the cache is cold, the kernels are compiled by :func:`warm` in a
+    child process first; this process then only loads them. Call before the
+    first kernel runs; a no-op after the first call and without Numba.
+    """
+    global _ensured
+    if _ensured or numba is None:
+        return
+    _ensured = True
+    try:
+        if _marker().exists():
+            return
+    except OSError:
+        return
+    log.warning("compiling the Numba kernels into the cache once (about a minute)")
+    done = subprocess.run([sys.executable, "-c", "from qtrl import jit; jit.warm()"],
+                          capture_output=True, text=True, check=False, timeout=1800)
+    if done.returncode != 0:
+        log.warning("compiling the kernels in a child process failed; this process compiles "
+                    "its own: %s", done.stderr.strip().splitlines()[-1:] or "")

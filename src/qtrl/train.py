@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import jit
 from .config import QUANTUM_FIELDS, TrainConfig
 from .distributed import (
     AgentContext,
@@ -514,6 +515,7 @@ def train(config: TrainConfig, run_dir: Path | str, *, resume: bool = False,
     Agent 0 owns the run directory; the others write nothing and return ``{}``.
     ``config.dist_mode == "async"`` runs :func:`qtrl.train_async.train_async` instead.
     """
+    jit.ensure_cached()  # the kernels as cached, so that a resumed run matches
     if config.dist_mode == "async":
         from .train_async import train_async
         return train_async(config, run_dir, resume=resume, display=display,

@@ -364,10 +364,10 @@ class _RingProbabilities(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         a, b, plan, re, im, parts = ctx.arrays
         g_u3, g_cu3 = np.zeros(a.shape), np.zeros(b.shape)
-        _vjp(a, b, plan, re.copy(), im.copy(), _arrays(grad).astype(re.dtype, copy=False),
+        g = _arrays(grad)
+        _vjp(a, b, plan, re.copy(), im.copy(), g.astype(re.dtype, copy=False),
              g_u3, g_cu3, parts)
-        dtype = grad.dtype
-        return torch.from_numpy(g_u3).to(dtype), torch.from_numpy(g_cu3).to(dtype)
+        return torch.from_numpy(g_u3.astype(g.dtype)), torch.from_numpy(g_cu3.astype(g.dtype))
 
 
 def ring_u3_probabilities(u3: Tensor, cu3: Tensor) -> Tensor:

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from .. import jit
-from ..generator import QuantumTrain
+from ..generator import QuantumTrain, call_with
 from ..presets import build_policy
 
 __all__ = ["ActionSampler", "Actor", "ClassicalPolicy", "CompiledActor", "build_model",
@@ -56,7 +56,7 @@ class ClassicalPolicy(nn.Module):
     def forward(self, *args: Any, weights: dict[str, Tensor] | None = None) -> Any:
         if weights is None:
             return self.net(*args)
-        return functional_call(self.net, weights, args, strict=False)
+        return call_with(self.net, weights, args)
 
     @torch.no_grad()
     def materialize(self) -> nn.Module:

@@ -83,6 +83,10 @@ def reinforce_loss(logits: Tensor, actions: Tensor, returns: Tensor, episodes: i
     logp_all = torch.log_softmax(logits, -1)
     logp = logp_all.gather(1, actions.unsqueeze(1)).squeeze(1)
     policy_loss = -(logp * returns).sum() / episodes
+    if not entropy_coef:  # logged only: no graph for it
+        with torch.no_grad():
+            entropy = -(logp_all.exp() * logp_all).sum(-1)
+        return LossTerms(policy_loss, policy_loss.detach(), entropy.mean())
     entropy = -(logp_all.exp() * logp_all).sum(-1)
-    loss = policy_loss - entropy_coef * entropy.sum() / episodes if entropy_coef else policy_loss
+    loss = policy_loss - entropy_coef * entropy.sum() / episodes
     return LossTerms(loss, policy_loss.detach(), entropy.detach().mean())
