@@ -300,8 +300,10 @@ class _FusedGenerate(torch.autograd.Function):
     def forward(ctx, p: Tensor, features: Tensor, constants: tuple, *params: Tensor) -> Tensor:
         chunk, code, scale, beta, alpha = constants
         half = len(params) // 2
-        ws = tuple(t.detach().numpy() for t in params[:half])
-        bs = tuple(t.detach().numpy() for t in params[half:])
+        # Copies: the backward pass must see these values even if the
+        # parameters are stepped in place before it (autograd would refuse).
+        ws = tuple(t.detach().numpy().copy() for t in params[:half])
+        bs = tuple(t.detach().numpy().copy() for t in params[half:])
         feats = np.ascontiguousarray(features.numpy())
         k, f = feats.shape
         hs = np.empty((f + 1 + sum(w.shape[0] for w in ws[:-1]), k), feats.dtype)

@@ -341,7 +341,8 @@ def _threads(dim: int) -> int:
 
 
 def _arrays(angles: Tensor) -> np.ndarray:
-    return np.ascontiguousarray(angles.detach().cpu().numpy())
+    """A contiguous copy (the backward pass must not see later in-place steps)."""
+    return np.array(angles.detach().cpu().numpy(), order="C")
 
 
 class _RingProbabilities(torch.autograd.Function):
