@@ -26,6 +26,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger(__name__)
 _KERNEL_SOURCES = ("quantum/compiled.py", "quantum/wide.py", "mapping.py", "rl/policy.py")
 _ensured = False
+_threads_set = 0
+"""The count :func:`set_threads` last gave Numba (0: not yet)."""
 
 
 def available() -> bool:
@@ -51,10 +53,13 @@ compiled with ``parallel=True``), or ``range`` without Numba."""
 def set_threads(wanted: int) -> int:
     """Numba's thread count for parallel kernels: ``wanted``, at most its pool
     (``NUMBA_NUM_THREADS``); returns the count set (1 without Numba)."""
+    global _threads_set
     if numba is None:
         return 1
     count = max(1, min(int(wanted), numba.config.NUMBA_NUM_THREADS))
-    numba.set_num_threads(count)
+    if count != _threads_set:
+        numba.set_num_threads(count)
+        _threads_set = count
     return count
 
 
