@@ -309,7 +309,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--repeats and --threads must be positive integers")
     pl_max = None if args.no_pennylane else args.pennylane_max_qubits
     print("Simulator: RingU3Ansatz forward + backward, loss (probs * w).sum(), complex64 "
-          "(complex128 in the small compiled kernels); "
+          "(the float32 angles of training; complex128 runs only float64 circuits); "
           f"median of {repeats} after 1 warm-up.")
     print("GB/s = state bytes moved by the kernels (one pass per gate, adjoint backward) / "
           "time; 'of clone' = that over the bandwidth of torch clone() of the same state; "
