@@ -89,7 +89,7 @@ def test_threads_split_large_mappings_without_changing_the_result() -> None:
         for count in (1, 2):
             torch.set_num_threads(count)
             w = generate_weights(probs, bits, net, 51.2, 1.0, 1.0, chunk)
-            results.append((w, *torch.autograd.grad((w * weights).sum(),
+            results.append((w.detach(), *torch.autograd.grad((w * weights).sum(),
                                                     [probs, *net.parameters()])))
     finally:
         torch.set_num_threads(threads)

@@ -93,15 +93,18 @@ def warm() -> None:
         u3 = torch.zeros(1, 1, n, 3, dtype=dtype, requires_grad=True)
         cu3 = torch.zeros(1, 1, n, 3, dtype=dtype, requires_grad=True)
         kernels.ring_u3_probabilities(u3, cu3).sum().backward()
-    probs = torch.full((1, 4), 0.25, requires_grad=True)
-    (generate_weights(probs, torch.ones(4, 2), mlp([3, 2, 1], "relu"), 1.0, 1.0, 1.0)
+    probs = torch.full((1, 4), 0.25, requires_grad=True)  # four layers, as the presets
+    (generate_weights(probs, torch.ones(4, 2), mlp([3, 2, 2, 2, 1], "relu"), 1.0, 1.0, 1.0)
      * torch.arange(4.0)).sum().backward()
     net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU(), torch.nn.Linear(2, 2))
     actor = make_actor(net, dict(net.named_parameters()))
     ActionSampler(np.random.default_rng(0)).act(actor, np.zeros((1, 2), dtype=np.float32))
     marker = _marker()
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text("kernels compiled into Numba's cache\n")
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("kernels compiled into Numba's cache\n")
+    except OSError as err:  # no cache folder: runs then check the cache each time
+        log.warning("could not write %s: %s", marker, err)
 
 
 def _marker() -> Path:
