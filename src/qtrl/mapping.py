@@ -286,15 +286,6 @@ def _pre_backward(p, chunk: int, gx, scale, beta, alpha, gp) -> None:
 
 # --- autograd --------------------------------------------------------------------
 
-def _parts(k: int) -> int:
-    """Blocks are split over threads only for large ``k`` (results then depend on
-    the thread count through the order of the gradient sums). Below, Numba's
-    count is set to 1 too: a parallel region of one share still wakes its whole
-    thread pool, whose spinning measured a 4-agent CartPole run 1.7x slower on
-    2 cores."""
-    return jit.set_threads(torch.get_num_threads() if k >= _PARALLEL_MIN else 1)
-
-
 class _FusedGenerate(torch.autograd.Function):
     """``(p, features, constants, *weights, *biases)`` → centred weights ``(k,)``
     (``p`` ``(Q, D)``, see :func:`generate_weights`)."""
@@ -313,7 +304,7 @@ class _FusedGenerate(torch.autograd.Function):
         zs = np.empty((sum(w.shape[0] for w in ws), k), feats.dtype)
         p_np = p.detach().to(features.dtype).numpy()
         _pre(p_np, chunk, scale, beta, alpha, hs[f])
-        parts = _parts(k)
+        parts = jit.parts_for(k, _PARALLEL_MIN)  # sums' order: fixed below it
         _forward(ws, bs, code, feats, hs, zs, parts)
         w = np.empty(k, feats.dtype)
         _centre(zs[-1], w)

@@ -333,13 +333,6 @@ def _vjp(u3, cu3, plan, re, im, grad, g_u3, g_cu3, parts: int) -> None:
                 out[k, ell, q, 0], out[k, ell, q, 1], out[k, ell, q, 2] = g
 
 
-def _threads(dim: int) -> int:
-    """Threads for the kernels on states of ``dim`` amplitudes: torch's setting
-    (at most Numba's pool), as the rest of the computation gets, and Numba's
-    count set to it; 1 below :data:`_PARALLEL_MIN`, where gates run serially."""
-    return jit.set_threads(torch.get_num_threads()) if dim >= _PARALLEL_MIN else 1
-
-
 def _arrays(angles: Tensor) -> np.ndarray:
     """A contiguous copy (the backward pass must not see later in-place steps)."""
     return np.array(angles.detach().cpu().numpy(), order="C")
@@ -356,7 +349,7 @@ class _RingProbabilities(torch.autograd.Function):
         re = np.empty((circuits, 1 << n), a.dtype)
         im = np.empty_like(re)
         plan = _plan(n)
-        parts = _threads(1 << n)
+        parts = jit.parts_for(1 << n, _PARALLEL_MIN)
         _states(a, b, plan, re, im, parts)
         ctx.arrays = (a, b, plan, re, im, parts)
         return torch.from_numpy(re * re + im * im)
