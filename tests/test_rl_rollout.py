@@ -190,3 +190,48 @@ def test_step_active_steps_only_the_active_copies_and_lists_the_ended() -> None:
         assert ended == [0, 2] and truncs.tolist() == [True, False, True] and not terms.any()
     finally:
         envs.close()
+
+
+def test_step_active_without_autoreset_leaves_ended_copies_until_reset() -> None:
+    envs = make_vector_env("CartPole-v1", 2, max_steps=1)
+    try:
+        envs.reset(seed=[1, 2])
+        obs, _, _, truncs, ended = envs.step_active(np.array([1, 0]), [0], autoreset=False)
+        assert ended == [0] and truncs[0]
+        last = obs[0].copy()
+        # The copy kept its final observation (no reset drew a new start) ...
+        np.testing.assert_array_equal(np.asarray(envs.envs[0].unwrapped.state, np.float32), last)
+        with pytest.raises(RuntimeError, match=r"copies \[0\] ended without a reset"):
+            envs.step_active(np.array([1, 0]), [0, 1])
+        with pytest.raises(RuntimeError, match="ended without a reset"):
+            envs.step(np.array([1, 0]))
+        envs.step_active(np.array([1, 0]), [1], autoreset=False)   # others still step
+        envs.reset(seed=[1, 2])                                     # ... until a reset
+        envs.step(np.array([1, 0]))
+    finally:
+        envs.close()
+
+
+def test_roll_outs_skip_the_resets_of_copies_going_idle() -> None:
+    """With every episode started, a copy that ends is not reset (the next
+    update's seeded reset would discard it): same batch, fewer resets."""
+    counts = {"resets": 0}
+    envs = make_vector_env("CartPole-v1", 4)
+    for env in envs.envs:
+        inner = env.unwrapped
+        original = inner.reset
+
+        def counting(*args, _original=original, **kwargs):
+            counts["resets"] += 1
+            return _original(*args, **kwargs)
+        inner.reset = counting
+    try:
+        batch = collect_episodes(envs, _actor(), 4, np.random.default_rng(0), [5, 6, 7, 8], 0.99)
+        assert counts["resets"] == 4                   # the seeded ones only
+        counts["resets"] = 0
+        batch6 = collect_episodes(envs, _actor(), 6, np.random.default_rng(0), [5, 6, 7, 8],
+                                  0.99)
+        assert counts["resets"] == 4 + 2               # plus the two later episodes' starts
+    finally:
+        envs.close()
+    assert len(batch.episode_lengths) == 4 and len(batch6.episode_lengths) == 6

@@ -61,6 +61,7 @@ from .logger import Display, Logger, truncate_csv
 from .presets import build_policy
 from .quantum.sharding import RowShards
 from .rl.env import env_dims, make_vector_env
+from .rl.optim import clip_, global_norm
 from .rl.policy import (
     Actor,
     ClassicalPolicy,
@@ -388,6 +389,7 @@ class Update(NamedTuple):
     t_generate: float
     t_rollout: float
     t_learn: float
+    norm: torch.Tensor | None = None   # grad_norm as computed, to clip with
 
     @property
     def t_total(self) -> float:
@@ -413,8 +415,9 @@ def reinforce_update(model: QuantumTrain | ClassicalPolicy, optimizer: torch.opt
                               behaviour=behaviour)
     t0 = time.perf_counter()
     if before_step is not None:
-        before_step()
-    apply_gradient(model, optimizer, max_grad_norm)
+        before_step()   # changes the gradients: their norm is taken again
+    apply_gradient(model, optimizer, max_grad_norm,
+                   total=step.norm if before_step is None else None)
     return step._replace(t_learn=step.t_learn + time.perf_counter() - t0)
 
 
@@ -467,18 +470,19 @@ def _reinforce_gradient(model: QuantumTrain | ClassicalPolicy, envs: gym.vector.
     # 4. backward into circuit angles and mapping model (the Adam step follows)
     model.zero_grad(set_to_none=True)
     terms.loss.backward()
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    grad_norm = float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
+    norm = global_norm([p.grad for p in model.parameters() if p.grad is not None])
     t3 = time.perf_counter()
     return Update(batch, terms.loss.item(), float(terms.policy_loss), float(terms.entropy),
-                  grad_norm, t1 - t0, t2 - t1, t3 - t2)
+                  float(norm), t1 - t0, t2 - t1, t3 - t2, norm)
 
 
 def apply_gradient(model: nn.Module, optimizer: torch.optim.Optimizer,
-                   max_grad_norm: float | None) -> None:
-    """The optimizer step on the gradients in ``p.grad``, clipped to ``max_grad_norm``."""
+                   max_grad_norm: float | None, total: torch.Tensor | None = None) -> None:
+    """The optimizer step on the gradients in ``p.grad``, clipped to
+    ``max_grad_norm`` (``total``: their global norm, when already known)."""
     if max_grad_norm is not None:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        clip_([p.grad for p in model.parameters() if p.grad is not None], max_grad_norm,
+              total)
     optimizer.step()
 
 

@@ -97,18 +97,34 @@ class MaskedSyncVectorEnv(gym.vector.SyncVectorEnv):
     no infos (roll-outs do not read them).
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._unreset: list[int] = []   # copies ended by step_active(autoreset=False)
+
+    def reset(self, *, seed=None, options=None):  # type: ignore[override]
+        self._unreset = []
+        return super().reset(seed=seed, options=options)
+
     def step(self, actions, mask: np.ndarray | None = None):  # type: ignore[override]
+        if self._unreset:
+            raise RuntimeError(f"copies {self._unreset} ended without a reset; call reset()")
         if mask is None:
             return super().step(actions)
         obs, rewards, terms, truncs, _ = self.step_active(np.asarray(actions),
                                                           np.flatnonzero(mask).tolist())
         return (deepcopy(obs) if self.copy else obs, rewards, terms, truncs, {})
 
-    def step_active(self, moves: np.ndarray, active: list[int]
+    def step_active(self, moves: np.ndarray, active: list[int], autoreset: bool = True
                     ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, list[int]]:
         """Step the copies ``active`` (ascending indices) with ``moves[i]``, NumPy
         scalars as Gymnasium's own step passes them (measured: ``Discrete.contains``,
         which CartPole's step asserts, checks them ~1 µs faster than Python ints).
+
+        ``autoreset=False`` (same-step mode): a copy whose episode ends is not
+        reset and keeps its last observation. A roll-out passes it when every
+        copy that ends goes idle until the next :meth:`reset` (a reset that the
+        next update's reset would discard); stepping such a copy before
+        :meth:`reset` raises.
 
         The roll-outs' lean form of ``step(actions, mask)``: returns the
         observation buffer itself (never copied), fresh ``rewards``,
@@ -126,6 +142,8 @@ class MaskedSyncVectorEnv(gym.vector.SyncVectorEnv):
             raise ValueError(f"masked steps need SAME_STEP or NEXT_STEP autoreset, "
                              f"got {self.autoreset_mode}")
         rows = isinstance(self._observations, np.ndarray)  # Box: copy the rows that moved
+        if self._unreset and not set(active).isdisjoint(self._unreset):
+            raise RuntimeError(f"copies {self._unreset} ended without a reset; call reset()")
         for i in active:
             env = self.envs[i]
             if next_step and pending[i]:
@@ -138,7 +156,10 @@ class MaskedSyncVectorEnv(gym.vector.SyncVectorEnv):
                     terms[i], truncs[i] = term, trunc
                     ended.append(i)
                     if not next_step:
-                        obs, _ = env.reset()
+                        if autoreset:
+                            obs, _ = env.reset()
+                        else:
+                            self._unreset = [*self._unreset, i]
                     pending[i] = True
                 else:
                     pending[i] = False

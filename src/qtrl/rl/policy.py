@@ -28,6 +28,7 @@ from torch.func import functional_call
 from .. import jit
 from ..generator import QuantumTrain, call_with
 from ..presets import build_policy
+from .optim import LeanAdam
 
 __all__ = ["ActionSampler", "Actor", "ClassicalPolicy", "CompiledActor", "build_model",
            "make_actor", "make_optimizer", "sample_actions"]
@@ -109,8 +110,8 @@ def rescale_generated_weights(qt: QuantumTrain, std: float) -> None:
         last.weight.mul_(std / current)
 
 
-def make_optimizer(model: QuantumTrain | ClassicalPolicy, config: Any) -> torch.optim.Adam:
-    """Adam over all trainable parameters at ``config.lr``; with
+def make_optimizer(model: QuantumTrain | ClassicalPolicy, config: Any) -> LeanAdam:
+    """:class:`~qtrl.rl.optim.LeanAdam` over all trainable parameters at ``config.lr``; with
     ``config.mapping_lr`` the Quantum-Train mapping model gets its own rate.
 
     Each group keeps its starting rate as ``base_lr`` (``--anneal-lr`` scales it).
@@ -127,7 +128,7 @@ def make_optimizer(model: QuantumTrain | ClassicalPolicy, config: Any) -> torch.
     # One fused kernel over all tensors: about half of the default (foreach) step's
     # time on a CPU, where the step of a few hundred parameters is pure overhead.
     fused = all(p.dtype.is_floating_point and not p.is_complex() for p in model.parameters())
-    return torch.optim.Adam(groups, fused=fused or None)
+    return LeanAdam(groups, fused=fused or None)
 
 
 def counts_dict(model: QuantumTrain | ClassicalPolicy) -> dict[str, Any]:

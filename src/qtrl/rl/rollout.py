@@ -122,7 +122,9 @@ def collect_episodes(envs: gym.vector.VectorEnv, actor: Actor, episodes: int,
         act_log.append(actions)
         ep_log.append(ep_now)
         if maskable:
-            obs, rewards, terminated, truncs, ended = envs.step_active(actions, active)
+            # Once every episode has started, a copy that ends goes idle: no reset.
+            obs, rewards, terminated, truncs, ended = envs.step_active(
+                actions, active, autoreset=started < episodes)
             env_steps += len(active)
         else:
             obs, rewards, terminated, truncs, _ = envs.step(actions)
