@@ -105,3 +105,32 @@ def test_other_mapping_models_run_the_torch_ops() -> None:
     w = generate_weights(probs, bits, net, 2.0, 1.0, 1.0)
     torch.testing.assert_close(w, mapping._torch_weights(probs, bits, net, 2.0, 1.0, 1.0))
     assert w.grad_fn is not None and abs(float(w.detach().sum())) < 1e-5
+
+
+@pytest.mark.parametrize(("dtype", "chunks"), [(torch.float32, 1), (torch.float32, 3),
+                                               (torch.float64, 1), (torch.float64, 2)])
+def test_one_node_ring_generation_equals_circuit_then_mapping(dtype: torch.dtype,
+                                                              chunks: int) -> None:
+    """The fused circuit + mapping node (float32: split-complex kernels;
+    float64: complex128 ones) gives the two-node path's numbers bit for bit."""
+    from qtrl.generator import QuantumTrain
+    from qtrl.presets import build_policy
+    torch.manual_seed(3)
+    qt = QuantumTrain(build_policy(4, [24], 2), layers=2, mapping_hidden=[6, 6],
+                      chunks=chunks, mapping_activation="relu", alpha=1.3).to(dtype)
+    assert qt._ring_stage() is not None
+    g = torch.randn(qt.k, dtype=dtype, generator=torch.Generator().manual_seed(0))
+
+    def run(fused: bool) -> list[torch.Tensor]:
+        qt.zero_grad()
+        if fused:
+            w = qt.generate_flat()
+        else:
+            scale = qt.gamma * 2 ** (qt.n_qubits - 1)
+            w = generate_weights(qt.circuit_probabilities(), qt.features, qt.mapping, scale,
+                                 qt.beta, qt.alpha, qt.chunk_size)
+        (w * g).sum().backward()
+        return [w.detach(), *(p.grad.clone() for p in qt.parameters())]
+
+    for a, b in zip(run(True), run(False), strict=True):
+        assert a.dtype == dtype and torch.equal(a, b)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -33,8 +34,8 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 from .errors import UserError
-from .mapping import ACTIVATIONS, generate_weights, mlp
-from .quantum.ansatz import ANSATZE, Ansatz
+from .mapping import ACTIVATIONS, generate_from_ring, generate_weights, mlp
+from .quantum.ansatz import ANSATZE, Ansatz, RingStage, RingU3Ansatz
 from .quantum.backends import Backend, circuit_of, make_backend, parse_noise
 from .quantum.estimators import (
     SPSA_STREAM,
@@ -123,11 +124,21 @@ def call_with(target: nn.Module, weights: Mapping[str, Tensor], args: tuple,
     return x
 
 
+_PLAIN: weakref.WeakKeyDictionary[nn.Module, tuple[int, bool]] = weakref.WeakKeyDictionary()
+
+
 def _plain_sequential(target: nn.Module) -> bool:
-    return isinstance(target, nn.Sequential) and all(
-        type(m) is nn.Linear or (next(m.parameters(), None) is None
-                                 and next(m.buffers(), None) is None)
-        for m in target)
+    """Whether :func:`call_with` may run ``target`` layer by layer; looked up
+    once per module and layer count (the walk cost ~20 µs per update)."""
+    size = len(target) if isinstance(target, nn.Sequential) else -1
+    known = _PLAIN.get(target)
+    if known is None or known[0] != size:
+        plain = size >= 0 and all(
+            type(m) is nn.Linear or (next(m.parameters(), None) is None
+                                     and next(m.buffers(), None) is None)
+            for m in target)
+        known = _PLAIN[target] = (size, plain)
+    return known[1]
 
 
 class QuantumTrain(nn.Module):
@@ -279,8 +290,21 @@ class QuantumTrain(nn.Module):
     def generate_flat(self) -> Tensor:
         """All ``k`` generated weights in order, ``(k,)``."""
         scale = self.gamma * 2 ** (self.n_qubits - 1)
+        stage = self._ring_stage()
+        if stage is not None:   # the common case: circuit and mapping in one node
+            return generate_from_ring(stage, self.qnn.u3_angles, self.qnn.cu3_angles,
+                                      self.features, self.mapping, scale, self.beta,
+                                      self.alpha, self.chunk_size)
         return generate_weights(self.circuit_probabilities(), self.features, self.mapping,
                                 scale, self.beta, self.alpha, self.chunk_size)
+
+    def _ring_stage(self) -> RingStage | None:
+        """The ring-U3 kernels as stages when every chunk circuit runs here by
+        them (exact, compiled, not spread over agents), else None."""
+        if (self._estimator or self._noisy_backend or self._shards
+                or not isinstance(self.qnn, RingU3Ansatz)):
+            return None
+        return self.qnn.stage()
 
     def generate(self) -> dict[str, Tensor]:
         """Generated weights as ``{parameter name: tensor}`` of the target's shapes."""

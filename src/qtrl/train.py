@@ -468,9 +468,11 @@ def _reinforce_gradient(model: QuantumTrain | ClassicalPolicy, envs: gym.vector.
     terms = reinforce_loss(logits, torch.from_numpy(batch.actions), returns, episodes, entropy)
 
     # 4. backward into circuit angles and mapping model (the Adam step follows)
-    model.zero_grad(set_to_none=True)
+    params = list(model.parameters())   # one walk of the module tree, not two
+    for p in params:
+        p.grad = None
     terms.loss.backward()
-    norm = global_norm([p.grad for p in model.parameters() if p.grad is not None])
+    norm = global_norm([p.grad for p in params if p.grad is not None])
     t3 = time.perf_counter()
     return Update(batch, terms.loss.item(), float(terms.policy_loss), float(terms.entropy),
                   float(norm), t1 - t0, t2 - t1, t3 - t2, norm)

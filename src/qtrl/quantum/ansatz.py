@@ -15,8 +15,10 @@ the weights its own circuit.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -212,6 +214,13 @@ class RingU3Ansatz(Ansatz):
             return ring_probabilities(self.u3_angles[circuits], self.cu3_angles[circuits])
         return super().forward(circuits)
 
+    def stage(self) -> RingStage | None:
+        """The kernels :meth:`forward` runs over all circuits as NumPy stages, or
+        None where it runs torch ops (no Numba, not on the CPU)."""
+        if not self.compiled or self.u3_angles.device.type != "cpu":
+            return None
+        return ring_stage(self.n_qubits, self.u3_angles.dtype)
+
     def state(self, circuits: slice = ALL) -> Tensor:
         if not self._sweep:
             return super().state(circuits)
@@ -338,6 +347,27 @@ def ring_kernel(n_qubits: int, dtype: torch.dtype) -> str:
     """Which compiled kernels :func:`ring_probabilities` runs: ``"compiled"``
     (complex128 whole-circuit loops) or ``"wide"`` (split complex)."""
     return "compiled" if dtype == torch.float64 and n_qubits <= COMPILED_MAX_QUBITS else "wide"
+
+
+class RingStage(NamedTuple):
+    """The compiled ring-U3 kernels of :func:`ring_probabilities` as NumPy
+    stages, for a caller that runs them inside its own autograd Function
+    (:func:`qtrl.mapping.generate_from_ring`): the same arrays, the same calls."""
+
+    arrays: Callable[[Tensor], np.ndarray]
+    """angles ``(C, L, n, 3)`` -> the kernels' input array (a copy, or float64)."""
+    forward: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, tuple]]
+    """``(u3, cu3)`` arrays -> probabilities ``(C, 2^n)`` in the angles' dtype, saved state."""
+    vjp: Callable[[tuple, np.ndarray], tuple[np.ndarray, np.ndarray]]
+    """``(saved, grad (C, 2^n) in the angles' dtype)`` -> float64 ``(g_u3, g_cu3)``."""
+
+
+def ring_stage(n_qubits: int, dtype: torch.dtype) -> RingStage:
+    """The kernels :func:`ring_probabilities` runs for this size and dtype, as stages."""
+    if ring_kernel(n_qubits, dtype) == "compiled":
+        return RingStage(compiled.numpy_angles, compiled.probabilities_forward,
+                         compiled.probabilities_vjp)
+    return RingStage(wide.angle_arrays, wide.probabilities_forward, wide.probabilities_vjp)
 
 
 def ring_probabilities(u3: Tensor, cu3: Tensor) -> Tensor:

@@ -154,7 +154,7 @@ def _ring_vjp(u3, cu3, states, grad):
     return g_u3, g_cu3
 
 
-def _numpy(angles: Tensor) -> np.ndarray:
+def numpy_angles(angles: Tensor) -> np.ndarray:
     return np.ascontiguousarray(angles.detach().to("cpu", torch.float64).numpy())
 
 
@@ -166,7 +166,21 @@ def ring_u3_states(u3: Tensor, cu3: Tensor) -> Tensor:
     Returns:
         ``(C, 2^n)`` complex128.
     """
-    return torch.from_numpy(_ring_states(_numpy(u3), _numpy(cu3)))
+    return torch.from_numpy(_ring_states(numpy_angles(u3), numpy_angles(cu3)))
+
+
+def probabilities_forward(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """Probabilities ``(C, 2^n)`` float64 of the circuits with float64 angles
+    ``a``, ``b`` ``(C, L, n, 3)``, and what :func:`probabilities_vjp` needs."""
+    states = _ring_states(a, b)
+    return states.real ** 2 + states.imag ** 2, (a, b, states)
+
+
+def probabilities_vjp(saved: tuple, grad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float64 angle gradients ``(C, L, n, 3)`` of ``Σ grad ⊙ p`` (``grad``
+    float64 ``(C, 2^n)``) from :func:`probabilities_forward`'s ``saved``."""
+    a, b, states = saved
+    return _ring_vjp(a, b, states.copy(), grad)
 
 
 class _RingProbabilities(torch.autograd.Function):
@@ -175,15 +189,12 @@ class _RingProbabilities(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u3: Tensor, cu3: Tensor) -> Tensor:
-        a, b = _numpy(u3), _numpy(cu3)
-        states = _ring_states(a, b)
-        ctx.arrays = (a, b, states)
-        return torch.from_numpy(states.real ** 2 + states.imag ** 2).to(u3.dtype)
+        p, ctx.arrays = probabilities_forward(numpy_angles(u3), numpy_angles(cu3))
+        return torch.from_numpy(p).to(u3.dtype)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        a, b, states = ctx.arrays
-        g_u3, g_cu3 = _ring_vjp(a, b, states.copy(), _numpy(grad))
+        g_u3, g_cu3 = probabilities_vjp(ctx.arrays, numpy_angles(grad))
         dtype = grad.dtype
         return torch.from_numpy(g_u3).to(dtype), torch.from_numpy(g_cu3).to(dtype)
 

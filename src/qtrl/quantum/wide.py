@@ -333,9 +333,32 @@ def _vjp(u3, cu3, plan, re, im, grad, g_u3, g_cu3, parts: int) -> None:
                 out[k, ell, q, 0], out[k, ell, q, 1], out[k, ell, q, 2] = g
 
 
-def _arrays(angles: Tensor) -> np.ndarray:
+def angle_arrays(angles: Tensor) -> np.ndarray:
     """A contiguous copy (the backward pass must not see later in-place steps)."""
     return np.array(angles.detach().cpu().numpy(), order="C")
+
+
+def probabilities_forward(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """Probabilities ``(C, 2^n)`` of the circuits with angles ``a``, ``b``
+    ``(C, L, n, 3)`` (float32 or float64; the result in that dtype), and what
+    :func:`probabilities_vjp` needs: the final states (two float arrays)."""
+    circuits, n = a.shape[0], a.shape[2]
+    re = np.empty((circuits, 1 << n), a.dtype)
+    im = np.empty_like(re)
+    plan = _plan(n)
+    parts = jit.parts_for(1 << n, _PARALLEL_MIN)
+    _states(a, b, plan, re, im, parts)
+    return re * re + im * im, (a, b, plan, re, im, parts)
+
+
+def probabilities_vjp(saved: tuple, grad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float64 angle gradients ``(C, L, n, 3)`` of ``Σ grad ⊙ p`` (``grad``
+    ``(C, 2^n)``, contiguous) from :func:`probabilities_forward`'s ``saved``."""
+    a, b, plan, re, im, parts = saved
+    g_u3, g_cu3 = np.zeros(a.shape), np.zeros(b.shape)
+    _vjp(a, b, plan, re.copy(), im.copy(), grad.astype(re.dtype, copy=False),
+         g_u3, g_cu3, parts)
+    return g_u3, g_cu3
 
 
 class _RingProbabilities(torch.autograd.Function):
@@ -344,23 +367,13 @@ class _RingProbabilities(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u3: Tensor, cu3: Tensor) -> Tensor:
-        a, b = _arrays(u3), _arrays(cu3)
-        circuits, n = a.shape[0], a.shape[2]
-        re = np.empty((circuits, 1 << n), a.dtype)
-        im = np.empty_like(re)
-        plan = _plan(n)
-        parts = jit.parts_for(1 << n, _PARALLEL_MIN)
-        _states(a, b, plan, re, im, parts)
-        ctx.arrays = (a, b, plan, re, im, parts)
-        return torch.from_numpy(re * re + im * im)
+        p, ctx.arrays = probabilities_forward(angle_arrays(u3), angle_arrays(cu3))
+        return torch.from_numpy(p)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        a, b, plan, re, im, parts = ctx.arrays
-        g_u3, g_cu3 = np.zeros(a.shape), np.zeros(b.shape)
-        g = _arrays(grad)
-        _vjp(a, b, plan, re.copy(), im.copy(), g.astype(re.dtype, copy=False),
-             g_u3, g_cu3, parts)
+        g = angle_arrays(grad)
+        g_u3, g_cu3 = probabilities_vjp(ctx.arrays, g)
         return torch.from_numpy(g_u3.astype(g.dtype)), torch.from_numpy(g_cu3.astype(g.dtype))
 
 
