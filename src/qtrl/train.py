@@ -400,15 +400,16 @@ def reinforce_update(model: QuantumTrain | ClassicalPolicy, optimizer: torch.opt
                      envs: gym.vector.VectorEnv, episodes: int, env_seeds: list[int] | None,
                      rng: np.random.Generator, discount: float, entropy: float,
                      before_step: Callable[[], None] | None = None,
-                     behaviour: Actor | None = None,
+                     behaviour: Callable[[Actor], Actor] | None = None,
                      max_grad_norm: float | None = None) -> Update:
     """Collect ``episodes`` complete episodes and take one REINFORCE step.
 
     Args:
         before_step: called between backward and the optimizer step (the
             distributed trainer all-reduces the gradients there).
-        behaviour: benchmarks only — play the episodes with this actor instead
-            of the generated weights (same cost, controlled episode lengths).
+        behaviour: benchmarks only — wraps the update's own actor into the one
+            that plays (it still runs the generated policy, so its cost is paid,
+            but takes, say, a fixed controller's actions: controlled episodes).
         max_grad_norm: clip the (averaged) gradient's global norm before the step.
     """
     step = reinforce_gradient(model, envs, episodes, env_seeds, rng, discount, entropy,
@@ -440,7 +441,7 @@ def plain_blas() -> Iterator[None]:
 def reinforce_gradient(model: QuantumTrain | ClassicalPolicy, envs: gym.vector.VectorEnv,
                        episodes: int, env_seeds: list[int] | None, rng: np.random.Generator,
                        discount: float, entropy: float,
-                       behaviour: Actor | None = None) -> Update:
+                       behaviour: Callable[[Actor], Actor] | None = None) -> Update:
     """Steps 1–4 of an update short of the optimizer: collect ``episodes`` complete
     episodes and leave the REINFORCE gradient in every ``p.grad`` (an async worker
     sends it to the learner instead of stepping)."""
@@ -451,14 +452,17 @@ def reinforce_gradient(model: QuantumTrain | ClassicalPolicy, envs: gym.vector.V
 
 def _reinforce_gradient(model: QuantumTrain | ClassicalPolicy, envs: gym.vector.VectorEnv,
                         episodes: int, env_seeds: list[int] | None, rng: np.random.Generator,
-                        discount: float, entropy: float, behaviour: Actor | None) -> Update:
+                        discount: float, entropy: float,
+                        behaviour: Callable[[Actor], Actor] | None) -> Update:
     t0 = time.perf_counter()
     # 1. generate the policy weights once for this update (autograd on)
     weights = model.generate()
     t1 = time.perf_counter()
 
     # 2. roll out with the weights detached: batched over the copies, no autograd
-    actor = behaviour or make_actor(model.target, weights)
+    actor = make_actor(model.target, weights)
+    if behaviour is not None:
+        actor = behaviour(actor)
     batch = collect_episodes(envs, actor, episodes, rng, env_seeds, discount)
     t2 = time.perf_counter()
 

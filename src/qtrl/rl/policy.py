@@ -217,6 +217,10 @@ class CompiledActor:
         return _dense_logits(np.ascontiguousarray(obs, dtype=np.float32), self.w_ts,
                              self.biases, self.acts)
 
+    @property
+    def n_actions(self) -> int:
+        return int(self.w_ts[-1].shape[1])
+
     def actions(self, obs: np.ndarray, noise: np.ndarray) -> np.ndarray:
         """``argmax(logits + noise)`` per row, ``(envs,)`` int64: the same draw
         as :class:`ActionSampler` makes from :meth:`__call__`'s logits."""
@@ -293,10 +297,12 @@ class ActionSampler:
 
     def act(self, actor: Actor, obs: np.ndarray, greedy: bool = False) -> np.ndarray:
         """One action per row of ``obs``: ``self(actor(obs), greedy)``, in one
-        compiled call when the actor is a :class:`CompiledActor` (same draws)."""
-        if greedy or not isinstance(actor, CompiledActor):
+        call when the actor samples itself (``actions(obs, noise)`` and
+        ``n_actions``, as :class:`CompiledActor`: the same draws)."""
+        sample = getattr(actor, "actions", None)
+        if greedy or sample is None:
             return self(actor(obs), greedy)
-        return actor.actions(obs, self._draw((obs.shape[0], actor.w_ts[-1].shape[1])))
+        return sample(obs, self._draw((obs.shape[0], actor.n_actions)))
 
     def _draw(self, shape: tuple[int, ...]) -> np.ndarray:
         """The next step's Gumbel noise ``shape`` (a new block when used up)."""
