@@ -348,8 +348,8 @@ class _FusedRingGenerate(torch.autograd.Function):
     weights ``(k,)``: the ring circuit's kernels (``stage``) and the mapping
     pass in one autograd node. The same kernels on the same arrays as
     ``_FusedGenerate`` after the circuit's own Function, so the same numbers;
-    one node and no tensor round trips between them (~0.1 ms of a CartPole
-    update's ~0.9 ms generation)."""
+    one node and no tensor round trips between them (measured ~70 µs of the
+    ~0.8 ms that a CartPole generation takes forward and backward)."""
 
     @staticmethod
     def forward(ctx, u3: Tensor, cu3: Tensor, stage: RingStage, features: Tensor,
