@@ -32,3 +32,10 @@ def test_gate_by_gate_runs_the_reference_circuit_with_the_same_weights() -> None
     assert type(w_fast.grad_fn).__name__ == "_FusedRingGenerateBackward"   # one node
     assert type(w_slow.grad_fn).__name__ == "_FusedGenerateBackward"       # mapping only
     torch.testing.assert_close(w_slow, w_fast, rtol=1e-4, atol=1e-6)
+
+
+def test_the_yardstick_is_stepped_beside_every_update() -> None:
+    totals = time_update_pairs([0], 2, 4, 4, None)
+    for t in totals.values():
+        assert t["random_time"] > 0
+        assert t["steps"] <= t["random_steps"] < t["steps"] + 2 * 4   # rounded up per update

@@ -31,11 +31,13 @@ seeds for every model. Four measurements:
    (roll-outs, updates, logging, checkpoints) and env-steps/s against random
    actions on the same vector env.
 4. **Training env-steps/s vs random-action stepping** of the same vector env
-   through Gymnasium's ``step()`` (the goal's yardstick), sampled right before
-   and right after each training measurement: this machine's speed drifts by up
-   to 2x over minutes, and a yardstick measured at another time says more about
-   the drift than about training. Beside it, stricter: the fastest random rate
-   seen anywhere in the bench, and the leaner masked step our roll-outs use.
+   through Gymnasium's ``step()`` (the goal's yardstick), measured alongside:
+   for [1]'s regimes a twin env is stepped right after every timed update for
+   as many env steps as it played; for the whole runs, right before and right
+   after each run. This machine's speed drifts by up to 2x within minutes, and
+   a yardstick measured at another time says more about the drift than about
+   training. Beside it, stricter: the fastest random rate seen anywhere in the
+   bench (long steady runs), and the leaner masked step our roll-outs use.
    The goal is checked on the regimes that train a policy's own roll-outs or a
    controller's; the same-episodes regime (random actions) is shown only.
 5. **Memory**: peak RSS growth of one update with short vs long episodes, each
@@ -162,15 +164,26 @@ def time_update_pairs(seeds: list[int], updates: int, n_envs: int, episodes: int
                       models: tuple[str, ...] = ("QT", "classical")) -> dict[str, dict]:
     """Timings summed over ``updates`` updates per seed (after one warm-up), the
     models' updates interleaved so that a slow spell of a shared machine hits
-    both alike."""
+    both alike.
+
+    Right after each timed update, a twin of its vector env is stepped with
+    random actions through Gymnasium's ``step()`` for as many env steps as the
+    update played (``random_time``, ``random_steps``): the goal's yardstick,
+    measured under the same machine conditions as the update it is compared with.
+    """
     from ..rl.env import make_vector_env
     from ..train import reinforce_update, update_seeds
 
-    keys = ("generate", "rollout", "learn", "steps", "updates", "env_steps")
+    keys = ("generate", "rollout", "learn", "steps", "updates", "env_steps", "random_time",
+            "random_steps")
     totals = {m: dict.fromkeys(keys, 0.0) for m in models}
+    moves = np.random.default_rng(0).integers(0, 2, (1 << 16, n_envs))
     for seed in seeds:
         built = {m: _build(m == "classical", seed) for m in models}
         envs = {m: make_vector_env(built[m][0].env, n_envs) for m in models}
+        twin = make_vector_env(built[models[0]][0].env, n_envs)
+        twin.reset(seed=seed)
+        done = 0                                   # random moves used so far
         try:
             for u in range(updates + 1):
                 for m in models:
@@ -178,6 +191,12 @@ def time_update_pairs(seeds: list[int], updates: int, n_envs: int, episodes: int
                     env_seeds, rng = update_seeds(seed, u, n_envs)
                     step = reinforce_update(model, opt, envs[m], episodes, env_seeds, rng,
                                             config.gamma, config.entropy, behaviour=behaviour)
+                    vector_steps = -(-int(step.batch.episode_lengths.sum()) // n_envs)
+                    t0 = time.perf_counter()
+                    for a in moves[done % len(moves):][:vector_steps]:
+                        twin.step(a)
+                    random_time = time.perf_counter() - t0
+                    done += vector_steps
                     if u == 0:
                         continue  # warm-up
                     t = totals[m]
@@ -187,7 +206,10 @@ def time_update_pairs(seeds: list[int], updates: int, n_envs: int, episodes: int
                     t["steps"] += float(step.batch.episode_lengths.sum())
                     t["env_steps"] += step.batch.env_steps
                     t["updates"] += 1
+                    t["random_time"] += random_time
+                    t["random_steps"] += vector_steps * n_envs
         finally:
+            twin.close()
             for e in envs.values():
                 e.close()
     return totals
@@ -378,14 +400,14 @@ def run(args: argparse.Namespace) -> int:
           f"{time.strftime('%Y-%m-%d')}")
     print()
 
-    # The random-action yardstick of [4] is sampled right before and right after
-    # each training measurement (its mean is that measurement's yardstick: a slow
-    # spell of this shared machine then hits both alike), and also its fastest rate
-    # over the whole bench is kept, as the strictest yardstick, printed beside.
+    # The random-action yardstick of [4] is measured alongside each training
+    # measurement (update by update in [1]; right before and after a whole run),
+    # so that a slow spell of this shared machine hits both alike; its fastest
+    # rate over the whole bench is kept as the strictest yardstick, printed beside.
     random_steps = 500 if args.quick else args.random_steps
     sizes = sorted({n_envs, 4})
     rand = sample_random({}, random_steps, sizes)
-    adjacent: dict[tuple[str, str], float] = {}  # as steps_per_s: random steps/s around it
+    adjacent: dict[tuple[str, str], float] = {}  # as steps_per_s: random steps/s beside it
 
     def around(k: int, measure: Callable[[], Any]) -> tuple[Any, float]:
         before = random_stepping(k, random_steps)
@@ -404,11 +426,10 @@ def run(args: argparse.Namespace) -> int:
     steps_per_s: dict[tuple[str, str], float] = {}
     per_update: dict[tuple[str, str], float] = {}
     for regime, behaviour in REGIMES.items():
-        pair, near = around(n_envs, lambda b=behaviour: time_update_pairs(
-            seeds, updates, n_envs, episodes, b))
+        pair = time_update_pairs(seeds, updates, n_envs, episodes, behaviour)
         for name in ("QT", "classical"):
-            adjacent[(regime, name)] = near    # the two models' updates were interleaved
             t = pair[name]
+            adjacent[(regime, name)] = t["random_steps"] / t["random_time"]
             n = t["updates"]
             total = t["generate"] + t["rollout"] + t["learn"]
             per_step_us[(regime, name)] = total / t["steps"] * 1e6
@@ -493,8 +514,9 @@ def run(args: argparse.Namespace) -> int:
     # ---- 4. training steps/s vs random-action stepping -------------------------------
     rand = sample_random(rand, random_steps, sizes)
     print("[4] env steps/s vs random actions on the same sync envs (Gymnasium step()), "
-          "sampled right before and after each measurement ('adjacent', the goal's "
-          "yardstick); beside it the fastest of all samples of this bench (Gymnasium step() "
+          "measured alongside ('adjacent', the goal's yardstick: update by update for [1]'s "
+          "regimes, right before and after for whole runs); beside it the fastest of all "
+          "samples of this bench (Gymnasium step() "
           + ", ".join(f"{k} envs {rand[(k, False)]:,.0f}/s" for k in sizes)
           + ") and of our masked step ("
           + ", ".join(f"{k} envs {rand[(k, True)]:,.0f}/s" for k in sizes) + ")")
