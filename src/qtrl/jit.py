@@ -25,7 +25,8 @@ except ImportError:  # pragma: no cover - numba is a dependency
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger(__name__)
-_KERNEL_SOURCES = ("quantum/compiled.py", "quantum/wide.py", "mapping.py", "rl/policy.py")
+_KERNEL_SOURCES = ("quantum/compiled.py", "quantum/wide.py", "mapping.py", "rl/policy.py",
+                   "rl/reinforce.py")
 _ensured = False
 _threads_set = 0
 """The count :func:`set_threads` last gave Numba (0: not yet)."""
@@ -100,6 +101,7 @@ def warm() -> None:
     from .mapping import generate_weights, mlp
     from .quantum import compiled, wide
     from .rl.policy import ActionSampler, make_actor
+    from .rl.reinforce import discounted_returns
     for kernels, n, dtype in ((compiled, 3, torch.float64), (wide, 13, torch.float32)):
         u3 = torch.zeros(1, 1, n, 3, dtype=dtype, requires_grad=True)
         cu3 = torch.zeros(1, 1, n, 3, dtype=dtype, requires_grad=True)
@@ -110,6 +112,7 @@ def warm() -> None:
     net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU(), torch.nn.Linear(2, 2))
     actor = make_actor(net, dict(net.named_parameters()))
     ActionSampler(np.random.default_rng(0)).act(actor, np.zeros((1, 2), dtype=np.float32))
+    discounted_returns(np.ones(2), np.array([2]), 0.5)
     marker = _marker()
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)

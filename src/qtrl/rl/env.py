@@ -100,6 +100,10 @@ class MaskedSyncVectorEnv(gym.vector.SyncVectorEnv):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._unreset: list[int] = []   # copies ended by step_active(autoreset=False)
+        modes = gym.vector.AutoresetMode
+        self._next_step = self.autoreset_mode == modes.NEXT_STEP
+        self._maskable = self.autoreset_mode in (modes.SAME_STEP, modes.NEXT_STEP)
+        self._rows = isinstance(self._observations, np.ndarray)  # Box: rows are copied
 
     def reset(self, *, seed=None, options=None):  # type: ignore[override]
         self._unreset = []
@@ -131,22 +135,53 @@ class MaskedSyncVectorEnv(gym.vector.SyncVectorEnv):
         ``terminated``, ``truncated`` arrays and the list of copies whose
         episode ended in this step.
         """
+        if not self._maskable:
+            raise ValueError(f"masked steps need SAME_STEP or NEXT_STEP autoreset, "
+                             f"got {self.autoreset_mode}")
         n = self.num_envs
         rewards = np.zeros(n, dtype=np.float64)
         terms = np.zeros(n, dtype=np.bool_)
         truncs = np.zeros(n, dtype=np.bool_)
         ended: list[int] = []
+        rows, unreset = self._rows, self._unreset
+        if unreset and not set(unreset).isdisjoint(active):
+            raise RuntimeError(f"copies {unreset} ended without a reset; call reset()")
+        if self._next_step:
+            self._step_next(moves, active, rewards, terms, truncs, ended)
+        else:
+            # The hot loop of a roll-out (one pass per env step): only what the
+            # same-step mode needs. Gymnasium reads _autoreset_envs only in
+            # next-step mode and _env_obs only to concatenate non-Box observations.
+            envs, observations, env_obs = self.envs, self._observations, self._env_obs
+            for i in active:
+                env = envs[i]
+                obs, reward, term, trunc, _ = env.step(moves[i])
+                rewards[i] = reward
+                if term or trunc:
+                    terms[i], truncs[i] = term, trunc
+                    ended.append(i)
+                    if autoreset:
+                        obs, _ = env.reset()
+                    else:
+                        self._unreset = [*self._unreset, i]
+                if rows:
+                    observations[i] = obs
+                else:
+                    env_obs[i] = obs
+        if not rows:
+            self._observations = gym.vector.utils.concatenate(
+                self.single_observation_space, self._env_obs, self._observations)
+        self._rewards, self._terminations, self._truncations = rewards, terms, truncs
+        return self._observations, rewards, terms, truncs, ended
+
+    def _step_next(self, moves: np.ndarray, active: list[int], rewards: np.ndarray,
+                   terms: np.ndarray, truncs: np.ndarray, ended: list[int]) -> None:
+        """:meth:`step_active`'s loop in next-step mode: a copy whose last step
+        ended only resets in this one."""
         pending = self._autoreset_envs
-        next_step = self.autoreset_mode == gym.vector.AutoresetMode.NEXT_STEP
-        if not next_step and self.autoreset_mode != gym.vector.AutoresetMode.SAME_STEP:
-            raise ValueError(f"masked steps need SAME_STEP or NEXT_STEP autoreset, "
-                             f"got {self.autoreset_mode}")
-        rows = isinstance(self._observations, np.ndarray)  # Box: copy the rows that moved
-        if self._unreset and not set(active).isdisjoint(self._unreset):
-            raise RuntimeError(f"copies {self._unreset} ended without a reset; call reset()")
         for i in active:
             env = self.envs[i]
-            if next_step and pending[i]:
+            if pending[i]:
                 obs, _ = env.reset()
                 pending[i] = False
             else:
@@ -155,22 +190,10 @@ class MaskedSyncVectorEnv(gym.vector.SyncVectorEnv):
                 if term or trunc:
                     terms[i], truncs[i] = term, trunc
                     ended.append(i)
-                    if not next_step:
-                        if autoreset:
-                            obs, _ = env.reset()
-                        else:
-                            self._unreset = [*self._unreset, i]
                     pending[i] = True
-                else:
-                    pending[i] = False
             self._env_obs[i] = obs
-            if rows:
+            if self._rows:
                 self._observations[i] = obs
-        if not rows:
-            self._observations = gym.vector.utils.concatenate(
-                self.single_observation_space, self._env_obs, self._observations)
-        self._rewards, self._terminations, self._truncations = rewards, terms, truncs
-        return self._observations, rewards, terms, truncs, ended
 
 
 def make_vector_env(env_id: str, num_envs: int, max_steps: int | None = None,

