@@ -167,9 +167,11 @@ def time_update_pairs(seeds: list[int], updates: int, n_envs: int, episodes: int
     both alike.
 
     Right after each timed update, a twin of its vector env is stepped with
-    random actions through Gymnasium's ``step()`` for as many env steps as the
-    update played (``random_time``, ``random_steps``): the goal's yardstick,
-    measured under the same machine conditions as the update it is compared with.
+    random actions through Gymnasium's ``step()`` for :data:`YARDSTICK_STEPS`
+    vector steps (``random_time``, ``random_steps``): the goal's yardstick,
+    measured beside the update it is compared with, in runs long enough to be
+    steady (bursts as short as an update's roll-out measured 7-20% slower than
+    steady stepping, which would flatter training).
     """
     from ..rl.env import make_vector_env
     from ..train import reinforce_update, update_seeds
@@ -191,7 +193,7 @@ def time_update_pairs(seeds: list[int], updates: int, n_envs: int, episodes: int
                     env_seeds, rng = update_seeds(seed, u, n_envs)
                     step = reinforce_update(model, opt, envs[m], episodes, env_seeds, rng,
                                             config.gamma, config.entropy, behaviour=behaviour)
-                    vector_steps = -(-int(step.batch.episode_lengths.sum()) // n_envs)
+                    vector_steps = YARDSTICK_STEPS
                     t0 = time.perf_counter()
                     for a in moves[done % len(moves):][:vector_steps]:
                         twin.step(a)
@@ -214,6 +216,9 @@ def time_update_pairs(seeds: list[int], updates: int, n_envs: int, episodes: int
                 e.close()
     return totals
 
+
+YARDSTICK_STEPS = 512
+"""Vector steps of random actions after each timed update (~4000 env steps)."""
 
 TUNED = {"mapping_activation": "relu", "qt_init_std": 0.1, "episodes_per_update": 4,
          "lr": 7e-3, "anneal_lr": True, "max_grad_norm": 1.0}
