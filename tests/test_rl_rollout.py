@@ -235,3 +235,33 @@ def test_roll_outs_skip_the_resets_of_copies_going_idle() -> None:
     finally:
         envs.close()
     assert len(batch.episode_lengths) == 4 and len(batch6.episode_lengths) == 6
+
+
+def test_env_streams_reset_as_a_pure_function_of_the_update() -> None:
+    from qtrl.rl.env import EnvStreams
+    streams = EnvStreams(7, 3)
+    envs = make_vector_env("CartPole-v1", 3)
+    other = make_vector_env("CartPole-v1", 3)
+    try:
+        first = streams.reset(envs, 5).copy()
+        for _ in range(4):                              # whatever happened before ...
+            envs.step(np.array([0, 1, 0]))
+        np.testing.assert_array_equal(streams.reset(envs, 5), first)      # ... same reset
+        np.testing.assert_array_equal(streams.reset(other, 5), first)     # other copies too
+        assert not np.array_equal(streams.reset(envs, 6), first)
+        assert not np.array_equal(EnvStreams(7, 3, agent=1).reset(envs, 5), first)
+        rows = {tuple(r) for r in first}
+        assert len(rows) == 3                            # each copy its own stream
+        # the update's later (unseeded) resets continue the same stream
+        a = collect_episodes(envs, _actor(), 6, np.random.default_rng(0), streams.at(2), 0.9)
+        b = collect_episodes(other, _actor(), 6, np.random.default_rng(0), streams.at(2), 0.9)
+        np.testing.assert_array_equal(a.obs, b.obs)
+    finally:
+        envs.close()
+        other.close()
+    minigrid = make_vector_env("MiniGrid-Empty-5x5-v0", 2, max_steps=10)
+    try:
+        np.testing.assert_array_equal(EnvStreams(1, 2).reset(minigrid, 3),
+                                      EnvStreams(1, 2).reset(minigrid, 3))
+    finally:
+        minigrid.close()

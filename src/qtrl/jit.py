@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - numba is a dependency
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger(__name__)
 _KERNEL_SOURCES = ("quantum/compiled.py", "quantum/wide.py", "mapping.py", "rl/policy.py",
-                   "rl/reinforce.py")
+                   "rl/reinforce.py", "rl/policy_gradient.py")
 _ensured = False
 _threads_set = 0
 """The count :func:`set_threads` last gave Numba (0: not yet)."""
@@ -101,6 +101,7 @@ def warm() -> None:
     from .mapping import generate_weights, mlp
     from .quantum import compiled, wide
     from .rl.policy import ActionSampler, make_actor
+    from .rl.policy_gradient import dense_reinforce_loss
     from .rl.reinforce import discounted_returns
     for kernels, n, dtype in ((compiled, 3, torch.float64), (wide, 13, torch.float32)):
         u3 = torch.zeros(1, 1, n, 3, dtype=dtype, requires_grad=True)
@@ -113,6 +114,10 @@ def warm() -> None:
     actor = make_actor(net, dict(net.named_parameters()))
     ActionSampler(np.random.default_rng(0)).act(actor, np.zeros((1, 2), dtype=np.float32))
     discounted_returns(np.ones(2), np.array([2]), 0.5)
+    terms = dense_reinforce_loss(net, dict(net.named_parameters()),
+                                 np.zeros((2, 2), dtype=np.float32), np.zeros(2, dtype=np.int64),
+                                 np.arange(2.0), 1)
+    terms.loss.backward()
     marker = _marker()
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)

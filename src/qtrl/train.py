@@ -15,10 +15,11 @@ hot path of DESIGN §4:
 as the "generated" weights: the baseline.
 
 Randomness. The initial parameters come from ``torch.manual_seed(seed)``.
-Everything random inside update ``u`` — the environments' reset seeds and the
-action draws — comes from ``SeedSequence(seed, spawn_key=(agent, u, …))``, so an
-update depends only on ``(seed, u)`` and the parameters: a resumed run
-continues bit-for-bit like an uninterrupted one.
+Everything random inside update ``u`` depends only on ``(seed, agent, u)``: the
+action draws come from ``SeedSequence(seed, spawn_key=(agent, u, 1))``, the
+environments' resets from each copy's stream advanced to block ``u``
+(:class:`~qtrl.rl.env.EnvStreams`). With the parameters, that is all an update
+depends on: a resumed run continues bit-for-bit like an uninterrupted one.
 
 The run directory (DESIGN §5): ``config.json``, ``metrics.csv`` (one row per
 episode), ``progress.csv`` (one row per update), TensorBoard events,
@@ -28,6 +29,7 @@ episode), ``progress.csv`` (one row per update), TensorBoard events,
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -60,7 +62,8 @@ from .generator import QuantumTrain
 from .logger import Display, Logger, truncate_csv
 from .presets import build_policy
 from .quantum.sharding import RowShards
-from .rl.env import env_dims, make_vector_env
+from .rl.direct import direct_gradient
+from .rl.env import EnvStreams, env_dims, make_vector_env
 from .rl.optim import clip_, global_norm
 from .rl.policy import (
     Actor,
@@ -70,8 +73,9 @@ from .rl.policy import (
     make_actor,
     make_optimizer,
 )
+from .rl.policy_gradient import dense_reinforce_loss
 from .rl.reinforce import normalise_returns, reinforce_loss
-from .rl.rollout import Rollout, collect_episodes
+from .rl.rollout import Resets, Rollout, collect_episodes
 
 __all__ = [
     "CHECKPOINT",
@@ -221,12 +225,17 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss))
 
 
-def update_seeds(seed: int, update: int, n_envs: int,
-                 agent: int = 0) -> tuple[list[int], np.random.Generator]:
-    """Reset seeds of the ``n_envs`` copies and the action RNG of one update."""
-    env_seeds = np.random.SeedSequence(seed, spawn_key=(agent, update, 0)).generate_state(n_envs)
+def update_seeds(seed: int, update: int, n_envs: int, agent: int = 0
+                 ) -> tuple[Callable[[gym.vector.VectorEnv], Any], np.random.Generator]:
+    """The reset of the ``n_envs`` copies (:meth:`EnvStreams.at`) and the action
+    RNG of one update: pure functions of ``(seed, agent, update)``."""
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(agent, update, 1)))
-    return [int(s) for s in env_seeds], rng
+    return _env_streams(seed, n_envs, agent).at(update), rng
+
+
+@functools.lru_cache(maxsize=64)
+def _env_streams(seed: int, n_envs: int, agent: int) -> EnvStreams:
+    return EnvStreams(seed, n_envs, agent)
 
 
 def quantum_seeds(seed: int, update: int, agent: int = 0,
@@ -397,7 +406,7 @@ class Update(NamedTuple):
 
 
 def reinforce_update(model: QuantumTrain | ClassicalPolicy, optimizer: torch.optim.Optimizer,
-                     envs: gym.vector.VectorEnv, episodes: int, env_seeds: list[int] | None,
+                     envs: gym.vector.VectorEnv, episodes: int, env_seeds: Resets,
                      rng: np.random.Generator, discount: float, entropy: float,
                      before_step: Callable[[], None] | None = None,
                      behaviour: Callable[[Actor], Actor] | None = None,
@@ -439,7 +448,7 @@ def plain_blas() -> Iterator[None]:
 
 
 def reinforce_gradient(model: QuantumTrain | ClassicalPolicy, envs: gym.vector.VectorEnv,
-                       episodes: int, env_seeds: list[int] | None, rng: np.random.Generator,
+                       episodes: int, env_seeds: Resets, rng: np.random.Generator,
                        discount: float, entropy: float,
                        behaviour: Callable[[Actor], Actor] | None = None) -> Update:
     """Steps 1–4 of an update short of the optimizer: collect ``episodes`` complete
@@ -451,9 +460,17 @@ def reinforce_gradient(model: QuantumTrain | ClassicalPolicy, envs: gym.vector.V
 
 
 def _reinforce_gradient(model: QuantumTrain | ClassicalPolicy, envs: gym.vector.VectorEnv,
-                        episodes: int, env_seeds: list[int] | None, rng: np.random.Generator,
+                        episodes: int, env_seeds: Resets, rng: np.random.Generator,
                         discount: float, entropy: float,
                         behaviour: Callable[[Actor], Actor] | None) -> Update:
+    direct = direct_gradient(model, envs, episodes, env_seeds, rng, discount, entropy,
+                             behaviour)
+    if direct is not None:   # the common case, every step a compiled call
+        t0 = time.perf_counter()
+        norm = global_norm([p.grad for p in model.parameters() if p.grad is not None])
+        return Update(direct.batch, direct.loss, direct.policy_loss, direct.entropy,
+                      float(norm), direct.t_generate, direct.t_rollout,
+                      direct.t_learn + time.perf_counter() - t0, norm)
     t0 = time.perf_counter()
     # 1. generate the policy weights once for this update (autograd on)
     weights = model.generate()
@@ -466,10 +483,15 @@ def _reinforce_gradient(model: QuantumTrain | ClassicalPolicy, envs: gym.vector.
     batch = collect_episodes(envs, actor, episodes, rng, env_seeds, discount)
     t2 = time.perf_counter()
 
-    # 3. one batched, differentiable log-probability pass (functional_call)
-    logits = model(torch.from_numpy(batch.obs), weights=weights)
-    returns = normalise_returns(torch.from_numpy(batch.returns).to(logits.dtype))
-    terms = reinforce_loss(logits, torch.from_numpy(batch.actions), returns, episodes, entropy)
+    # 3. one batched, differentiable pass: log-probabilities and the loss (compiled
+    #    for dense policies, else torch ops)
+    terms = dense_reinforce_loss(model.target, weights, batch.obs, batch.actions,
+                                 batch.returns, episodes, entropy)
+    if terms is None:
+        logits = model(torch.from_numpy(batch.obs), weights=weights)
+        returns = normalise_returns(torch.from_numpy(batch.returns).to(logits.dtype))
+        terms = reinforce_loss(logits, torch.from_numpy(batch.actions), returns, episodes,
+                               entropy)
 
     # 4. backward into circuit angles and mapping model (the Adam step follows)
     params = list(model.parameters())   # one walk of the module tree, not two

@@ -8,6 +8,8 @@ observation is a ``Box`` (flattened), or a ``Dict`` holding an ``image`` Box
 from __future__ import annotations
 
 import math
+import weakref
+from collections.abc import Callable
 from copy import deepcopy
 from typing import Any
 
@@ -16,7 +18,7 @@ import numpy as np
 
 from ..errors import UserError
 
-__all__ = ["FlatImageObservation", "MaskedSyncVectorEnv", "env_dims", "make_env",
+__all__ = ["EnvStreams", "FlatImageObservation", "MaskedSyncVectorEnv", "env_dims", "make_env",
            "make_vector_env"]
 
 
@@ -194,6 +196,45 @@ class MaskedSyncVectorEnv(gym.vector.SyncVectorEnv):
             self._env_obs[i] = obs
             if self._rows:
                 self._observations[i] = obs
+
+
+class EnvStreams:
+    """Where each copy's reset randomness comes from, update by update.
+
+    Copy ``i`` owns one PCG64 stream, seeded once from ``(seed, agent, i)``; the
+    resets of update ``u`` draw from it advanced by ``u · 2^64`` (``PCG64.advance``,
+    disjoint blocks of 2^64 draws). A pure function of the update, so a resumed
+    run resets exactly as the uninterrupted one, with no environment state in
+    the checkpoint; and ~4 µs a copy, where seeding a reset builds a new
+    generator (~23 µs, of ~44 µs for a seeded CartPole reset).
+    """
+
+    def __init__(self, seed: int, n_envs: int, agent: int = 0) -> None:
+        self.bases = [np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(agent, i, 2))).state
+                      for i in range(n_envs)]
+        self._gens: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def at(self, update: int) -> Callable[[gym.vector.VectorEnv], Any]:
+        """The reset of update ``update``: ``envs -> first observations``."""
+        def reset(envs: gym.vector.VectorEnv) -> Any:
+            return self.reset(envs, update)
+        return reset
+
+    def reset(self, envs: gym.vector.VectorEnv, update: int) -> Any:
+        """Reset every copy of ``envs`` from its stream at ``update``; the
+        first observations."""
+        if len(envs.envs) != len(self.bases):
+            raise ValueError(f"{len(self.bases)} streams for {len(envs.envs)} copies")
+        gens = self._gens.get(envs)
+        if gens is None:
+            gens = self._gens[envs] = [np.random.Generator(np.random.PCG64())
+                                       for _ in self.bases]
+        for env, gen, base in zip(envs.envs, gens, self.bases, strict=True):
+            bits = gen.bit_generator
+            bits.state = base
+            bits.advance(update << 64)
+            env.unwrapped.np_random = gen   # what an unseeded reset draws from
+        return envs.reset()[0]
 
 
 def make_vector_env(env_id: str, num_envs: int, max_steps: int | None = None,

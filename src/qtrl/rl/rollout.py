@@ -23,7 +23,8 @@ with sampling they differ only in which draws the actions use.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -32,7 +33,11 @@ from .env import MaskedSyncVectorEnv
 from .policy import ActionSampler, Actor
 from .reinforce import discounted_returns
 
-__all__ = ["Rollout", "collect_episodes"]
+__all__ = ["Resets", "Rollout", "collect_episodes"]
+
+Resets = list[int] | Callable[[gym.vector.VectorEnv], Any] | None
+"""How a roll-out resets its copies: one seed each, a function that resets
+them and returns their first observations, or None (their own RNG)."""
 
 
 class Rollout(NamedTuple):
@@ -61,7 +66,7 @@ class Rollout(NamedTuple):
 
 
 def collect_episodes(envs: gym.vector.VectorEnv, actor: Actor, episodes: int,
-                     rng: np.random.Generator, seeds: list[int] | None,
+                     rng: np.random.Generator, seeds: Resets,
                      discount: float, greedy: bool = False) -> Rollout:
     """Play exactly ``episodes`` complete episodes with ``actor``.
 
@@ -70,7 +75,9 @@ def collect_episodes(envs: gym.vector.VectorEnv, actor: Actor, episodes: int,
         actor: ``obs (N, d) -> logits (N, actions)``, weights fixed for the call.
         episodes: ``E``, episodes to collect.
         rng: draws the actions.
-        seeds: one reset seed per copy (``None``: continue the copies' own RNG).
+        seeds: one reset seed per copy, or a function resetting the copies and
+            returning their observations (:meth:`qtrl.rl.env.EnvStreams.at`), or
+            ``None``: continue the copies' own RNG.
         discount: for the returns-to-go.
         greedy: take the arg-max action instead of sampling.
     """
@@ -83,7 +90,7 @@ def collect_episodes(envs: gym.vector.VectorEnv, actor: Actor, episodes: int,
     next_step = mode == gym.vector.AutoresetMode.NEXT_STEP
     maskable = isinstance(envs, MaskedSyncVectorEnv)
     n = envs.num_envs
-    obs, _ = envs.reset(seed=seeds)
+    obs = seeds(envs) if callable(seeds) else envs.reset(seed=seeds)[0]
 
     started = min(n, episodes)
     episode_of = np.full(n, -1, dtype=np.int64)        # counted episode each copy plays
