@@ -8,7 +8,7 @@ seeds for every model. Four measurements:
    the training loop's own update — for ``E`` episodes over ``N`` sync envs,
    in three regimes. *Untrained, own policy*: each model plays its own
    untrained policy, as a run starts; the two play different episodes (QT's
-   near-uniform first policy falls sooner: ~186 against ~208 steps per update
+   near-uniform first policy falls sooner: ~179 against ~205 steps per update
    over seeds 0-7), so their cost per env step differs by episode length as
    well as by compute. *Untrained, same episodes*: both play uniformly random
    actions (episodes of the untrained length, identical for both models) and
