@@ -75,7 +75,7 @@ from .rl.policy import (
 )
 from .rl.policy_gradient import dense_reinforce_loss
 from .rl.reinforce import normalise_returns, reinforce_loss
-from .rl.rollout import Resets, Rollout, collect_episodes
+from .rl.rollout import Resets, Rollout, collect_episodes, play
 
 __all__ = [
     "CHECKPOINT",
@@ -477,10 +477,7 @@ def _reinforce_gradient(model: QuantumTrain | ClassicalPolicy, envs: gym.vector.
     t1 = time.perf_counter()
 
     # 2. roll out with the weights detached: batched over the copies, no autograd
-    actor = make_actor(model.target, weights)
-    if behaviour is not None:
-        actor = behaviour(actor)
-    batch = collect_episodes(envs, actor, episodes, rng, env_seeds, discount)
+    batch = play(model.target, weights, envs, episodes, rng, env_seeds, discount, behaviour)
     t2 = time.perf_counter()
 
     # 3. one batched, differentiable pass: log-probabilities and the loss (compiled

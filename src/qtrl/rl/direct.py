@@ -29,9 +29,9 @@ from torch import Tensor
 
 from .. import mapping as mapping_pass
 from ..generator import QuantumTrain
-from .policy import Actor, ClassicalPolicy, make_actor
+from .policy import Actor, ClassicalPolicy
 from .policy_gradient import dense_pass, dense_plan
-from .rollout import Resets, Rollout, collect_episodes
+from .rollout import Resets, Rollout, play
 
 __all__ = ["DirectStep", "direct_gradient"]
 
@@ -66,10 +66,7 @@ def direct_gradient(model: QuantumTrain | ClassicalPolicy, envs: gym.vector.Vect
     weights = generator.forward() if generator else {
         name: p.detach() for name, p in model.target.named_parameters()}
     t1 = time.perf_counter()
-    actor = make_actor(model.target, weights)
-    if behaviour is not None:
-        actor = behaviour(actor)
-    batch = collect_episodes(envs, actor, episodes, rng, resets, discount)
+    batch = play(model.target, weights, envs, episodes, rng, resets, discount, behaviour)
     t2 = time.perf_counter()
     layers, _ = plan
     names = [n for w_name, b_name, _ in layers for n in (w_name, b_name)]

@@ -30,10 +30,10 @@ import gymnasium as gym
 import numpy as np
 
 from .env import MaskedSyncVectorEnv
-from .policy import ActionSampler, Actor
+from .policy import ActionSampler, Actor, make_actor
 from .reinforce import discounted_returns
 
-__all__ = ["Resets", "Rollout", "collect_episodes"]
+__all__ = ["Resets", "Rollout", "collect_episodes", "play"]
 
 Resets = list[int] | Callable[[gym.vector.VectorEnv], Any] | None
 """How a roll-out resets its copies: one seed each, a function that resets
@@ -171,3 +171,15 @@ def collect_episodes(envs: gym.vector.VectorEnv, actor: Actor, episodes: int,
         truncated=truncated,
         env_steps=env_steps,
     )
+
+
+def play(target: Any, weights: dict, envs: gym.vector.VectorEnv, episodes: int,
+         rng: np.random.Generator, seeds: Resets, discount: float,
+         behaviour: Callable[[Actor], Actor] | None = None) -> Rollout:
+    """Step 2 of an update: ``target`` run with ``weights`` (detached, by
+    :func:`~qtrl.rl.policy.make_actor`; ``behaviour`` may wrap that actor, for
+    benchmarks) plays ``episodes`` complete episodes (:func:`collect_episodes`)."""
+    actor = make_actor(target, weights)
+    if behaviour is not None:
+        actor = behaviour(actor)
+    return collect_episodes(envs, actor, episodes, rng, seeds, discount)
