@@ -88,9 +88,11 @@ def direct_gradient(model: QuantumTrain | ClassicalPolicy, envs: gym.vector.Vect
 
 
 def _plain_parameters(model: ClassicalPolicy) -> bool:
+    """Every parameter trained, on the CPU, in one float dtype (the direct path
+    writes a gradient to each)."""
     params = list(model.parameters())
-    return bool(params) and all(p.is_cpu and p.dtype in (torch.float32, torch.float64)
-                                and p.dtype == params[0].dtype for p in params)
+    return bool(params) and all(p.requires_grad and p.is_cpu and p.dtype == params[0].dtype
+                                and p.dtype in (torch.float32, torch.float64) for p in params)
 
 
 class _Generation:
