@@ -343,6 +343,26 @@ class _FusedGenerate(torch.autograd.Function):
         return torch.from_numpy(gp).to(ctx.p_dtype), None, None, *grads
 
 
+def ring_forward(stage: RingStage, u3: Tensor, cu3: Tensor, features: Tensor,
+                 constants: tuple, params: Sequence[Tensor]) -> tuple[np.ndarray, tuple]:
+    """Ring circuits (``stage``) then the compiled mapping pass: the centred
+    weights ``(k,)`` and what :func:`ring_backward` needs."""
+    p, circuit = stage.forward(stage.arrays(u3), stage.arrays(cu3))
+    w, mapped = _map_forward(p.astype(_NUMPY[features.dtype], copy=False), features,
+                             constants, params)
+    return w, (stage, circuit, mapped, p.dtype)
+
+
+def ring_backward(saved: tuple, grad: Tensor) -> tuple[Tensor, Tensor, list[Tensor]]:
+    """From the weights' gradient ``(k,)``: the ``u3``, ``cu3`` angle gradients
+    and the mapping parameters' (weights, then biases)."""
+    stage, circuit, mapped, p_dtype = saved
+    gp, grads = _map_backward(mapped, grad)
+    g_u3, g_cu3 = stage.vjp(circuit, gp.astype(p_dtype, copy=False))
+    return (torch.from_numpy(g_u3.astype(p_dtype)), torch.from_numpy(g_cu3.astype(p_dtype)),
+            grads)
+
+
 class _FusedRingGenerate(torch.autograd.Function):
     """``(u3, cu3, stage, features, constants, *weights, *biases)`` → centred
     weights ``(k,)``: the ring circuit's kernels (``stage``) and the mapping
@@ -354,19 +374,13 @@ class _FusedRingGenerate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u3: Tensor, cu3: Tensor, stage: RingStage, features: Tensor,
                 constants: tuple, *params: Tensor) -> Tensor:
-        p, circuit = stage.forward(stage.arrays(u3), stage.arrays(cu3))
-        w, mapped = _map_forward(p.astype(_NUMPY[features.dtype], copy=False), features,
-                                 constants, params)
-        ctx.arrays = (stage, circuit, mapped, p.dtype)
+        w, ctx.arrays = ring_forward(stage, u3, cu3, features, constants, params)
         return torch.from_numpy(w)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        stage, circuit, mapped, p_dtype = ctx.arrays
-        gp, grads = _map_backward(mapped, grad)
-        g_u3, g_cu3 = stage.vjp(circuit, gp.astype(p_dtype, copy=False))
-        return (torch.from_numpy(g_u3.astype(p_dtype)), torch.from_numpy(g_cu3.astype(p_dtype)),
-                None, None, None, *grads)
+        g_u3, g_cu3, grads = ring_backward(ctx.arrays, grad)
+        return (g_u3, g_cu3, None, None, None, *grads)
 
 
 _NUMPY = {torch.float32: np.float32, torch.float64: np.float64}

@@ -96,16 +96,16 @@ def _plain_parameters(model: ClassicalPolicy) -> bool:
 
 
 class _Generation:
-    """Quantum-Train's weight generation as NumPy stages, forward then backward."""
+    """Quantum-Train's weight generation as NumPy stages, forward then backward
+    (:func:`qtrl.mapping.ring_forward`, :func:`qtrl.mapping.ring_backward`)."""
 
     def __init__(self, qt: QuantumTrain, stage: Any, linears: list, code: int) -> None:
-        self.qt, self.stage, self.linears = qt, stage, linears
+        self.qt, self.stage = qt, stage
         scale = qt.gamma * 2 ** (qt.n_qubits - 1)
         self.constants = (qt.chunk_size or qt.k, code, float(scale), float(qt.beta),
                           float(qt.alpha))
         self.params = [m.weight for m in linears] + [m.bias for m in linears]
         self.saved: tuple = ()
-
 
     @classmethod
     def of(cls, qt: QuantumTrain) -> _Generation | None:
@@ -124,14 +124,11 @@ class _Generation:
 
     def forward(self) -> dict[str, Tensor]:
         """The generated weights, ``{name: tensor}`` (views of one array, no grad)."""
-        qt, stage = self.qt, self.stage
+        qt = self.qt
         with torch.no_grad():
-            p, circuit = stage.forward(stage.arrays(qt.qnn.u3_angles),
-                                       stage.arrays(qt.qnn.cu3_angles))
-            np_dtype = mapping_pass._NUMPY[qt.features.dtype]
-            flat, mapped = mapping_pass._map_forward(p.astype(np_dtype, copy=False),
-                                                     qt.features, self.constants, self.params)
-        self.saved = (circuit, mapped, p.dtype)
+            flat, self.saved = mapping_pass.ring_forward(
+                self.stage, qt.qnn.u3_angles, qt.qnn.cu3_angles, qt.features,
+                self.constants, self.params)
         weights, at = {}, 0
         for name, shape in qt.spec:
             size = math.prod(shape)
@@ -141,16 +138,14 @@ class _Generation:
 
     def backward(self, grads: dict[str, np.ndarray]) -> None:
         """From the weights' gradients into the circuit angles' and mapping's ``p.grad``."""
-        circuit, mapped, p_dtype = self.saved
         flat = np.concatenate([np.ascontiguousarray(grads[name]).ravel()
                                for name, _ in self.qt.spec])
-        gp, map_grads = mapping_pass._map_backward(mapped, torch.from_numpy(flat))
-        g_u3, g_cu3 = self.stage.vjp(circuit, gp.astype(p_dtype, copy=False))
         qnn = self.qt.qnn
-        qnn.u3_angles.grad = torch.from_numpy(g_u3.astype(p_dtype))
-        qnn.cu3_angles.grad = torch.from_numpy(g_cu3.astype(p_dtype))
+        qnn.u3_angles.grad, qnn.cu3_angles.grad, map_grads = mapping_pass.ring_backward(
+            self.saved, torch.from_numpy(flat))
         for p, g in zip(self.params, map_grads, strict=True):
             p.grad = g
         self.saved = ()
+
 
 _GENERATIONS: weakref.WeakKeyDictionary[QuantumTrain, _Generation] = weakref.WeakKeyDictionary()
