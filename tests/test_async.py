@@ -19,11 +19,13 @@ import torch
 
 from qtrl.cli import main
 from qtrl.config import TrainConfig
-from qtrl.distributed.run import train_local
-from qtrl.rl.env import make_vector_env
-from qtrl.rl.policy import build_model, make_optimizer
-from qtrl.train import Update, check_config, load_checkpoint, reinforce_update, update_seeds
-from qtrl.train_async import pack_update, unpack_update
+from qtrl.algos import anneal
+from qtrl.loops.asynchronous import WorkerReport, pack_report, unpack_report
+from qtrl.loops.common import build, play
+from qtrl.rl.env import EnvStreams, make_vector_env
+from qtrl.run.recorder import Timings
+from qtrl.run.seeds import Stream, generator
+from qtrl.train import load_checkpoint, train_local
 
 from .agents import python_children, wait_for_checkpoint
 
@@ -41,34 +43,31 @@ def _rows(run: Path, name: str) -> list[dict[str, str]]:
 
 
 def _reference(config: TrainConfig, agent: int) -> tuple[dict, list[float]]:
-    """Plain single-process training (train.py's pieces, its loop) whose episodes
-    are played with agent ``agent``'s seeds."""
+    """Plain single-process training (the sync loop's pieces, its order) whose
+    episodes are played with agent ``agent``'s seeds."""
     plain = replace(config, agents=1, dist_mode="sync")
-    obs_dim, n_actions = check_config(plain)
-    torch.manual_seed(plain.seed)
-    model = build_model(plain, obs_dim, n_actions)
-    optimizer = make_optimizer(model, plain)
+    algo = build(plain, rank=0)
     envs = make_vector_env(plain.env, plain.vector_envs, plain.max_steps, plain.autoreset)
+    resets = EnvStreams(plain.seed, plain.vector_envs, agent=agent)
     returns: list[float] = []
     try:
         for update in range(plain.updates):
-            seeds, rng = update_seeds(plain.seed, update, plain.vector_envs, agent=agent)
             if plain.anneal_lr:
-                for group in optimizer.param_groups:
-                    group["lr"] = group["base_lr"] * (1.0 - update / plain.updates)
-            step = reinforce_update(model, optimizer, envs, plain.episodes_in_update(update),
-                                    seeds, rng, plain.gamma, plain.entropy,
-                                    max_grad_norm=plain.max_grad_norm)
-            returns += step.batch.episode_returns.tolist()
+                anneal(algo.optimizer, update, plain.updates)
+            batch, _, _ = play(algo, envs, plain.episodes_in_update(update),
+                               generator(plain.seed, Stream.ACTIONS, agent, update),
+                               resets.at(update), plain.gamma)
+            algo.update(batch)
+            returns += batch.episode_returns.tolist()
     finally:
         envs.close()
-    return model.state_dict(), returns
+    return algo.model.state_dict(), returns
 
 
 def test_one_worker_is_plain_training_on_its_seeds(tmp_path):
     # 7 episodes of 2: the last push collects one; clipping and annealing on
     config = _config(episodes=7, episodes_per_update=2, anneal_lr=True, max_grad_norm=0.5)
-    train_local(config, tmp_path, resume=False, tensorboard=False, display=None)
+    train_local(config, tmp_path, resume=False, tensorboard=False)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the agents: reductions must match
     try:
@@ -92,7 +91,7 @@ def test_one_worker_is_plain_training_on_its_seeds(tmp_path):
 @pytest.mark.parametrize("bound", [0, 4])
 def test_two_workers_respect_the_staleness_bound(tmp_path, bound):
     config = _config(agents=3, episodes=12, max_staleness=bound)
-    train_local(config, tmp_path, resume=False, tensorboard=False, display=None)
+    train_local(config, tmp_path, resume=False, tensorboard=False)
     rows = _rows(tmp_path, "metrics.csv")
     assert [int(r["episode"]) for r in rows] == list(range(1, 13))  # exactly 12
     assert {r["agent"] for r in rows} == {"1", "2"}
@@ -115,10 +114,10 @@ def test_two_workers_respect_the_staleness_bound(tmp_path, bound):
 def test_resume_continues_the_run(tmp_path):
     """With one worker nothing depends on timing, so a resumed run even equals the
     uninterrupted one (with several workers it only continues from the checkpoint)."""
-    train_local(_config(episodes=6), tmp_path, resume=False, tensorboard=False, display=None)
+    train_local(_config(episodes=6), tmp_path, resume=False, tensorboard=False)
     first = load_checkpoint(tmp_path)[1]
     config = _config(episodes=10)
-    train_local(config, tmp_path, resume=True, tensorboard=False, display=None)
+    train_local(config, tmp_path, resume=True, tensorboard=False)
     state = load_checkpoint(tmp_path)[1]
     assert len(state["episode_returns"]) == 10
     assert torch.equal(state["episode_returns"][:6], first["episode_returns"])
@@ -137,17 +136,20 @@ def test_resume_continues_the_run(tmp_path):
 
 
 def test_pack_unpack_round_trip():
-    from qtrl.rl.rollout import Rollout
-    e = np.zeros(0)
-    batch = Rollout(e, e, e, e, e, np.array([3.0, 5.0]), np.array([3, 5]),
-                    np.array([False, True]), 8)
-    step = Update(batch, 0.5, 0.25, 0.1, 2.0, 0.01, 0.02, 0.03)
-    got, evals = unpack_update(pack_update(step, (7, 5)), 2)
-    assert evals == (7, 5) and got[1:] == step[1:]
-    assert got.batch.episode_returns.tolist() == [3.0, 5.0]
-    assert got.batch.episode_lengths.tolist() == [3, 5]
-    assert got.batch.truncated.tolist() == [False, True]
-    assert unpack_update(pack_update(step, None), 2)[1] is None
+    names = ("loss", "policy_loss", "entropy")
+    report = WorkerReport({"loss": 0.5, "policy_loss": 0.25, "entropy": 0.1},
+                          Timings(0.01, 0.02, 0.03),
+                          {"quantum/circuit_evals_per_update": 7,
+                           "quantum/circuit_evals_this_agent": 5},
+                          np.array([3.0, 5.0]), np.array([3, 5]), np.array([False, True]))
+    got = unpack_report(pack_report(report, names), 2, names)
+    assert got.stats == report.stats and got.timings == report.timings
+    assert got.evals == report.evals
+    assert got.returns.tolist() == [3.0, 5.0]
+    assert got.lengths.tolist() == [3, 5]
+    assert got.truncated.tolist() == [False, True]
+    bare = report._replace(evals={})
+    assert unpack_report(pack_report(bare, names), 2, names).evals == {}
 
 
 @pytest.mark.parametrize(("flags", "needle"), [

@@ -19,8 +19,7 @@ import pytest
 import torch
 
 from qtrl.config import TrainConfig
-from qtrl.distributed.run import train_local
-from qtrl.train import load_checkpoint, train
+from qtrl.train import load_checkpoint, train, train_local
 
 from .agents import python_children, wait_for_checkpoint
 
@@ -45,7 +44,7 @@ def test_one_agent_group_is_bit_identical_to_plain_training(tmp_path):
     finally:
         torch.set_num_threads(threads)
     # The same run as a real process group of one agent (all-reduce executed).
-    train_local(config, dist, resume=False, tensorboard=False, display=None)
+    train_local(config, dist, resume=False, tensorboard=False)
     a = load_checkpoint(plain)[1]["model"]
     b = load_checkpoint(dist)[1]["model"]
     assert a.keys() == b.keys()
@@ -59,7 +58,7 @@ def test_one_agent_group_is_bit_identical_to_plain_training(tmp_path):
 
 def test_two_agents_log_every_agents_episodes(tmp_path):
     config = _config(agents=2, episodes=8)
-    train_local(config, tmp_path, resume=False, tensorboard=False, display=None)
+    train_local(config, tmp_path, resume=False, tensorboard=False)
     rows = (tmp_path / "metrics.csv").read_text().splitlines()
     assert rows[0].split(",")[-1] == "agent"
     agents = [int(r.split(",")[-1]) for r in rows[1:]]
@@ -83,7 +82,7 @@ def _backprop_vs_parameter_shift(tmp_path: Path, **kw) -> list[tuple[float, floa
         runs[grad] = tmp_path / grad
         runs[grad].mkdir()
         train_local(_config(agents=2, episodes=4, grad=grad, **kw), runs[grad], resume=False,
-                    tensorboard=False, display=None)
+                    tensorboard=False)
     # float32 autograd vs float64-accumulated shifts. The generated policies are
     # compared: the mapping's last bias has no effect (the weights are centred), and
     # Adam turns its round-off gradient into lr-sized steps either way.

@@ -12,6 +12,7 @@ import torch
 
 from qtrl.cli import main
 from qtrl.config import TrainConfig
+from qtrl.run.callbacks import Callback
 from qtrl.train import load_policy, train
 
 # A few-second Quantum-Train run: small policy, one layer, tiny mapping.
@@ -86,17 +87,11 @@ def test_classical_baseline_runs(tmp_path: Path) -> None:
     assert summary["parameter_counts"] == {"target_weights": 58, "total": 58}
 
 
-def _interrupt_at(episode: int):
-    class Interrupting:
-        def start(self, total: int, done: int) -> None:
-            pass
-
-        def update(self, ep: int, values: dict) -> None:
+def _interrupt_at(episode: int) -> Callback:
+    class Interrupting(Callback):
+        def on_update(self, ep: int, values: dict) -> None:
             if ep >= episode:
                 raise KeyboardInterrupt
-
-        def close(self) -> None:
-            pass
     return Interrupting()
 
 
@@ -115,7 +110,7 @@ def test_resume_equals_uninterrupted(tmp_path: Path, episodes_per_update: int,
     cut.mkdir()
     train(config, full, tensorboard=False)
     with pytest.raises(KeyboardInterrupt):  # stops after update 3; checkpoint at 2
-        train(config, cut, tensorboard=False, display=_interrupt_at(3 * episodes_per_update))
+        train(config, cut, tensorboard=False, callbacks=[_interrupt_at(3 * episodes_per_update)])
     assert len(_metrics(cut)) == 3 * episodes_per_update
     assert main(["train", "--resume", str(cut), "--no-tensorboard"]) == 0
     a = torch.load(full / "checkpoint.pt", weights_only=True)

@@ -1,62 +1,66 @@
-"""The batched update's gradient equals the reference's per-step formulation.
+"""REINFORCE's update (:class:`qtrl.algos.Reinforce`) against independent computations.
 
 Reference (per step): at every step ``t`` of an episode the weights are
 regenerated with autograd, the policy is evaluated on ``s_t`` and the term
 ``-log π(a_t|s_t) · Ĝ_t`` is added to the loss; backward through all of them.
-Ours: generate once, one batched forward over every step, backward once.
-The two are the same function of the trainable parameters, so their gradients
-agree to rounding — checked in float64 on a fixed short episode.
+The algorithm: generate once, one batched forward over every step, backward
+once. The two are the same function of the trainable parameters, so their
+gradients agree to rounding — checked in float64 on a fixed short episode.
+The loss is also checked against a hand calculation.
 """
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
+from qtrl.algos.reinforce import Reinforce, normalise_returns
 from qtrl.generator import QuantumTrain
 from qtrl.presets import build_policy
 from qtrl.rl.env import make_vector_env
-from qtrl.rl.policy import ClassicalPolicy, make_actor
-from qtrl.rl.reinforce import discounted_returns, normalise_returns, reinforce_loss
-from qtrl.rl.rollout import collect_episodes
+from qtrl.rl.policy import ClassicalPolicy
+from qtrl.rl.returns import discounted_returns
+from qtrl.rl.rollout import Rollout, collect_episodes
 
 
-def _episode(model, seed: int = 3):
-    """A real CartPole episode (at most 12 steps) played with the model's weights."""
-    envs = make_vector_env("CartPole-v1", 1, max_steps=12)
-    try:
-        actor = make_actor(model.target, {k: v.float() for k, v in model.generate().items()})
-        return collect_episodes(envs, actor, 1, np.random.default_rng(seed), [seed], 0.99)
-    finally:
-        envs.close()
+def _algo(model, entropy: float = 0.0) -> Reinforce:
+    return Reinforce(model, SimpleNamespace(lr=1e-3, mapping_lr=None, entropy=entropy,
+                                            max_grad_norm=None))
 
 
 def _grads(model) -> list[torch.Tensor]:
     return [p.grad.clone() for p in model.parameters()]
 
 
-def _check_equal(model, entropy: float) -> None:
-    batch = _episode(model)
-    assert 5 <= len(batch.actions) <= 12
-    obs = torch.from_numpy(batch.obs).double()
-    actions = torch.from_numpy(batch.actions)
-    returns = normalise_returns(torch.from_numpy(batch.returns))
+def _per_step_loss(logits: torch.Tensor, action: int, ret: torch.Tensor,
+                   entropy: float) -> torch.Tensor:
+    """One step's term, written out: −log π(a|s)·Ĝ − c·H(π(·|s)) (one episode)."""
+    p = torch.softmax(logits[0], -1)
+    return -torch.log(p[action]) * ret - entropy * -(p * torch.log(p)).sum()
 
-    # Ours: one generation, one batched forward.
-    model.zero_grad()
-    weights = model.generate()
-    reinforce_loss(model(obs, weights=weights), actions, returns, 1, entropy).loss.backward()
+
+def _check_equal(model, entropy: float) -> None:
+    algo = _algo(model, entropy)
+    envs = make_vector_env("CartPole-v1", 1, max_steps=12)
+    try:   # a real CartPole episode (at most 12 steps) played with the model's weights
+        batch = collect_episodes(envs, algo.actor(), 1, np.random.default_rng(3), [3], 0.99)
+    finally:
+        envs.close()
+    assert 5 <= len(batch.actions) <= 12
+    algo.gradient(batch)
     batched = _grads(model)
 
     # Reference: regenerate and evaluate at every step, sum the per-step terms.
+    obs = torch.from_numpy(batch.obs).double()
+    returns = normalise_returns(torch.from_numpy(batch.returns))
     model.zero_grad()
     total = torch.zeros((), dtype=torch.float64)
-    for t in range(len(actions)):
-        w_t = model.generate()
-        logits = model(obs[t:t + 1], weights=w_t)
-        total = total + reinforce_loss(logits, actions[t:t + 1], returns[t:t + 1], 1,
-                                       entropy).loss
+    for t in range(len(batch.actions)):
+        logits = model(obs[t:t + 1], weights=model.generate())
+        total = total + _per_step_loss(logits, int(batch.actions[t]), returns[t], entropy)
     total.backward()
     per_step = _grads(model)
 
@@ -77,9 +81,10 @@ def test_quantum_train_batched_gradient_equals_per_step(entropy: float) -> None:
     _check_equal(qt, entropy)
 
 
-def test_classical_batched_gradient_equals_per_step() -> None:
+@pytest.mark.parametrize("entropy", [0.0, 0.05])
+def test_classical_batched_gradient_equals_per_step(entropy: float) -> None:
     torch.manual_seed(0)
-    _check_equal(ClassicalPolicy(build_policy(4, (16,), 2).double()), 0.0)
+    _check_equal(ClassicalPolicy(build_policy(4, (16,), 2).double()), entropy)
 
 
 def test_returns_by_hand() -> None:
@@ -90,14 +95,51 @@ def test_returns_by_hand() -> None:
 
 
 def test_loss_by_hand() -> None:
-    logits = torch.tensor([[0.0, 0.0], [np.log(3.0), 0.0]], dtype=torch.float64)
-    actions = torch.tensor([0, 0])
-    returns = torch.tensor([1.0, -1.0], dtype=torch.float64)
-    terms = reinforce_loss(logits, actions, returns, episodes=2, entropy_coef=0.1)
+    """Two one-step episodes through a 1 → 2 linear policy whose logits are
+    (0, 0) and (log 3, 0): the loss from the formula, by hand."""
+    net = torch.nn.Sequential(torch.nn.Linear(1, 2)).double()
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[np.log(3.0)], [0.0]]))
+        net[0].bias.zero_()
+    algo = _algo(ClassicalPolicy(net), entropy=0.1)
+    algo.actor()
+    raw = np.array([2.0, 0.0])        # normalised: ±1/√2 (unbiased std √2)
+    batch = Rollout(obs=np.array([[0.0], [1.0]], dtype=np.float32),
+                    actions=np.array([0, 0]), rewards=raw, returns=raw,
+                    episode=np.array([0, 1]), episode_returns=raw,
+                    episode_lengths=np.array([1, 1]), truncated=np.zeros(2, bool), env_steps=2)
+    stats = algo.gradient(batch)
     logp = np.log([0.5, 0.75])
     ent = [np.log(2.0), -(0.75 * np.log(0.75) + 0.25 * np.log(0.25))]
-    expected = -(logp[0] * 1 - logp[1]) / 2 - 0.1 * sum(ent) / 2
-    assert terms.loss.item() == pytest.approx(expected, rel=1e-12)
+    g = 1 / (np.sqrt(2.0) + 1e-8)   # the normaliser's eps
+    expected = -(logp[0] * g - logp[1] * g) / 2 - 0.1 * sum(ent) / 2
+    assert stats["loss"] == pytest.approx(expected, rel=1e-12)
+    assert stats["entropy"] == pytest.approx(np.mean(ent), rel=1e-12)
+
+
+def test_gradient_needs_the_actors_weights() -> None:
+    algo = _algo(ClassicalPolicy(build_policy(4, (8,), 2)))
+    with pytest.raises(RuntimeError, match="actor"):
+        algo.gradient(None)
+
+
+def test_two_parameter_groups_step_like_adam() -> None:
+    """A separate mapping rate makes two groups; each parameter steps once per
+    update, as torch's Adam does (the replaced hand-made step stepped the first
+    group twice when a later one had no gradient)."""
+    torch.manual_seed(0)
+    qt = QuantumTrain(build_policy(4, (8,), 2), layers=1, mapping_hidden=(4,))
+    algo = Reinforce(qt, SimpleNamespace(lr=1e-2, mapping_lr=1e-3, entropy=0.0,
+                                         max_grad_norm=None))
+    assert len(algo.optimizer.param_groups) == 2
+    mapping = {id(p) for p in qt.mapping.parameters()}
+    for _ in range(2):
+        for p in qt.parameters():   # the mapping group has no gradient this time
+            p.grad = None if id(p) in mapping else torch.ones_like(p)
+        algo.step()
+    steps = {id(p): int(s["step"]) for p, s in algo.optimizer.state.items()}
+    assert all(steps[id(p)] == 2 for p in qt.parameters() if id(p) not in mapping)
+    assert not any(id(p) in steps for p in qt.mapping.parameters())
 
 
 def test_normalise_returns() -> None:
@@ -108,32 +150,7 @@ def test_normalise_returns() -> None:
     assert normalise_returns(torch.tensor([5.0])).item() == 0.0
 
 
-def test_plain_blas_changes_no_result_and_restores_onednn() -> None:
-    """Updates run their matmuls through BLAS (``qtrl.train.plain_blas``) for speed;
-    the generated weights and gradients are bit for bit those of the default path."""
-    from qtrl.train import plain_blas
-    torch.manual_seed(0)
-    qt = QuantumTrain(build_policy(4, [16], 2), layers=2, mapping_hidden=[10, 10])
-
-    def weights_and_grads():
-        qt.zero_grad(set_to_none=True)
-        w = qt.generate_flat()
-        (w * torch.linspace(-1, 1, w.numel())).sum().backward()
-        return w.detach(), [p.grad.clone() for p in qt.parameters()]
-
-    before = torch.backends.mkldnn.enabled
-    w_default, g_default = weights_and_grads()
-    with plain_blas():
-        assert not torch.backends.mkldnn.enabled
-        w_blas, g_blas = weights_and_grads()
-    assert torch.backends.mkldnn.enabled == before
-    assert torch.equal(w_default, w_blas)
-    assert all(torch.equal(a, b) for a, b in zip(g_default, g_blas, strict=True))
-
-
-def test_returns_round_as_the_python_recurrence() -> None:
-    """The compiled recurrence gives Python's floats bit for bit (no fused
-    multiply-add): runs trained before it was compiled stay reproducible."""
+def test_returns_by_the_python_recurrence() -> None:
     rng = np.random.default_rng(3)
     lengths = rng.integers(1, 60, 9)
     rewards = rng.normal(size=int(lengths.sum()))
@@ -145,4 +162,5 @@ def test_returns_round_as_the_python_recurrence() -> None:
             g = float(rewards[t]) + 0.99 * g
             expected[t] = g
         end -= length
-    np.testing.assert_array_equal(discounted_returns(rewards, lengths, 0.99), expected)
+    np.testing.assert_allclose(discounted_returns(rewards, lengths, 0.99), expected,
+                               rtol=1e-13, atol=1e-13)

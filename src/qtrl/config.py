@@ -23,11 +23,12 @@ from .presets import PRESETS
 from .quantum.backends import parse_noise
 from .quantum.estimators import GRAD_METHODS, check_gradient_setup
 
-__all__ = ["AUTORESET_MODES", "BACKENDS", "DIST_MODES", "QUANTUM_FIELDS", "TrainConfig",
+__all__ = ["ALGOS", "AUTORESET_MODES", "BACKENDS", "DIST_MODES", "QUANTUM_FIELDS", "TrainConfig",
            "add_dataclass_flags", "config_from_flags"]
 
 AUTORESET_MODES = ("same-step", "next-step")
 DIST_MODES = ("sync", "async")
+ALGOS = ("reinforce",)
 BACKENDS = ("torch", "pennylane", "pennylane:lightning.qubit", "qiskit")
 # Settings of the circuit's execution; a --classical run must leave them at their defaults.
 QUANTUM_FIELDS = ("backend", "shots", "noise", "grad", "spsa_c", "spsa_samples")
@@ -76,6 +77,7 @@ class TrainConfig:
                                "only) or from extra circuit runs", choices=GRAD_METHODS)
     spsa_c: float = _f(0.1, "SPSA perturbation step in radians (--grad spsa)")
     spsa_samples: int = _f(1, "SPSA random directions averaged per update (--grad spsa)")
+    algo: str = _f("reinforce", "training algorithm (qtrl.algos)", choices=ALGOS)
     lr: float = _f(1e-3, "Adam learning rate")
     mapping_lr: float | None = _f(None, "Adam learning rate of the mapping model (none: --lr)")
     anneal_lr: bool = _f(False, "decay the learning rate linearly to 0 over the run")

@@ -46,7 +46,6 @@ from .errors import UserError
 from .presets import build_policy
 
 __all__ = [
-    "EVAL_AGENT",
     "FORMATS",
     "SUFFIXES",
     "ExportedPolicy",
@@ -72,7 +71,6 @@ STATE_DICT_KIND = "qtrl-policy"   # the "kind" entry of a state_dict export
 STATE_DICT_VERSION = 1
 META_FILE = "qtrl_meta.json"      # extra file inside a .pt2 archive
 ONNX_INPUT, ONNX_OUTPUT = "obs", "logits"
-EVAL_AGENT = 1_000_003            # seed stream of evaluations, as qtrl.train.evaluate
 
 
 # ------------------------------------------------------------------------------------
@@ -474,9 +472,8 @@ def evaluate_exported(path: Path | str, env_id: str | None = None, episodes: int
     Returns the undiscounted return of each episode, ``(episodes,)`` float64,
     and the file's metadata.
     """
-    from .rl.env import env_dims, make_vector_env
-    from .rl.rollout import collect_episodes
-    from .train import update_seeds
+    from .rl.env import env_dims
+    from .rl.rollout import evaluation_returns
 
     if episodes < 1:
         raise UserError(f"--episodes {episodes}: must be a positive integer")
@@ -489,13 +486,7 @@ def evaluate_exported(path: Path | str, env_id: str | None = None, episodes: int
         raise UserError(f"{path}: a {meta.architecture} policy ({meta.obs_dim} observations, "
                         f"{meta.n_actions} actions) does not fit {env_id} ({obs_dim} "
                         f"observations, {actions} actions)")
-    n_envs = min(episodes, 8)
-    envs = make_vector_env(env_id, n_envs, max_steps, "same-step")
-    try:
-        seeds, rng = update_seeds(seed, 0, n_envs, agent=EVAL_AGENT)
-        batch = collect_episodes(envs, policy, episodes, rng, seeds, 1.0, greedy=greedy)
-    finally:
-        envs.close()
+    returns = evaluation_returns(env_id, max_steps, policy, episodes, seed, greedy)
     log.info("evaluated %s on %s: %d episodes, mean return %.2f", path, env_id, episodes,
-             float(batch.episode_returns.mean()))
-    return batch.episode_returns, meta
+             float(returns.mean()))
+    return returns, meta

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import TrainConfig
-from ..distributed.run import train_local
+from ..train import train_local
 
 GOAL = 1.15
 
@@ -55,7 +55,7 @@ def measure(agents: int, updates: int, warmup: int, episodes_per_update: int,
         episodes_per_update=episodes_per_update, agents=agents, seed=0,
         episodes=episodes_per_update * agents * updates, checkpoint_every=10**6)
     with tempfile.TemporaryDirectory(prefix="qtrl-scaling-") as tmp:
-        train_local(config, Path(tmp), resume=False, tensorboard=False, display=None)
+        train_local(config, Path(tmp), resume=False, tensorboard=False)
         with open(Path(tmp) / "progress.csv") as fh:
             rows = list(csv.DictReader(fh))
     times = [float(r["time/update_s"]) for r in rows[warmup:]]

@@ -4,8 +4,8 @@ Everything runs on the CartPole preset networks (policy 4-128-2; Quantum-Train
 10 qubits × 5 layers, mapping 10-10-10) on one torch thread, with the same
 seeds for every model. Four measurements:
 
-1. **Update cost, QT vs classical.** :func:`qtrl.train.reinforce_update` —
-   the training loop's own update — for ``E`` episodes over ``N`` sync envs,
+1. **Update cost, QT vs classical.** The training loop's own update
+   (:func:`qtrl.loops.common.play`, then the algorithm's ``update``) — for ``E`` episodes over ``N`` sync envs,
    in three regimes. *Untrained, own policy*: each model plays its own
    untrained policy, as a run starts; the two play different episodes (QT's
    near-uniform first policy falls sooner: ~179 against ~205 steps per update
@@ -15,8 +15,8 @@ seeds for every model. Four measurements:
    *500-step*: both play a fixed balancing controller that lasts CartPole's
    500 steps (the regime of a solved task). In these two the models do
    identical environment work, so the QT / classical ratio is one of compute;
-   each update's own actor still runs at every step (``behaviour=`` only
-   replaces its actions), and the update itself (generation, batched
+   each update's own actor still runs at every step (a :class:`Behaviour`
+   callback only replaces its actions), and the update itself (generation, batched
    log-probabilities, backward, Adam) is the real one. Cost does not depend on
    the weights' values.
 2. **Our update vs the per-step formulation** of the reference notebook,
@@ -52,12 +52,12 @@ import platform
 import resource
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from ..rl.policy import Actor
+from ..rl.policy import Actor
+from ..run.callbacks import Callback
 
 __all__ = ["register_args", "run"]
 
@@ -108,51 +108,56 @@ class _Played:
         return (self.logits_of(obs) + noise).argmax(1)
 
 
-def _playing(logits_of: Callable[[np.ndarray], np.ndarray]) -> Callable[[Actor], Actor]:
-    def wrap(actor: Actor) -> Actor:
+class Behaviour(Callback):
+    """A run callback whose roll-outs play ``logits_of``'s actions while the
+    update's own actor still runs at every step (its cost is paid)."""
+
+    def __init__(self, logits_of: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.logits_of = logits_of
+
+    def wrap_actor(self, actor: Actor) -> Actor:
         if hasattr(actor, "actions"):
-            return _Played(actor, logits_of)
+            return _Played(actor, self.logits_of)
 
         def play(obs: np.ndarray) -> np.ndarray:
             actor(obs)
-            return logits_of(obs)
+            return self.logits_of(obs)
         return play
-    return wrap
 
 
-controlled = _playing(_controller_actor)
-"""``behaviour``: the fixed balancing controller's actions (500-step episodes)."""
+controlled = Behaviour(_controller_actor)
+"""The fixed balancing controller's actions (500-step episodes)."""
+
+
 def _uniform(obs: np.ndarray) -> np.ndarray:
     return np.zeros((obs.shape[0], 2))
 
 
-random_play = _playing(_uniform)
-"""``behaviour``: uniformly random actions (episodes of the untrained length)."""
+random_play = Behaviour(_uniform)
+"""Uniformly random actions (episodes of the untrained length)."""
 
 
-REGIMES: dict[str, Callable[[Actor], Actor] | None] = {
+REGIMES: dict[str, Behaviour | None] = {
     "untrained, own policy": None,
     "untrained, same episodes": random_play,
     "500-step (controller)": controlled,
 }
-"""[1]'s regimes: the roll-outs' ``behaviour`` (None: each model's own policy)."""
+"""[1]'s regimes: what the roll-outs play (None: each model's own policy)."""
 SAME_WORK = ("untrained, same episodes", "500-step (controller)")
 """[1]'s regimes whose QT / classical ratio is the goal's: identical environment work."""
 
 
 def _build(classical: bool, seed: int) -> tuple[Any, Any, Any]:
-    import torch
-
+    """``(config, model, algorithm)`` of the CartPole preset, as training builds them."""
     from ..config import TrainConfig
-    from ..rl.policy import build_model, make_optimizer
+    from ..loops.common import build
     config = TrainConfig.from_preset("cartpole", classical=classical, seed=seed)
-    torch.manual_seed(seed)
-    model = build_model(config, 4, 2)
-    return config, model, make_optimizer(model, config)  # the training loop's optimizer
+    algo = build(config, rank=0)
+    return config, algo.model, algo
 
 
 def time_updates(classical: bool, seeds: list[int], updates: int, n_envs: int, episodes: int,
-                 behaviour: Callable[[Actor], Actor] | None) -> dict[str, float]:
+                 behaviour: Behaviour | None) -> dict[str, float]:
     """Sum of the timings of ``updates`` updates per seed (plus one warm-up each)."""
     return time_update_pairs(seeds, updates, n_envs, episodes, behaviour,
                              models=("classical",) if classical else ("QT",))[
@@ -160,7 +165,7 @@ def time_updates(classical: bool, seeds: list[int], updates: int, n_envs: int, e
 
 
 def time_update_pairs(seeds: list[int], updates: int, n_envs: int, episodes: int,
-                      behaviour: Callable[[Actor], Actor] | None,
+                      behaviour: Behaviour | None,
                       models: tuple[str, ...] = ("QT", "classical")) -> dict[str, dict]:
     """Timings summed over ``updates`` updates per seed (after one warm-up), the
     models' updates interleaved so that a slow spell of a shared machine hits
@@ -173,8 +178,9 @@ def time_update_pairs(seeds: list[int], updates: int, n_envs: int, episodes: int
     steady (bursts as short as an update's roll-out measured 7-20% slower than
     steady stepping, which would flatter training).
     """
-    from ..rl.env import make_vector_env
-    from ..train import reinforce_update, update_seeds
+    from ..loops.common import play
+    from ..rl.env import EnvStreams, make_vector_env
+    from ..run.seeds import Stream, generator
 
     keys = ("generate", "rollout", "learn", "steps", "updates", "env_steps", "random_time",
             "random_steps")
@@ -184,15 +190,19 @@ def time_update_pairs(seeds: list[int], updates: int, n_envs: int, episodes: int
         built = {m: _build(m == "classical", seed) for m in models}
         envs = {m: make_vector_env(built[m][0].env, n_envs) for m in models}
         twin = make_vector_env(built[models[0]][0].env, n_envs)
+        resets = EnvStreams(seed, n_envs)
         twin.reset(seed=seed)
         done = 0                                   # random moves used so far
         try:
             for u in range(updates + 1):
                 for m in models:
-                    config, model, opt = built[m]
-                    env_seeds, rng = update_seeds(seed, u, n_envs)
-                    step = reinforce_update(model, opt, envs[m], episodes, env_seeds, rng,
-                                            config.gamma, config.entropy, behaviour=behaviour)
+                    config, _, algo = built[m]
+                    batch, t_generate, t_rollout = play(
+                        algo, envs[m], episodes, generator(seed, Stream.ACTIONS, 0, u),
+                        resets.at(u), config.gamma, behaviour)
+                    t0 = time.perf_counter()
+                    algo.update(batch)
+                    t_learn = time.perf_counter() - t0
                     vector_steps = YARDSTICK_STEPS
                     t0 = time.perf_counter()
                     for a in moves[done % len(moves):][:vector_steps]:
@@ -202,11 +212,11 @@ def time_update_pairs(seeds: list[int], updates: int, n_envs: int, episodes: int
                     if u == 0:
                         continue  # warm-up
                     t = totals[m]
-                    t["generate"] += step.t_generate
-                    t["rollout"] += step.t_rollout
-                    t["learn"] += step.t_learn
-                    t["steps"] += float(step.batch.episode_lengths.sum())
-                    t["env_steps"] += step.batch.env_steps
+                    t["generate"] += t_generate
+                    t["rollout"] += t_rollout
+                    t["learn"] += t_learn
+                    t["steps"] += float(batch.episode_lengths.sum())
+                    t["env_steps"] += batch.env_steps
                     t["updates"] += 1
                     t["random_time"] += random_time
                     t["random_steps"] += vector_steps * n_envs
@@ -283,9 +293,11 @@ def per_step_formulation(seed: int, episodes: int, max_steps: int | None = None,
     import torch
 
     from ..rl.env import make_env
-    from ..rl.reinforce import discounted_returns, normalise_returns
+    from ..algos.reinforce import normalise_returns
+    from ..rl.returns import discounted_returns
 
-    config, qt, opt = _build(False, seed)
+    config, qt, algo = _build(False, seed)
+    opt = algo.optimizer
     if reference_simulator:
         gate_by_gate(qt)
     env = make_env(config.env, max_steps)

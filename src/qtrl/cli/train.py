@@ -11,11 +11,12 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..config import TrainConfig, add_dataclass_flags, config_from_flags, given_flags
-from ..distributed import under_torchrun
-from ..distributed.run import check_agent_count, train_local, train_torchrun
+from ..distributed import check_agent_count, under_torchrun
+from ..run.callbacks import Callback
 
 __all__ = ["PlainDisplay", "RichDisplay", "register", "run"]
 
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..errors import UserError
-    from ..train import check_config, create_run_dir, load_checkpoint, train
+    from ..train import check_config, create_run_dir, load_checkpoint, train, train_local
 
     if args.threads < 1:
         raise UserError(f"--threads {args.threads}: must be a positive integer")
@@ -83,10 +84,11 @@ def run(args: argparse.Namespace) -> int:
           f"(seed {config.seed}{agents}) -> {run_dir}", flush=True)
     if config.agents > 1:
         train_local(config, run_dir, resume=args.resume is not None,
-                    tensorboard=not args.no_tensorboard, display=display, threads=args.threads)
+                    tensorboard=not args.no_tensorboard, callbacks=[display],
+                    threads=args.threads)
         summary = json.loads((run_dir / "summary.json").read_text())
     else:
-        summary = train(config, run_dir, resume=args.resume is not None, display=display,
+        summary = train(config, run_dir, resume=args.resume is not None, callbacks=[display],
                         tensorboard=not args.no_tensorboard)
     solved = summary["solved_at_episode"]
     print(f"done: {summary['episodes']} episodes, {summary['env_steps']} steps in "
@@ -104,7 +106,7 @@ def _run_torchrun(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from ..errors import UserError
-    from ..train import check_config, load_checkpoint
+    from ..train import check_config, load_checkpoint, train_torchrun
 
     run_dir = args.resume or args.out
     if run_dir is None:
@@ -118,7 +120,7 @@ def _run_torchrun(args: argparse.Namespace) -> int:
     config = replace(config, agents=int(os.environ["WORLD_SIZE"]))
     check_config(config)
     display = PlainDisplay()
-    train_torchrun(config, run_dir, tensorboard=not args.no_tensorboard, display=display)
+    train_torchrun(config, run_dir, tensorboard=not args.no_tensorboard, callbacks=[display])
     if int(os.environ.get("RANK", "0")) == 0:
         summary = json.loads((run_dir / "summary.json").read_text())
         print(f"done: {summary['episodes']} episodes by {summary['agents']} agents in "
@@ -140,18 +142,18 @@ def _show(value: object) -> str:
     return json.dumps(value) if value is None or isinstance(value, bool) else str(value)
 
 
-class PlainDisplay:
+class PlainDisplay(Callback):
     """One line every ``interval`` seconds (and at the end) for logs and pipes."""
 
     def __init__(self, interval: float = 10.0) -> None:
         self.interval = interval
 
-    def start(self, total_episodes: int, done_episodes: int) -> None:
+    def on_start(self, total_episodes: int, done_episodes: int) -> None:
         self.total = total_episodes
         self._last = time.monotonic()
         self._episode = done_episodes
 
-    def update(self, episode: int, values: dict[str, float]) -> None:
+    def on_update(self, episode: int, values: Mapping[str, float]) -> None:
         self._episode = episode
         now = time.monotonic()
         if now - self._last >= self.interval or episode >= self.total:
@@ -161,14 +163,10 @@ class PlainDisplay:
                   f"{values.get('time/episodes_per_s', float('nan')):.1f} episodes/s",
                   flush=True)
 
-    def close(self) -> None:
-        pass
-
-
-class RichDisplay:
+class RichDisplay(Callback):
     """A rich progress bar: episode, 100-episode average return, episodes/s."""
 
-    def start(self, total_episodes: int, done_episodes: int) -> None:
+    def on_start(self, total_episodes: int, done_episodes: int) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -187,10 +185,10 @@ class RichDisplay:
                                            completed=done_episodes, avg=float("nan"),
                                            eps=0.0)
 
-    def update(self, episode: int, values: dict[str, float]) -> None:
+    def on_update(self, episode: int, values: Mapping[str, float]) -> None:
         self.progress.update(self.task, completed=episode,
                              avg=values.get("rollout/return_avg100", float("nan")),
                              eps=values.get("time/episodes_per_s", 0.0))
 
-    def close(self) -> None:
+    def on_end(self) -> None:
         self.progress.stop()

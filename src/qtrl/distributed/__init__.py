@@ -6,7 +6,7 @@ flat all-reduce, and every agent applies the same optimizer step (DESIGN §3).
 """
 
 from .context import AgentContext, init_local, init_torchrun, shutdown, under_torchrun
-from .launch import AgentFailure, launch_local
+from .launch import AgentFailure, check_agent_count, launch_local
 from .sync import (
                    DesyncError,
                    allreduce_gradients,
@@ -21,6 +21,7 @@ from .sync import (
 __all__ = [
                    "AgentContext",
                    "AgentFailure",
+                   "check_agent_count",
                    "DesyncError",
                    "allreduce_gradients",
                    "broadcast_parameters",

@@ -26,7 +26,7 @@ import torch.distributed as dist
 
 from .context import AgentContext, init_local, shutdown
 
-__all__ = ["AgentFailure", "launch_local"]
+__all__ = ["AgentFailure", "check_agent_count", "launch_local"]
 
 log = logging.getLogger(__name__)
 
@@ -163,3 +163,24 @@ def _wait(procs: list[mp.Process], errors: mp.Queue, timeout_s: float) -> None:
                 raise AgentFailure("; ".join(_describe(r, procs[r], messages) for r in culprits)
                                    + "; the run was stopped")
         time.sleep(_POLL_S)
+
+
+# More agents than this per core is never sensible on one machine.
+_MAX_AGENTS_PER_CORE = 8
+
+
+def check_agent_count(agents: int) -> str | None:
+    """Refuse absurd agent counts (UserError); return a warning above the core count."""
+    from ..errors import UserError
+
+    cores = os.cpu_count() or 1
+    if agents < 1:
+        raise UserError(f"--agents {agents}: must be a positive integer")
+    if agents > _MAX_AGENTS_PER_CORE * cores:
+        raise UserError(f"--agents {agents}: this machine has {cores} cores; at most "
+                        f"{_MAX_AGENTS_PER_CORE * cores} local agents are accepted (use "
+                        f"torchrun across hosts for more)")
+    if agents > cores:
+        return (f"{agents} agents on {cores} cores: agents will share cores, so wall-clock "
+                f"per update grows; the number of updates is unaffected")
+    return None

@@ -28,12 +28,10 @@ from torch.func import functional_call
 from .. import jit
 from ..generator import QuantumTrain, call_with
 from ..presets import build_policy
-from .optim import LeanAdam
+from ..run.seeds import Stream, integer_seed
 
 __all__ = ["ActionSampler", "Actor", "ClassicalPolicy", "CompiledActor", "build_model",
-           "make_actor", "make_optimizer", "sample_actions"]
-
-SPSA_SEED_OFFSET = 1_000_003  # SPSA directions: a stream apart from the backend's sampling
+           "make_actor", "sample_actions"]
 
 Actor = Callable[[np.ndarray], np.ndarray]
 """``obs (envs, obs_dim) float32 -> logits (envs, actions)``."""
@@ -74,20 +72,23 @@ def build_model(config: Any, obs_dim: int, n_actions: int,
     ``QuantumTrain`` around the policy network, or the network itself.
 
     ``rank``: the agent (QPU) that runs the circuits; its backend samples shots
-    from its own stream, seeded ``config.seed + rank``. SPSA's directions stay
-    seeded by ``config.seed`` alone: agents that split one backward pass must
-    perturb along the same directions.
+    from its own stream (:attr:`~qtrl.run.seeds.Stream.SHOTS`). SPSA's
+    directions come from one stream for all agents: agents that split one
+    backward pass must perturb along the same directions. Training reseeds
+    both every update.
     """
     target = build_policy(obs_dim, config.hidden, n_actions)
     if config.classical:
         return ClassicalPolicy(target)
     options = ({"c": config.spsa_c, "samples": config.spsa_samples,
-                "seed": config.seed + SPSA_SEED_OFFSET} if config.grad == "spsa" else None)
+                "seed": integer_seed(config.seed, Stream.SPSA_SHARED)}
+               if config.grad == "spsa" else None)
     qt = QuantumTrain(target, config.layers, config.mapping_hidden, gamma=config.qt_gamma,
                       beta=config.qt_beta, alpha=config.qt_alpha, chunks=config.chunks,
                       ansatz=config.ansatz, mapping_activation=config.mapping_activation,
                       backend=config.backend, shots=config.shots, noise=config.noise,
-                      grad=config.grad, seed=config.seed + rank, grad_options=options)
+                      grad=config.grad, seed=integer_seed(config.seed, Stream.SHOTS, rank),
+                      grad_options=options)
     if getattr(config, "qt_init_std", None) is not None:
         rescale_generated_weights(qt, config.qt_init_std)
     return qt
@@ -108,27 +109,6 @@ def rescale_generated_weights(qt: QuantumTrain, std: float) -> None:
     current = float(qt.generate_flat().std())
     if current > 0:
         last.weight.mul_(std / current)
-
-
-def make_optimizer(model: QuantumTrain | ClassicalPolicy, config: Any) -> LeanAdam:
-    """:class:`~qtrl.rl.optim.LeanAdam` over all trainable parameters at ``config.lr``; with
-    ``config.mapping_lr`` the Quantum-Train mapping model gets its own rate.
-
-    Each group keeps its starting rate as ``base_lr`` (``--anneal-lr`` scales it).
-    """
-    mapping_lr = getattr(config, "mapping_lr", None)
-    if isinstance(model, QuantumTrain) and mapping_lr is not None:
-        mapping = list(model.mapping.parameters())
-        ids = {id(p) for p in mapping}
-        groups = [{"params": [p for p in model.parameters() if id(p) not in ids],
-                   "lr": config.lr, "base_lr": config.lr},
-                  {"params": mapping, "lr": mapping_lr, "base_lr": mapping_lr}]
-    else:
-        groups = [{"params": list(model.parameters()), "lr": config.lr, "base_lr": config.lr}]
-    # One fused kernel over all tensors: about half of the default (foreach) step's
-    # time on a CPU, where the step of a few hundred parameters is pure overhead.
-    fused = all(p.dtype.is_floating_point and not p.is_complex() for p in model.parameters())
-    return LeanAdam(groups, fused=fused or None)
 
 
 def counts_dict(model: QuantumTrain | ClassicalPolicy) -> dict[str, Any]:

@@ -1,9 +1,9 @@
 """Roll-outs: exactly ``E`` complete episodes from a vector environment, batched.
 
-One call of :func:`collect_episodes` is step 2 of the hot path (DESIGN §4):
-the policy's weights were generated once for the update and reach this module
-only as a numpy *actor* (:func:`qtrl.rl.policy.make_actor`) — no autograd, no
-weight generation, and per step only a handful of numpy calls over all copies.
+One call of :func:`collect_episodes` is the roll-out of an update: the
+policy's weights were generated once for the update and reach this module
+only as a NumPy *actor* (:func:`qtrl.rl.policy.make_actor`) — no autograd, no
+weight generation, and per step only a handful of NumPy calls over all copies.
 
 Episode accounting. Copy ``i`` of the vector env always plays one episode at a
 time. Episodes are numbered in the order they start: the first ``min(N, E)``
@@ -29,11 +29,12 @@ from typing import Any, NamedTuple
 import gymnasium as gym
 import numpy as np
 
-from .env import MaskedSyncVectorEnv
-from .policy import ActionSampler, Actor, make_actor
-from .reinforce import discounted_returns
+from ..run.seeds import Stream, generator
+from .env import EnvStreams, MaskedSyncVectorEnv, make_vector_env
+from .policy import ActionSampler, Actor
+from .returns import discounted_returns
 
-__all__ = ["Resets", "Rollout", "collect_episodes", "play"]
+__all__ = ["Resets", "Rollout", "collect_episodes", "evaluation_returns"]
 
 Resets = list[int] | Callable[[gym.vector.VectorEnv], Any] | None
 """How a roll-out resets its copies: one seed each, a function that resets
@@ -173,13 +174,17 @@ def collect_episodes(envs: gym.vector.VectorEnv, actor: Actor, episodes: int,
     )
 
 
-def play(target: Any, weights: dict, envs: gym.vector.VectorEnv, episodes: int,
-         rng: np.random.Generator, seeds: Resets, discount: float,
-         behaviour: Callable[[Actor], Actor] | None = None) -> Rollout:
-    """Step 2 of an update: ``target`` run with ``weights`` (detached, by
-    :func:`~qtrl.rl.policy.make_actor`; ``behaviour`` may wrap that actor, for
-    benchmarks) plays ``episodes`` complete episodes (:func:`collect_episodes`)."""
-    actor = make_actor(target, weights)
-    if behaviour is not None:
-        actor = behaviour(actor)
-    return collect_episodes(envs, actor, episodes, rng, seeds, discount)
+def evaluation_returns(env_id: str, max_steps: int | None, actor: Actor, episodes: int,
+                       seed: int, greedy: bool) -> np.ndarray:
+    """Undiscounted returns ``(episodes,)`` of ``actor`` on ``env_id``, resets and
+    actions drawn from the evaluation streams of ``seed`` (never a training one),
+    so a policy evaluates alike as a run, a state_dict or an export."""
+    n_envs = min(episodes, 8)
+    envs = make_vector_env(env_id, n_envs, max_steps, "same-step")
+    try:
+        resets = EnvStreams(seed, n_envs, stream=Stream.EVAL_RESETS)
+        batch = collect_episodes(envs, actor, episodes, generator(seed, Stream.EVAL_ACTIONS),
+                                 resets.at(0), 1.0, greedy=greedy)
+    finally:
+        envs.close()
+    return batch.episode_returns

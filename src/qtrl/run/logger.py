@@ -3,55 +3,23 @@ a CSV file, TensorBoard and a progress display.
 
 Keys are namespaced ``rollout/…``, ``train/…``, ``quantum/…``, ``time/…``.
 Per-episode rows go to ``metrics.csv`` through :meth:`Logger.episode`
-(``update, episode, return, length, wall_time, agent``). The display is
-whatever the caller passes (the CLI gives a rich bar or plain lines); library
-code itself only logs through :mod:`logging`.
+(``update, episode, return, length, wall_time, agent``). Each dump is also
+passed to the run's callbacks (:mod:`qtrl.run.callbacks`: the CLI's progress
+bar, for one); library code itself only logs through :mod:`logging`.
 """
 
 from __future__ import annotations
 
 import csv
-import logging
-import math
 from pathlib import Path
-from typing import Protocol, Self
+from typing import Self
 
-__all__ = ["EPISODE_FIELDS", "Display", "LogDisplay", "Logger", "truncate_csv"]
+from .callbacks import Callback, LogProgress
 
-log = logging.getLogger(__name__)
+__all__ = ["EPISODE_FIELDS", "Logger", "truncate_csv"]
+
 
 EPISODE_FIELDS = ("update", "episode", "return", "length", "wall_time", "agent")
-
-
-class Display(Protocol):
-    """Where progress is shown (terminal bar, plain lines, logging)."""
-
-    def start(self, total_episodes: int, done_episodes: int) -> None: ...
-
-    def update(self, episode: int, values: dict[str, float]) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class LogDisplay:
-    """Progress as ``logging`` INFO lines every ``every`` updates (the library default)."""
-
-    def __init__(self, every: int = 50) -> None:
-        self.every = every
-        self._calls = 0
-
-    def start(self, total_episodes: int, done_episodes: int) -> None:
-        self.total = total_episodes
-
-    def update(self, episode: int, values: dict[str, float]) -> None:
-        self._calls += 1
-        if self._calls % self.every == 0 or episode >= self.total:
-            log.info("episode %d/%d  avg100 %.2f  %.1f episodes/s", episode, self.total,
-                     values.get("rollout/return_avg100", math.nan),
-                     values.get("time/episodes_per_s", math.nan))
-
-    def close(self) -> None:
-        pass
 
 
 class Logger:
@@ -60,15 +28,15 @@ class Logger:
 
     Args:
         run_dir: the run directory (exists).
-        display: progress display (default: :class:`LogDisplay`).
+        callback: told of every dump (default: :class:`~qtrl.run.callbacks.LogProgress`).
         purge_step: when resuming, TensorBoard drops its events from this step on.
         tensorboard: write TensorBoard events.
     """
 
-    def __init__(self, run_dir: Path, display: Display | None = None,
+    def __init__(self, run_dir: Path, callback: Callback | None = None,
                  purge_step: int | None = None, tensorboard: bool = True) -> None:
         self.run_dir = Path(run_dir)
-        self.display = display or LogDisplay()
+        self.callback = callback or LogProgress()
         self._values: dict[str, float] = {}
         self._progress_keys: list[str] | None = None
         metrics = self.run_dir / "metrics.csv"
@@ -108,7 +76,7 @@ class Logger:
         if self._tb is not None:
             for key, value in values.items():
                 self._tb.add_scalar(key, value, step)
-        self.display.update(episode, values)
+        self.callback.on_update(episode, values)
         self._values = {}
 
     def flush(self) -> None:
@@ -123,7 +91,6 @@ class Logger:
         self._progress_file.close()
         if self._tb is not None:
             self._tb.close()
-        self.display.close()
 
     def __enter__(self) -> Self:
         return self

@@ -1,0 +1,24 @@
+"""Training algorithms on one seam (:class:`~qtrl.algos.base.Algorithm`): each
+is a readable torch update over a batch the loop collected.
+
+Adding one: a class with ``actor``, ``gradient``, ``step``, ``update`` and
+``stat_names`` in its own module, and its name in :data:`ALGORITHMS`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from .base import Algorithm, anneal, make_optimizer
+from .reinforce import Reinforce
+
+__all__ = ["ALGORITHMS", "Algorithm", "Reinforce", "anneal", "make_algorithm", "make_optimizer"]
+
+ALGORITHMS: dict[str, type] = {"reinforce": Reinforce}
+
+
+def make_algorithm(config: Any, model: nn.Module) -> Algorithm:
+    """The algorithm ``config.algo`` training ``model``."""
+    return ALGORITHMS[config.algo](model, config)

@@ -1,0 +1,134 @@
+"""Synchronous training: every agent runs this loop on its own environments, one
+all-reduce per update averages the gradients, and every agent takes the same
+optimizer step (Dist-QTRL; one agent is ordinary single-process training).
+
+Per update:
+
+1. ``actor = algo.actor()``: the policy weights, generated once for the update;
+2. the roll-out: that actor plays the update's episodes over a vector env;
+3. ``algo.update(batch, average)``: loss, backward, all-reduce, optimizer step;
+4. agent 0 records every agent's episodes and checkpoints.
+
+Randomness: everything random in update ``u`` of agent ``a`` is a pure function
+of ``(seed, a, u)`` (:mod:`qtrl.run.seeds`), so a resumed run continues exactly
+like an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from ..algos import anneal
+from ..config import TrainConfig
+from ..distributed import (
+    AgentContext,
+    allreduce_gradients,
+    broadcast_parameters,
+    check_agreement,
+    gather_objects,
+    gather_over_agents,
+    sum_over_agents,
+)
+from ..generator import QuantumTrain
+from ..quantum.sharding import RowShards
+from ..rl.env import EnvStreams, make_vector_env
+from ..rl.policy import counts_dict
+from ..run.callbacks import Callback
+from ..run.directory import (
+    CHECKPOINT,
+    checkpoint_state,
+    restore_run,
+    save_checkpoint,
+    write_config,
+)
+from ..run.recorder import Recorder, Timings
+from ..run.seeds import Stream, generator
+from .common import build, circuit_evals, play, reseed_circuits
+
+__all__ = ["spread_over_agents", "train_sync"]
+
+
+def train_sync(config: TrainConfig, run_dir: Path, *, resume: bool, callback: Callback,
+               tensorboard: bool, ctx: AgentContext) -> dict[str, Any]:
+    """Train ``config`` into ``run_dir`` as agent ``ctx.rank``; agent 0 returns the
+    summary also written to ``summary.json``, the others ``{}``."""
+    algo = build(config, ctx.rank)
+    model = algo.model
+    spread_over_agents(model, ctx)
+    params = list(model.parameters())
+    broadcast_parameters(params, ctx)  # the same seed gives the same start; make sure
+    traffic = {"bytes": 0}
+
+    def average() -> None:  # between backward and the optimizer step
+        traffic["bytes"] = allreduce_gradients(params, ctx)
+
+    resumed = (restore_run(run_dir, config, model, algo.optimizer, ctx.is_main)
+               if resume else None)
+    start = resumed.update if resumed else 0
+    recorder = None
+    if ctx.is_main:
+        write_config(run_dir, config)
+        recorder = Recorder(run_dir, config, callback, tensorboard, resumed)
+    envs = make_vector_env(config.env, config.vector_envs, config.max_steps, config.autoreset)
+    resets = EnvStreams(config.seed, config.vector_envs, agent=ctx.rank)
+    try:
+        for update in range(start, config.updates):
+            if config.anneal_lr:
+                anneal(algo.optimizer, update, config.updates)
+            reseed_circuits(model, config.seed, update, ctx.rank, shared=True)
+
+            # ---- generate once → roll out → update (with the all-reduce) ---------------
+            batch, t_generate, t_rollout = play(
+                algo, envs, config.episodes_in_update(update),
+                generator(config.seed, Stream.ACTIONS, ctx.rank, update), resets.at(update),
+                config.gamma, callback)
+            t0 = time.perf_counter()
+            stats = algo.update(batch, average if ctx.distributed else None)
+            timings = Timings(t_generate, t_rollout, time.perf_counter() - t0)
+
+            # ---- agents agree? then agent 0 records everyone's episodes, checkpoints ---
+            if ctx.distributed and (update + 1) % config.sync_check_every == 0:
+                check_agreement(params, ctx, update + 1)
+            every_agent = gather_objects((batch.episode_returns.tolist(),
+                                          batch.episode_lengths.tolist()), ctx)
+            if recorder is None:
+                continue
+            for agent, (rets, lens) in enumerate(every_agent):
+                recorder.episodes(update + 1, rets, lens, agent)
+            recorder.update(update + 1, [r for rets, _ in every_agent for r in rets],
+                            batch.episode_lengths, batch.truncated, stats, timings,
+                            algo.optimizer.param_groups[0]["lr"], circuit_evals(model))
+            if (update + 1) % config.checkpoint_every == 0 or update + 1 == config.updates:
+                recorder.logger.flush()
+                save_checkpoint(run_dir / CHECKPOINT, checkpoint_state(
+                    config, model, algo.optimizer, update + 1, recorder.env_steps,
+                    recorder.wall(), recorder.returns, recorder.lengths))
+    finally:
+        envs.close()
+        if recorder is not None:
+            recorder.close()
+    if recorder is None:
+        return {}
+    return recorder.finish(model, counts_dict(model),
+                           bytes_allreduced_per_update=traffic["bytes"],
+                           bytes_allreduced_per_update_classical_dp=4 * counts_dict(model)[
+                               "target_weights"])
+
+
+def spread_over_agents(model: Any, ctx: AgentContext) -> None:
+    """Give each agent (QPU) its share of the quantum work of an update.
+
+    Several chunk circuits: each agent evaluates its share of the chunks (and
+    their shifted circuits), all-gathered. One circuit with a gradient
+    estimator: each agent evaluates its share of the shifted circuits.
+    """
+    if not ctx.distributed or not isinstance(model, QuantumTrain):
+        return
+    if model.chunks > 1:
+        model.spread_chunks(RowShards(model.chunks, ctx.rank, ctx.world_size,
+                                      gather=gather_over_agents(ctx),
+                                      combine=sum_over_agents(ctx)))
+    elif model.estimator is not None:
+        model.estimator.set_partition(ctx.rank, ctx.world_size, combine=sum_over_agents(ctx))

@@ -1,0 +1,179 @@
+"""What a run records: every episode, one row of scalars per update, and at the
+end ``summary.json`` and the learning curve. Both loops (sync, async) record
+through one :class:`Recorder`, so their bookkeeping cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..config import TrainConfig
+from .callbacks import Callback
+from .directory import Resumed, atomic_write_text
+from .logger import Logger
+
+__all__ = ["WINDOW", "Recorder", "Timings", "first_solved", "moving_average",
+           "plot_learning_curve"]
+
+WINDOW = 100  # episodes in the moving average
+
+
+def moving_average(values: np.ndarray, window: int = WINDOW) -> np.ndarray:
+    """Trailing mean over the last ``min(window, i+1)`` values at each ``i``."""
+    values = np.asarray(values, dtype=np.float64)
+    csum = np.concatenate(([0.0], np.cumsum(values)))
+    idx = np.arange(1, len(values) + 1)
+    lo = np.maximum(idx - window, 0)
+    return (csum[idx] - csum[lo]) / (idx - lo)
+
+
+def first_solved(returns: np.ndarray, threshold: float | None, window: int = WINDOW) -> int | None:
+    """First episode (1-based) whose full ``window``-episode average reaches
+    ``threshold``, or ``None``."""
+    if threshold is None or len(returns) < window:
+        return None
+    hits = np.flatnonzero(moving_average(returns, window)[window - 1:] >= threshold)
+    return int(hits[0]) + window if len(hits) else None
+
+
+class Timings(NamedTuple):
+    """Seconds one update spent generating weights, rolling out and learning."""
+
+    generate: float
+    rollout: float
+    learn: float
+
+    @property
+    def total(self) -> float:
+        return self.generate + self.rollout + self.learn
+
+
+class Recorder:
+    """Agent 0's record of a run: episode history, counters, the logger.
+
+    Args:
+        run_dir: the run directory.
+        config: the run's configuration.
+        callback: told of the start and of every update.
+        tensorboard: write TensorBoard events too.
+        resumed: where a checkpoint left the run, or None for a new run.
+    """
+
+    def __init__(self, run_dir: Path, config: TrainConfig, callback: Callback,
+                 tensorboard: bool, resumed: Resumed | None) -> None:
+        self.run_dir, self.config = run_dir, config
+        self.returns: list[float] = list(resumed.returns) if resumed else []
+        self.lengths: list[int] = list(resumed.lengths) if resumed else []
+        self.env_steps = resumed.env_steps if resumed else 0
+        self._wall_offset = resumed.wall_time if resumed else 0.0
+        self.logger = Logger(run_dir, callback, purge_step=resumed.update if resumed else None,
+                             tensorboard=tensorboard)
+        callback.on_start(config.episodes, len(self.returns))
+        self._t_start = time.perf_counter()
+        self._episodes_at_start = len(self.returns)
+
+    def wall(self) -> float:
+        """Seconds of training, the resumed run's included."""
+        return self._wall_offset + time.perf_counter() - self._t_start
+
+    def episodes(self, update: int, returns: Sequence[float], lengths: Sequence[int],
+                 agent: int) -> None:
+        """One ``metrics.csv`` row per episode that ``agent`` played in ``update``."""
+        now = self.wall()
+        for ret, length in zip(returns, lengths, strict=True):
+            self.env_steps += int(length)
+            self.returns.append(float(ret))
+            self.lengths.append(int(length))
+            self.logger.episode(update, len(self.returns), ret, length, now, agent)
+
+    def update(self, step: int, returns: Sequence[float], lengths: Sequence[int],
+               truncated: Sequence[bool], stats: Mapping[str, float], timings: Timings,
+               lr: float, extra: Mapping[str, float] = {}) -> None:
+        """Record update ``step``'s scalars and dump them.
+
+        ``returns``: the update's episode returns (every agent's); ``lengths``,
+        ``truncated``: those of the episodes this process played; ``stats``: the
+        algorithm's (``train/`` keys); ``extra``: fully named keys (``quantum/``,
+        ``async/``)."""
+        log = self.logger
+        log.record("rollout/return_mean", float(np.mean(returns)))
+        log.record("rollout/return_avg100", float(np.mean(self.returns[-WINDOW:])))
+        log.record("rollout/length_mean", float(np.mean(lengths)))
+        log.record("rollout/truncated_frac", float(np.mean(truncated)))
+        log.record("rollout/episodes", len(self.returns))
+        log.record("rollout/env_steps", self.env_steps)
+        for key, value in stats.items():
+            log.record(f"train/{key}", value)
+        log.record("train/lr", lr)
+        for key, value in extra.items():
+            log.record(key, value)
+        log.record("time/generate_s", timings.generate)
+        log.record("time/rollout_s", timings.rollout)
+        log.record("time/learn_s", timings.learn)
+        log.record("time/update_s", timings.total)
+        log.record("time/env_steps_per_s", float(np.sum(lengths)) / max(timings.total, 1e-9))
+        done = len(self.returns) - self._episodes_at_start
+        log.record("time/episodes_per_s", done / max(time.perf_counter() - self._t_start, 1e-9))
+        log.record("time/wall_s", self.wall())
+        log.dump(step, len(self.returns))
+
+    def close(self) -> None:
+        self.logger.close()
+
+    def finish(self, model: Any, counts: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+        """Write ``summary.json`` (``extra``: mode-specific entries; ``counts``: the
+        trained parameters) and the learning curve; return the summary."""
+        config, returns = self.config, np.asarray(self.returns)
+        summary = {
+            "mode": config.mode,
+            "algo": config.algo,
+            "env": config.env,
+            "preset": config.preset,
+            "seed": config.seed,
+            "episodes": len(returns),
+            "updates": config.updates,
+            "agents": config.agents,
+            "dist_mode": config.dist_mode,
+            **extra,
+            "env_steps": self.env_steps,
+            "wall_time_s": round(self.wall(), 3),
+            "final_return_avg100": float(np.mean(returns[-WINDOW:])) if len(returns) else None,
+            "best_return_avg100": float(moving_average(returns).max()) if len(returns) else None,
+            "solve_threshold": config.solve_threshold,
+            "solved_at_episode": first_solved(returns, config.solve_threshold),
+            "parameter_counts": dict(counts),
+        }
+        atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        plot_learning_curve(self.run_dir / "learning_curve.png", returns, config)
+        return summary
+
+
+def plot_learning_curve(path: Path, returns: np.ndarray, config: TrainConfig) -> None:
+    """Raw episode returns and their 100-episode moving average (matplotlib, Agg)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    episodes = np.arange(1, len(returns) + 1)
+    ax.plot(episodes, returns, color="tab:blue", alpha=0.3, lw=0.8, label="episode return")
+    ax.plot(episodes, moving_average(returns), color="tab:blue", lw=2,
+            label=f"{WINDOW}-episode average")
+    if config.solve_threshold is not None:
+        ax.axhline(config.solve_threshold, color="gray", ls="--", lw=1, label="solve threshold")
+    ax.set_xlabel("episode")
+    ax.set_ylabel("return")
+    ax.set_title(f"{config.env} — {config.mode}, seed {config.seed}")
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
