@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 
+from qtrl.algos import anneal
 from qtrl.cli import main
 from qtrl.config import TrainConfig
-from qtrl.algos import anneal
 from qtrl.loops.asynchronous import WorkerReport, pack_report, unpack_report
 from qtrl.loops.common import build, play
 from qtrl.rl.env import EnvStreams, make_vector_env

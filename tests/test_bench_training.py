@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from qtrl.bench.training import (
-    _build,
-    controlled,
-    gate_by_gate,
-    random_play,
-    time_update_pairs,
-)
+from qtrl.bench.per_step import gate_by_gate
+from qtrl.bench.training import _build, controlled, random_play, time_update_pairs
 
 
 def test_same_episode_regimes_give_both_models_identical_env_work() -> None:
