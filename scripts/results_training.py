@@ -32,7 +32,7 @@ from qtrl.config import TrainConfig
 from qtrl.train import first_solved, moving_average
 
 # Settings per experiment: label -> (flags on top of the preset, seeds or None for all).
-# "QT reference" is the preset as published (DESIGN §2: linear mapping, generated
+# "QT reference" is the preset as published (qtrl.presets: linear mapping, generated
 # weights as built, one episode per update, the preset's lr and entropy). "QT tuned"
 # is what we changed to reach the targets — see the notes in RESULTS_training.md.
 REFERENCE_QT = ["--mapping-activation", "none", "--qt-init-std", "none"]

@@ -12,7 +12,7 @@ from qtrl.generator import ACTIVATIONS, QuantumTrain, qubits_for
 from qtrl.presets import PRESETS, build_policy
 from qtrl.quantum.memory import StatevectorTooLarge, check_statevector_fits, statevector_bytes
 
-# (preset, obs_dim, n_actions) -> k, n, L, QNN, mapping, total (DESIGN §2)
+# (preset, obs_dim, n_actions) -> k, n, L, QNN, mapping, total (the reference presets)
 PRESET_NUMBERS = {
     "cartpole": ((4, 2), (898, 10, 5, 300, 351, 651)),
     "minigrid": ((147, 3), (4835, 13, 13, 1014, 1515, 2529)),

@@ -236,7 +236,7 @@ class TrainConfig:
 
     @classmethod
     def from_preset(cls, preset: str | None, **overrides: Any) -> TrainConfig:
-        """Defaults of ``preset`` (DESIGN §2) with ``overrides`` on top."""
+        """Defaults of ``preset`` (the reference recipes, :mod:`qtrl.presets`) with ``overrides`` on top."""
         base: dict[str, Any] = {}
         if preset is not None:
             if preset not in PRESETS:

@@ -1,7 +1,7 @@
 """The trained policy out of the project: classical files, no quantum part.
 
 After training, the Quantum-Train weights form a plain classical network
-(DESIGN §1); inference needs only a CPU or GPU. Three formats:
+(docs/ARCHITECTURE.md); inference needs only a CPU or GPU. Three formats:
 
 - ``state_dict`` (``.pt``): ``torch.save`` of a plain dict — the weights plus
   the architecture (observation size, hidden sizes, actions, environment) that

@@ -1,4 +1,4 @@
-"""Reference presets (DESIGN §2) and the policy network they train."""
+"""The reference notebooks' recipes (presets) and the policy network they train."""
 
 from __future__ import annotations
 

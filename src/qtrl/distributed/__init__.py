@@ -2,7 +2,7 @@
 
 Every update all agents hold identical shared parameters, each collects its
 own episodes and computes a local gradient, the gradients are averaged by one
-flat all-reduce, and every agent applies the same optimizer step (DESIGN §3).
+flat all-reduce, and every agent applies the same optimizer step (docs/DISTRIBUTED.md).
 """
 
 from .context import AgentContext, init_local, init_torchrun, shutdown, under_torchrun
