@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from ..train import _atomic_write_bytes, load_trained_model
+    from ..run.directory import atomic_write_bytes
+    from ..train import load_trained_model
 
     if args.qasm is None and args.probs is None:
         raise UserError("nothing to write: give --qasm FILE and/or --probs FILE.npy")
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
                         f"probabilities of the {model.k} weights, float64"))
     for path, data, what in outputs:
         try:
-            _atomic_write_bytes(path, data)
+            atomic_write_bytes(path, data)
         except OSError as err:
             raise UserError(f"cannot write {path}: {err.strerror or err}") from None
         print(f"wrote {path} ({what})")
