@@ -1,4 +1,4 @@
-"""``qtrl train``: REINFORCE on a Quantum-Train (or ``--classical``) policy.
+"""``qtrl train``: train a Quantum-Train (or ``--classical``) policy with ``--algo``.
 
 The flags are generated from :class:`qtrl.config.TrainConfig`'s fields; the
 preset (``--preset``, default ``cartpole`` unless ``--env`` is given) fills in
@@ -26,9 +26,10 @@ RESUMABLE = {"episodes"}
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "train", help="train a Quantum-Train policy with REINFORCE",
+        "train", help="train a Quantum-Train policy",
         description="Train a Quantum-Train-generated policy (or, with --classical, the same "
-                    "network directly) with REINFORCE. Flags not given come from --preset "
+                    "network directly) with --algo (REINFORCE). Flags not given come from "
+                    "--preset "
                     "(cartpole unless --env is given without a preset); the defaults shown "
                     "are the cartpole preset's.")
     add_dataclass_flags(p, TrainConfig, shown=TrainConfig.from_preset("cartpole"))
