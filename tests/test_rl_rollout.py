@@ -167,12 +167,77 @@ def test_minigrid_observation_is_flat_and_actions_restricted() -> None:
     assert batch.obs.shape[1] == 147 and batch.actions.max() <= 2
 
 
-def test_masked_env_is_a_sync_vector_env() -> None:
+def test_masked_env_is_a_vector_env() -> None:
     envs = make_vector_env("CartPole-v1", 2)
-    assert isinstance(envs, MaskedSyncVectorEnv) and isinstance(envs, gym.vector.SyncVectorEnv)
+    assert isinstance(envs, MaskedSyncVectorEnv) and isinstance(envs, gym.vector.VectorEnv)
+    assert envs.num_envs == 2 and len(envs.envs) == 2
+    assert envs.metadata["autoreset_mode"] == gym.vector.AutoresetMode.SAME_STEP
+    assert envs.single_action_space == gym.spaces.Discrete(2)
+    assert envs.action_space == gym.spaces.MultiDiscrete([2, 2])
+    assert envs.observation_space.shape == (2, 4)
     envs.close()
+    assert envs.closed
     with pytest.raises(UserError, match="autoreset"):
         make_vector_env("CartPole-v1", 2, autoreset="sometimes")
+    with pytest.raises(ValueError, match="DISABLED"):
+        MaskedSyncVectorEnv([lambda: make_env("CartPole-v1")],
+                            autoreset_mode=gym.vector.AutoresetMode.DISABLED)
+
+
+@pytest.mark.parametrize("env_id,max_steps", [("CartPole-v1", 12),
+                                              ("MiniGrid-Empty-5x5-v0", 6)])
+@pytest.mark.parametrize("mode", ["same-step", "next-step"])
+def test_step_and_reset_agree_with_gymnasiums_sync_vector_env(env_id: str, max_steps: int,
+                                                             mode: str) -> None:
+    """The independent check: Gymnasium's own SyncVectorEnv over the same
+    copies, seeds and actions gives the same observations, rewards, flags and
+    same-step final observations, through many autoresets."""
+    n = 3
+    ours = make_vector_env(env_id, n, max_steps, autoreset=mode)
+    theirs = gym.vector.SyncVectorEnv([lambda: make_env(env_id, max_steps)] * n,
+                                      autoreset_mode=ours.autoreset_mode)
+    n_actions = int(ours.single_action_space.n)
+    actions = np.random.default_rng(3).integers(0, n_actions, (60, n))
+    try:
+        for seed in (11, [4, 5, 6]):
+            a, _ = ours.reset(seed=seed)
+            b, _ = theirs.reset(seed=seed)
+            np.testing.assert_array_equal(a, b)
+            ends = 0
+            for act in actions:
+                a_obs, a_rew, a_term, a_trunc, a_info = ours.step(act)
+                b_obs, b_rew, b_term, b_trunc, b_info = theirs.step(act)
+                np.testing.assert_array_equal(a_obs, b_obs)
+                np.testing.assert_array_equal(a_rew, b_rew)
+                np.testing.assert_array_equal(a_term, b_term)
+                np.testing.assert_array_equal(a_trunc, b_trunc)
+                assert a_info.keys() == b_info.keys()
+                if "final_obs" in b_info:
+                    np.testing.assert_array_equal(a_info["_final_obs"], b_info["_final_obs"])
+                    for i in np.flatnonzero(b_info["_final_obs"]):
+                        np.testing.assert_array_equal(a_info["final_obs"][i],
+                                                      b_info["final_obs"][i])
+                ends += int((a_term | a_trunc).sum())
+            assert ends >= n        # the comparison went through autoresets
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_masked_step_of_every_copy_is_the_plain_step() -> None:
+    for mode in ("same-step", "next-step"):
+        a = make_vector_env("CartPole-v1", 3, 8, autoreset=mode)
+        b = make_vector_env("CartPole-v1", 3, 8, autoreset=mode)
+        everyone = np.ones(3, dtype=bool)
+        try:
+            a.reset(seed=2)
+            b.reset(seed=2)
+            for act in np.random.default_rng(0).integers(0, 2, (30, 3)):
+                for x, y in zip(a.step(act, mask=everyone)[:4], b.step(act)[:4]):
+                    np.testing.assert_array_equal(x, y)
+        finally:
+            a.close()
+            b.close()
 
 
 def test_step_active_steps_only_the_active_copies_and_lists_the_ended() -> None:

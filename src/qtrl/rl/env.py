@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Callable
-from copy import deepcopy
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -87,74 +86,202 @@ def make_env(env_id: str, max_steps: int | None = None, **kwargs) -> gym.Env:
                     f"Dict with an 'image' Box")
 
 
-class MaskedSyncVectorEnv(gym.vector.SyncVectorEnv):
-    """A :class:`~gymnasium.vector.SyncVectorEnv` whose ``step`` can leave copies idle.
+def _add_info(infos: dict[str, Any], info: dict[str, Any], i: int, n: int) -> dict[str, Any]:
+    """Copy ``i``'s ``info`` into the batched ``infos``, in Gymnasium's vector layout:
+    per key an array over the ``n`` copies and a bool array ``_key`` marking the
+    copies that set it; nested dicts batch recursively, ``final_obs`` is an object
+    array (so that users index it as Gymnasium's own vector envs return it)."""
+    for key, value in info.items():
+        if key != "final_obs" and isinstance(value, dict):
+            array: Any = _add_info(infos.get(key, {}), value, i, n)
+        else:
+            array = infos.get(key)
+            if array is None:
+                if key != "final_obs" and (type(value) in (int, float, bool)
+                                           or isinstance(value, np.number)):
+                    array = np.zeros(n, dtype=type(value))
+                elif key != "final_obs" and isinstance(value, np.ndarray):
+                    array = np.zeros((n, *value.shape), dtype=value.dtype)
+                else:
+                    array = np.full(n, None, dtype=object)
+            array[i] = value
+        mask = infos.get(f"_{key}")
+        if mask is None:
+            mask = np.zeros(n, dtype=np.bool_)
+        mask[i] = True
+        infos[key], infos[f"_{key}"] = array, mask
+    return infos
 
-    ``step(actions, mask=m)`` steps only the copies where ``m`` is true; an idle
-    copy keeps its observation and returns reward 0, ``terminated`` and
-    ``truncated`` false. Roll-outs use it so that copies that have finished their
-    share of an update's episodes cost nothing while the others finish. Without
-    ``mask`` it is the ordinary ``SyncVectorEnv`` step. Both explicit autoreset
-    modes (``SAME_STEP``, ``NEXT_STEP``) are honoured; a masked step returns
-    no infos (roll-outs do not read them).
+
+class MaskedSyncVectorEnv(gym.vector.VectorEnv):
+    """Copies of one environment stepped in turn in this process; a step may leave some idle.
+
+    A :class:`gymnasium.vector.VectorEnv` built on that class's public contract
+    only: it owns its copies (:attr:`envs`) and its observation buffer. ``reset``
+    and ``step`` behave as :class:`~gymnasium.vector.SyncVectorEnv`'s with
+    ``copy=False`` in the explicit autoreset mode ``SAME_STEP`` or ``NEXT_STEP``
+    (``metadata["autoreset_mode"]``); both return the observation buffer itself,
+    rewritten by the next step, so the caller copies what it keeps.
+
+    Roll-outs step it with :meth:`step_active` (or ``step(actions, mask=m)``):
+    only the copies listed (masked) are stepped; an idle copy keeps its
+    observation and returns reward 0, ``terminated`` and ``truncated`` false, so
+    that copies that have finished their share of an update's episodes cost
+    nothing while the others finish.
+
+    Observations must be a ``Box`` (:func:`make_env` flattens every supported
+    space to one): each copy owns a row of the buffer.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._unreset: list[int] = []   # copies ended by step_active(autoreset=False)
+    def __init__(self, env_fns: Sequence[Callable[[], gym.Env]],
+                 autoreset_mode: gym.vector.AutoresetMode = gym.vector.AutoresetMode.SAME_STEP
+                 ) -> None:
         modes = gym.vector.AutoresetMode
-        self._next_step = self.autoreset_mode == modes.NEXT_STEP
-        self._maskable = self.autoreset_mode in (modes.SAME_STEP, modes.NEXT_STEP)
-        self._rows = isinstance(self._observations, np.ndarray)  # Box: rows are copied
+        if autoreset_mode not in (modes.SAME_STEP, modes.NEXT_STEP):
+            raise ValueError(f"autoreset_mode {autoreset_mode}: SAME_STEP or NEXT_STEP "
+                             f"(masked steps need one of them)")
+        self.envs: list[gym.Env] = [make() for make in env_fns]
+        if not self.envs:
+            raise ValueError("no environment functions: at least one copy is needed")
+        first = self.envs[0]
+        self.num_envs = len(self.envs)
+        self.autoreset_mode = autoreset_mode
+        # A copy of the metadata: the sub-environment's is a class attribute.
+        self.metadata = {**first.metadata, "autoreset_mode": autoreset_mode}
+        self.render_mode = first.render_mode
+        self.single_observation_space = first.observation_space
+        self.single_action_space = first.action_space
+        if not isinstance(self.single_observation_space, gym.spaces.Box):
+            raise TypeError(f"observation space {self.single_observation_space}: a Box is "
+                            f"needed (make_env flattens the supported spaces to one)")
+        for i, env in enumerate(self.envs):
+            if (env.observation_space != self.single_observation_space
+                    or env.action_space != self.single_action_space):
+                raise ValueError(f"copy {i} has spaces {env.observation_space}, "
+                                 f"{env.action_space}; copy 0 has "
+                                 f"{self.single_observation_space}, {self.single_action_space}")
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space,
+                                                              self.num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space,
+                                                         self.num_envs)
+        space = self.single_observation_space
+        self._buffer = np.zeros((self.num_envs, *space.shape), dtype=space.dtype)
+        self._next_step = autoreset_mode == modes.NEXT_STEP
+        self._resetting = [False] * self.num_envs   # next-step: the next step only resets
+        self._unreset: list[int] = []   # copies ended by step_active(autoreset=False)
 
-    def reset(self, *, seed=None, options=None):  # type: ignore[override]
+    def reset(self, *, seed: int | Sequence[int | None] | None = None,
+              options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reset every copy: ``seed`` None (their own RNG), an int (copy ``i``
+        gets ``seed + i``) or one seed per copy; ``options`` go to each copy.
+        Returns the observation buffer and the batched infos."""
+        n = self.num_envs
+        if seed is None or isinstance(seed, (int, np.integer)):
+            seeds = [None if seed is None else int(seed) + i for i in range(n)]
+        else:
+            seeds = list(seed)
+            if len(seeds) != n:
+                raise ValueError(f"{len(seeds)} seeds for {n} copies: pass one per copy, "
+                                 f"one int or None")
+        if options and "reset_mask" in options:
+            raise ValueError("options['reset_mask'] is not supported: reset() resets "
+                             "every copy")
         self._unreset = []
-        return super().reset(seed=seed, options=options)
+        self._resetting = [False] * n
+        infos: dict[str, Any] = {}
+        for i, (env, one) in enumerate(zip(self.envs, seeds, strict=True)):
+            self._buffer[i], info = env.reset(seed=one, options=options)
+            if info:
+                infos = _add_info(infos, info, i, n)
+        return self._buffer, infos
 
-    def step(self, actions, mask: np.ndarray | None = None):  # type: ignore[override]
+    def step(self, actions: Any, mask: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Step every copy with ``actions[i]`` and autoreset as the mode says
+        (same-step: ``infos["final_obs"]`` holds an ended episode's last
+        observation). With ``mask``, only the copies where it is true are
+        stepped (:meth:`step_active`) and no infos are returned."""
         if self._unreset:
             raise RuntimeError(f"copies {self._unreset} ended without a reset; call reset()")
-        if mask is None:
-            return super().step(actions)
-        obs, rewards, terms, truncs, _ = self.step_active(np.asarray(actions),
-                                                          np.flatnonzero(mask).tolist())
-        return (deepcopy(obs) if self.copy else obs, rewards, terms, truncs, {})
+        actions = np.asarray(actions)
+        if mask is not None:
+            obs, rewards, terms, truncs, _ = self.step_active(actions,
+                                                              np.flatnonzero(mask).tolist())
+            return obs, rewards, terms, truncs, {}
+        n = self.num_envs
+        if len(actions) != n:
+            raise ValueError(f"{len(actions)} actions for {n} copies")
+        rewards = np.zeros(n, dtype=np.float64)
+        terms = np.zeros(n, dtype=np.bool_)
+        truncs = np.zeros(n, dtype=np.bool_)
+        infos: dict[str, Any] = {}
+        buffer, resetting = self._buffer, self._resetting
+        for i, env in enumerate(self.envs):
+            if resetting[i]:                        # next-step: this step only resets
+                obs, info = env.reset()
+                resetting[i] = False
+            else:
+                obs, reward, term, trunc, info = env.step(actions[i])
+                rewards[i], terms[i], truncs[i] = reward, term, trunc
+                if term or trunc:
+                    if self._next_step:
+                        resetting[i] = True
+                    else:
+                        infos = _add_info(infos, {"final_obs": obs, "final_info": info}, i, n)
+                        obs, info = env.reset()
+            buffer[i] = obs
+            if info:
+                infos = _add_info(infos, info, i, n)
+        return buffer, rewards, terms, truncs, infos
 
     def step_active(self, moves: np.ndarray, active: list[int], autoreset: bool = True
-                    ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, list[int]]:
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[int]]:
         """Step the copies ``active`` (ascending indices) with ``moves[i]``, NumPy
-        scalars as Gymnasium's own step passes them (measured: ``Discrete.contains``,
-        which CartPole's step asserts, checks them ~1 µs faster than Python ints).
+        scalars as Gymnasium's own step passes them (``Discrete.contains``, which
+        CartPole's step asserts, checks them faster than Python ints).
+
+        The roll-outs' lean form of ``step(actions, mask)``: returns the
+        observation buffer itself (never copied), fresh ``rewards``,
+        ``terminated``, ``truncated`` arrays (idle copies: 0 and false) and the
+        list of copies whose episode ended in this step.
+
+        Next-step mode: a copy whose episode ended in its last step only resets
+        in this one (reward 0, not ended). ``autoreset`` is then moot: an ended
+        copy resets only if it is stepped again.
 
         ``autoreset=False`` (same-step mode): a copy whose episode ends is not
         reset and keeps its last observation. A roll-out passes it when every
         copy that ends goes idle until the next :meth:`reset` (a reset that the
         next update's reset would discard); stepping such a copy before
         :meth:`reset` raises.
-
-        The roll-outs' lean form of ``step(actions, mask)``: returns the
-        observation buffer itself (never copied), fresh ``rewards``,
-        ``terminated``, ``truncated`` arrays and the list of copies whose
-        episode ended in this step.
         """
-        if not self._maskable:
-            raise ValueError(f"masked steps need SAME_STEP or NEXT_STEP autoreset, "
-                             f"got {self.autoreset_mode}")
         n = self.num_envs
         rewards = np.zeros(n, dtype=np.float64)
         terms = np.zeros(n, dtype=np.bool_)
         truncs = np.zeros(n, dtype=np.bool_)
         ended: list[int] = []
-        rows, unreset = self._rows, self._unreset
+        unreset = self._unreset
         if unreset and not set(unreset).isdisjoint(active):
             raise RuntimeError(f"copies {unreset} ended without a reset; call reset()")
+        envs, buffer = self.envs, self._buffer
         if self._next_step:
-            self._step_next(moves, active, rewards, terms, truncs, ended)
+            resetting = self._resetting
+            for i in active:
+                env = envs[i]
+                if resetting[i]:
+                    obs, _ = env.reset()
+                    resetting[i] = False
+                else:
+                    obs, reward, term, trunc, _ = env.step(moves[i])
+                    rewards[i] = reward
+                    if term or trunc:
+                        terms[i], truncs[i] = term, trunc
+                        ended.append(i)
+                        resetting[i] = True
+                buffer[i] = obs
         else:
             # The hot loop of a roll-out (one pass per env step): only what the
-            # same-step mode needs. Gymnasium reads _autoreset_envs only in
-            # next-step mode and _env_obs only to concatenate non-Box observations.
-            envs, observations, env_obs = self.envs, self._observations, self._env_obs
+            # same-step mode needs.
             for i in active:
                 env = envs[i]
                 obs, reward, term, trunc, _ = env.step(moves[i])
@@ -165,37 +292,18 @@ class MaskedSyncVectorEnv(gym.vector.SyncVectorEnv):
                     if autoreset:
                         obs, _ = env.reset()
                     else:
-                        self._unreset = [*self._unreset, i]
-                if rows:
-                    observations[i] = obs
-                else:
-                    env_obs[i] = obs
-        if not rows:
-            self._observations = gym.vector.utils.concatenate(
-                self.single_observation_space, self._env_obs, self._observations)
-        self._rewards, self._terminations, self._truncations = rewards, terms, truncs
-        return self._observations, rewards, terms, truncs, ended
+                        unreset.append(i)
+                buffer[i] = obs
+        return buffer, rewards, terms, truncs, ended
 
-    def _step_next(self, moves: np.ndarray, active: list[int], rewards: np.ndarray,
-                   terms: np.ndarray, truncs: np.ndarray, ended: list[int]) -> None:
-        """:meth:`step_active`'s loop in next-step mode: a copy whose last step
-        ended only resets in this one."""
-        pending = self._autoreset_envs
-        for i in active:
-            env = self.envs[i]
-            if pending[i]:
-                obs, _ = env.reset()
-                pending[i] = False
-            else:
-                obs, reward, term, trunc, _ = env.step(moves[i])
-                rewards[i] = reward
-                if term or trunc:
-                    terms[i], truncs[i] = term, trunc
-                    ended.append(i)
-                    pending[i] = True
-            self._env_obs[i] = obs
-            if self._rows:
-                self._observations[i] = obs
+    def render(self) -> tuple[Any, ...]:
+        """Each copy's rendered frame."""
+        return tuple(env.render() for env in self.envs)
+
+    def close_extras(self, **kwargs: Any) -> None:
+        """Close the copies (:meth:`close` calls this once)."""
+        for env in self.envs:
+            env.close()
 
 
 class EnvStreams:
@@ -238,16 +346,16 @@ class EnvStreams:
 
 
 def make_vector_env(env_id: str, num_envs: int, max_steps: int | None = None,
-                    autoreset: str = "same-step") -> gym.vector.SyncVectorEnv:
+                    autoreset: str = "same-step") -> MaskedSyncVectorEnv:
     """``num_envs`` copies of :func:`make_env` stepped together in this process.
 
     ``autoreset`` is Gymnasium's vector autoreset mode, always explicit:
     ``"same-step"`` (a finished copy returns the next episode's first
     observation in the step that ended the episode) or ``"next-step"`` (the step
     after a done only resets that copy: its action is ignored and the roll-out
-    must mask it). Observations are not copied (``copy=False``): the caller
-    copies what it keeps before the next step. The copies can be stepped
-    selectively (:class:`MaskedSyncVectorEnv`).
+    must mask it). Observations are not copied: the caller copies what it
+    keeps before the next step. The copies can be stepped selectively
+    (:class:`MaskedSyncVectorEnv`).
     """
     modes = {"same-step": gym.vector.AutoresetMode.SAME_STEP,
              "next-step": gym.vector.AutoresetMode.NEXT_STEP}
@@ -255,7 +363,7 @@ def make_vector_env(env_id: str, num_envs: int, max_steps: int | None = None,
         raise UserError(f"autoreset mode {autoreset!r}: choose from {', '.join(modes)}")
     make_env(env_id, max_steps).close()  # validate once, with a clear error
     return MaskedSyncVectorEnv([lambda: make_env(env_id, max_steps)] * num_envs,
-                               copy=False, autoreset_mode=modes[autoreset])
+                               autoreset_mode=modes[autoreset])
 
 
 def env_dims(env_id: str, n_actions: int | None = None) -> tuple[int, int]:
