@@ -16,6 +16,7 @@ import gymnasium as gym
 import numpy as np
 
 from ..errors import UserError
+from ..run.seeds import Stream, seed_sequence
 
 __all__ = ["EnvStreams", "FlatImageObservation", "MaskedSyncVectorEnv", "env_dims", "make_env",
            "make_vector_env"]
@@ -309,7 +310,8 @@ class MaskedSyncVectorEnv(gym.vector.VectorEnv):
 class EnvStreams:
     """Where each copy's reset randomness comes from, update by update.
 
-    Copy ``i`` owns one PCG64 stream, seeded once from ``(seed, agent, i)``; the
+    Copy ``i`` owns one PCG64 stream, seeded once from ``(seed, agent, i)``
+    (:attr:`~qtrl.run.seeds.Stream.ENV_RESETS`, or ``stream``); the
     resets of update ``u`` draw from it advanced by ``u · 2^64`` (``PCG64.advance``,
     disjoint blocks of 2^64 draws). A pure function of the update, so a resumed
     run resets exactly as the uninterrupted one, with no environment state in
@@ -317,8 +319,9 @@ class EnvStreams:
     generator (~23 µs, of ~44 µs for a seeded CartPole reset).
     """
 
-    def __init__(self, seed: int, n_envs: int, agent: int = 0) -> None:
-        self.bases = [np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(agent, i, 2))).state
+    def __init__(self, seed: int, n_envs: int, agent: int = 0,
+                 stream: Stream = Stream.ENV_RESETS) -> None:
+        self.bases = [np.random.PCG64(seed_sequence(seed, stream, agent, i)).state
                       for i in range(n_envs)]
         self._gens: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
