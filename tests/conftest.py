@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from qtrl.quantum import statevector
+from qtrl.quantum import adjoint
 
 
 @pytest.fixture(autouse=True)
@@ -22,5 +22,5 @@ def adjoint_mode(request, monkeypatch) -> str:
     """Run a test with earlier states kept from the forward pass (what small
     circuits do) and with them recomputed by inverse gates (large circuits)."""
     if request.param == "recomputed":
-        monkeypatch.setattr(statevector, "STORE_STATES_BYTES", 0)
+        monkeypatch.setattr(adjoint, "STORE_STATES_BYTES", 0)
     return request.param

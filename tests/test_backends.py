@@ -119,29 +119,36 @@ def test_torch_backend_is_differentiable() -> None:
 
 @pytest.mark.parametrize("rows", [3, 40])  # few rows: wide windows; many: narrow ones
 @pytest.mark.parametrize("n", [2, 3, 5])
-def test_ring_ansatz_rows_run_by_the_fast_paths(monkeypatch: pytest.MonkeyPatch, rows: int,
-                                                n: int) -> None:
+def test_ring_ansatz_rows_run_by_the_fast_paths(rows: int, n: int) -> None:
     """Our ring ansatz runs by the compiled kernels (small) or the batched sweep;
     both must equal the generic per-row gate path, values and gradients."""
-    from qtrl.quantum import backends
+    from qtrl.quantum.backends import ring_u3_layout
+    from qtrl.quantum.compiled import available
+    from qtrl.quantum.simulate import SimPath, window_qubits
 
     template, _ = circuit_of(RingU3Ansatz(n, 2))
-    assert backends.ring_u3_layout(template) == (n, 2)
+    assert ring_u3_layout(template) == (n, 2)
     torch.manual_seed(n + rows)
     angles = (torch.rand(rows, template.n_angles, dtype=torch.float64) * 6.3).requires_grad_()
     w = torch.randn(rows, 2**n, dtype=torch.float64)
+    paths = [SimPath.COMPILED, SimPath.WIDE] if available() else []
+    paths += [SimPath.SWEEP] if window_qubits(n, rows) <= n else []
     results = []
-    for path in ("compiled", "sweep", "generic"):
-        if path == "sweep":
-            monkeypatch.setattr(backends, "compiled_ring", lambda _n: False)
-        if path == "generic":
-            monkeypatch.setattr(backends, "ring_u3_layout", lambda _t: None)
-        probs = TorchBackend().probabilities(template, angles)
+    for path in [*paths, SimPath.GATES]:
+        probs = TorchBackend(path=path).probabilities(template, angles)
         (grad,) = torch.autograd.grad((probs * w).sum(), angles)
         results.append((probs.detach(), grad))
-    for probs, grad in results[:2]:
-        torch.testing.assert_close(probs, results[2][0], atol=1e-12, rtol=0)
-        torch.testing.assert_close(grad, results[2][1], atol=1e-10, rtol=0)
+    for probs, grad in results[:-1]:
+        torch.testing.assert_close(probs, results[-1][0], atol=1e-12, rtol=0)
+        torch.testing.assert_close(grad, results[-1][1], atol=1e-10, rtol=0)
+
+
+def test_a_path_that_cannot_run_the_circuit_is_refused() -> None:
+    from qtrl.quantum.simulate import SimPath
+
+    template, angles = circuit_of(ANSATZE["ry-cnot"](3, 1))
+    with pytest.raises(UserError, match="'sweep' cannot run.*density, gates"):
+        TorchBackend(path=SimPath.SWEEP).probabilities(template, angles)
 
 
 def test_ring_layout_is_only_the_ring_ansatz() -> None:

@@ -1,8 +1,8 @@
 """The rotating-frame simulator (n > 14 on the CPU) against the plain adjoint path.
 
-``statevector._FramedCircuit`` keeps the state in rotated wire orders, applies
+``qtrl.quantum.frames.FramedCircuit`` keeps the state in rotated wire orders, applies
 windows block-diagonal in their first wire as two half-size blocks, and walks the
-conjugated adjoint back; every result must equal ``_AdjointCircuit``'s (which
+conjugated adjoint back; every result must equal ``AdjointCircuit``'s (which
 the rest of the suite checks against PennyLane, Qiskit and finite differences).
 """
 
@@ -13,19 +13,14 @@ import itertools
 import pytest
 import torch
 
-from qtrl.quantum import statevector
+from qtrl.quantum import simulate
 from qtrl.quantum.ansatz import RingU3Ansatz
-from qtrl.quantum.statevector import (
-    Operation,
-    _diagonal_blocks,
-    _frame_plan,
-    probabilities,
-    run_layers,
-)
+from qtrl.quantum.frames import MIN_BELOW_BITS, diagonal_blocks, frame_plan
+from qtrl.quantum.statevector import Operation, probabilities, run_layers
 
 
 def _plain(monkeypatch) -> None:
-    monkeypatch.setattr(statevector, "_FRAME_MIN_STATE", 2**62)
+    monkeypatch.setattr(simulate, "FRAMES_MIN_STATE", 2**62)
 
 
 def _ansatz_run(n: int, layers: int, circuits: int):
@@ -70,8 +65,7 @@ def test_run_layers_matches_plain_path(batch, adjoint_mode, monkeypatch):
     n, layers = 15, 2
     gen = torch.Generator().manual_seed(batch)
     template = _template(n, layers, batch, gen)
-    assert _frame_plan(tuple(op.wires for op in template), n, layers,
-                       statevector._FRAME_MIN_BELOW_BITS) is not None
+    assert frame_plan(tuple(op.wires for op in template), n, layers, MIN_BELOW_BITS) is not None
     initial = torch.randn(batch, *[2] * n, dtype=torch.complex128, generator=gen)
     initial = initial / initial.flatten(1).norm(dim=1).view(-1, *[1] * n)
     w = torch.randn(2**n, dtype=torch.float64, generator=gen)
@@ -96,19 +90,19 @@ def test_run_layers_matches_plain_path(batch, adjoint_mode, monkeypatch):
 def test_frame_plan_fits_every_window():
     n, layers = 20, 3
     wires = tuple(tuple(op.wires) for op in RingU3Ansatz(n, layers).layered_operations())
-    bits = statevector._FRAME_MIN_BELOW_BITS
-    frames = _frame_plan(wires, n, layers, bits)
+    bits = MIN_BELOW_BITS
+    frames = frame_plan(wires, n, layers, bits)
     assert len(frames) == layers * len(wires)
     for step, f in enumerate(frames):
         w = wires[step % len(wires)]
         assert (w[0] - f) % n + len(w) + bits <= n
     changes = sum(a != b for a, b in itertools.pairwise(frames))
     assert changes <= len(frames) // 4                       # several windows per frame
-    assert _frame_plan(((3, 1),), n, 1, bits) is None        # not consecutive on the ring
-    assert _frame_plan(((0, 5),), n, 1, bits) is None
+    assert frame_plan(((3, 1),), n, 1, bits) is None         # not consecutive on the ring
+    assert frame_plan(((0, 5),), n, 1, bits) is None
 
 
 def test_ring_windows_after_the_first_are_block_diagonal():
     ops = RingU3Ansatz(16, 2).layered_operations()
-    found = [_diagonal_blocks(op.matrix.detach()) is not None for op in ops]
+    found = [diagonal_blocks(op.matrix.detach()) is not None for op in ops]
     assert found == [False] + [True] * (len(ops) - 1)

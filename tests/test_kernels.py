@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from qtrl.quantum.statevector import _SMALL_STATE, _apply_flat, _outer_sum
+from qtrl.quantum.kernels import SMALL_STATE, apply_flat, outer_sum
 
 N = 15
-assert 2**N >= _SMALL_STATE
+assert 2**N >= SMALL_STATE
 
 
 def _moved(x: torch.Tensor, wires: tuple[int, ...]) -> torch.Tensor:
@@ -45,11 +45,11 @@ def test_apply_and_outer_match_reference(wires, batch, per_circuit):
     m = torch.randn(*shape, dtype=torch.complex128, generator=gen)
 
     ref = _unmoved(_moved(x, wires) @ m.mT, wires)
-    assert torch.allclose(_apply_flat(x, m, wires, N), ref, atol=1e-10)
-    stacked = _apply_flat(torch.stack((x, x)), m, wires, N)  # (2, batch) lead, as backward
+    assert torch.allclose(apply_flat(x, m, wires, N), ref, atol=1e-10)
+    stacked = apply_flat(torch.stack((x, x)), m, wires, N)  # (2, batch) lead, as backward
     assert torch.allclose(stacked, torch.stack((ref, ref)), atol=1e-10)
 
     outer = torch.einsum("brd,bre->bde", _moved(a, wires), _moved(x, wires).conj())
     if not per_circuit:
         outer = outer.sum(0)
-    assert torch.allclose(_outer_sum(a, x, wires, N, per_circuit), outer, atol=1e-8)
+    assert torch.allclose(outer_sum(a, x, wires, N, per_circuit), outer, atol=1e-8)

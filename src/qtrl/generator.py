@@ -35,7 +35,7 @@ from torch.nn import functional as F
 
 from .errors import UserError
 from .mapping import ACTIVATIONS, generate_from_ring, generate_weights, mlp
-from .quantum.ansatz import ANSATZE, Ansatz, RingStage, RingU3Ansatz
+from .quantum.ansatz import ANSATZE, Ansatz, RingStage
 from .quantum.backends import Backend, circuit_of, make_backend, parse_noise
 from .quantum.estimators import (
     SPSA_STREAM,
@@ -265,7 +265,13 @@ class QuantumTrain(nn.Module):
         return self._shards[0] if self._shards else None
 
     def _circuit_probabilities(self, lo: int, hi: int) -> Tensor:
-        """Probabilities of chunk circuits ``lo..hi-1``, ``(hi - lo, 2^n)``."""
+        """Probabilities of chunk circuits ``lo..hi-1``, ``(hi - lo, 2^n)``.
+
+        Who evaluates them follows the gradient method and the noise: the
+        estimator's backend, the torch backend (noise, by autograd), or the
+        ansatz itself; each runs the simulator that
+        :func:`~qtrl.quantum.simulate.choose_path` picks.
+        """
         if self._estimator:
             _, angles = circuit_of(self.qnn)            # (Q, P), differentiable
             return self._estimator[0](angles[lo:hi])    # from the backend
@@ -300,11 +306,10 @@ class QuantumTrain(nn.Module):
 
     def _ring_stage(self) -> RingStage | None:
         """The ring-U3 kernels as stages when every chunk circuit runs here by
-        them (exact, compiled, not spread over agents), else None."""
-        if (self._estimator or self._noisy_backend or self._shards
-                or not isinstance(self.qnn, RingU3Ansatz)):
+        them (the ansatz's own path, not spread over agents), else None."""
+        if self._estimator or self._noisy_backend or self._shards:
             return None
-        return self.qnn.stage()
+        return self.qnn.stage()  # None unless choose_path picks the compiled kernels
 
     def generate(self) -> dict[str, Tensor]:
         """Generated weights as ``{parameter name: tensor}`` of the target's shapes."""

@@ -23,12 +23,21 @@ import torch
 from torch import Tensor, nn
 
 from . import compiled, gates, wide
-from .compiled import available as kernels_available
-from .fusion import chain_matrix, chain_matrix_vjp, fuse
+from .fusion import fuse
+from .ring import SweepWindows, ring_windows, sweep_rows
+from .simulate import (
+    COMPILED_MAX_QUBITS,
+    RING_KERNELS,
+    SWEEP_MAX_QUBITS,
+    SimPath,
+    choose_path,
+    default_fuse_qubits,
+)
 from .statevector import Operation, probabilities, run_layers, run_sweep, zero_state
 
-__all__ = ["ANSATZE", "Ansatz", "Gate", "RYCNOTAnsatz", "RingU3Ansatz", "compiled_ring",
-           "default_fuse_qubits", "ring_probabilities"]
+__all__ = ["ANSATZE", "COMPILED_MAX_QUBITS", "SWEEP_MAX_QUBITS", "Ansatz", "Gate",
+           "RYCNOTAnsatz", "RingU3Ansatz", "compiled_ring", "default_fuse_qubits",
+           "ring_probabilities"]
 
 
 class Gate(NamedTuple):
@@ -43,15 +52,6 @@ class Gate(NamedTuple):
 
 
 ALL = slice(None)  # every circuit
-
-
-def default_fuse_qubits(n_qubits: int) -> int:
-    """Fusion window width that measured fastest on a CPU for ``n`` qubits.
-
-    Small circuits are overhead-bound (wide windows: few ops); large ones are
-    compute-bound in the window matmul (narrow windows).
-    """
-    return 5 if n_qubits <= 14 else 3
 
 
 class Ansatz(nn.Module):
@@ -89,6 +89,17 @@ class Ansatz(nn.Module):
     def layer_template(self) -> list[Operation]:
         """Gates of one layer, matrices ``(circuits, layers, d, d)``."""
         raise NotImplementedError
+
+    def simulator_path(self) -> SimPath:
+        """The path :meth:`forward` runs by (:func:`~qtrl.quantum.simulate.choose_path`):
+        the fused layer template (which :func:`run_layers` may run in frames)."""
+        p = next(self.parameters())
+        return choose_path(self.n_qubits, p.dtype, p.device)
+
+    def stage(self) -> RingStage | None:
+        """The compiled kernels :meth:`forward` runs, as NumPy stages; None where
+        it runs torch ops."""
+        return None
 
     def gates(self) -> list[Gate]:
         """The unrolled circuit as named gates, for QASM export and other backends."""
@@ -145,7 +156,7 @@ class RingU3Ansatz(Ansatz):
     :data:`SWEEP_MAX_QUBITS` qubits the torch simulation ignores layer
     boundaries: the CU3s of all layers form one chain round and round the ring,
     cut into windows of ``fuse_qubits - 1`` pairs each (:func:`run_sweep`), built
-    by :class:`_SweepWindows`. Larger circuits run the fused layer template
+    by :class:`~qtrl.quantum.ring.SweepWindows`. Larger circuits run the fused layer template
     (:meth:`layered_operations`), which is also what other backends and export use.
     """
 
@@ -159,14 +170,16 @@ class RingU3Ansatz(Ansatz):
         self.u3_angles = nn.Parameter(torch.empty(shape, dtype=dtype))
         self.cu3_angles = nn.Parameter(torch.empty(shape, dtype=dtype))
         self.reset_parameters()
-        # Probabilities by the compiled kernels (torch sweep / fused layers otherwise).
+        # Whether the compiled kernels may run (torch sweep / fused layers otherwise).
         self.compiled = compiled and compiled_ring(n_qubits)
         g = self.fuse_qubits
-        self._sweep = 2 <= g <= n_qubits <= SWEEP_MAX_QUBITS
+        # The torch path of this size: the sweep, or the fused layers.
+        self._sweep = choose_path(n_qubits, dtype, ring=True, compiled=False,
+                                  fuse_qubits=g) is SimPath.SWEEP
         self.register_buffer("_sweep_rows", torch.tensor(
-            _sweep_rows(n_qubits, layers, g) if self._sweep else [], dtype=torch.long),
+            sweep_rows(n_qubits, layers, g) if self._sweep else [], dtype=torch.long),
             persistent=False)
-        self._windows = _ring_windows(n_qubits, g) if 2 <= g < n_qubits else []
+        self._windows = ring_windows(n_qubits, g) if 2 <= g < n_qubits else []
         # Gather indices into the table [U3 of each wire, CU3 of each pair, identity].
         n = n_qubits
         self.register_buffer("_u_index", torch.tensor(
@@ -207,19 +220,25 @@ class RingU3Ansatz(Ansatz):
         ops.append(Operation(cu[:, :, n - 1], (n - 1, 0)))
         return ops
 
+    def simulator_path(self) -> SimPath:
+        """The path :meth:`forward` runs by (:func:`~qtrl.quantum.simulate.choose_path`):
+        the compiled kernels, the sweep, or the fused layers."""
+        return choose_path(self.n_qubits, self.u3_angles.dtype, self.u3_angles.device,
+                           ring=True, compiled=self.compiled, fuse_qubits=self.fuse_qubits)
+
     def forward(self, circuits: slice = ALL) -> Tensor:
-        if self.compiled and self.u3_angles.device.type == "cpu":
-            if circuits.indices(self.circuits) == (0, self.circuits, 1):
-                return ring_probabilities(self.u3_angles, self.cu3_angles)  # no slice nodes
-            return ring_probabilities(self.u3_angles[circuits], self.cu3_angles[circuits])
-        return super().forward(circuits)
+        path = self.simulator_path()
+        if path in RING_KERNELS:
+            if circuits.indices(self.circuits) == (0, self.circuits, 1):  # no slice nodes
+                return ring_probabilities(self.u3_angles, self.cu3_angles, path)
+            return ring_probabilities(self.u3_angles[circuits], self.cu3_angles[circuits], path)
+        return super().forward(circuits)  # the sweep or the fused layers (state)
 
     def stage(self) -> RingStage | None:
         """The kernels :meth:`forward` runs over all circuits as NumPy stages, or
-        None where it runs torch ops (no Numba, not on the CPU)."""
-        if not self.compiled or self.u3_angles.device.type != "cpu":
-            return None
-        return ring_stage(self.n_qubits, self.u3_angles.dtype)
+        None where it runs torch ops (no Numba, not on the CPU, ``compiled=False``)."""
+        path = self.simulator_path()
+        return ring_stage(path) if path in RING_KERNELS else None
 
     def state(self, circuits: slice = ALL) -> Tensor:
         if not self._sweep:
@@ -244,7 +263,7 @@ class RingU3Ansatz(Ansatz):
         cdt = gates.complex_dtype_for(u3.dtype)
         if not count:
             return zero_state(self.n_qubits, 0, cdt, u3.device)
-        mats = _SweepWindows.apply(u3, cu3, self._sweep_rows, self.fuse_qubits)  # (c, K, d, d)
+        mats = SweepWindows.apply(u3, cu3, self._sweep_rows, self.fuse_qubits)  # (c, K, d, d)
         return run_sweep(mats[0] if count == 1 else mats.transpose(0, 1), self.n_qubits,
                          count, cdt)
 
@@ -328,25 +347,16 @@ class RYCNOTAnsatz(Ansatz):
         return out
 
 
-COMPILED_MAX_QUBITS = 12
-"""Up to this many qubits, float64 angles run the complex128 whole-circuit
-kernels of :mod:`qtrl.quantum.compiled` (state in L1). Everything else runs the
-vectorised split-complex kernels of :mod:`qtrl.quantum.wide` in the angles'
-precision: float32 angles (training's default) at every size, since complex64
-pairs vectorise twice as wide (measured forward + backward at 10 qubits,
-5 layers: 0.43 ms against 0.76 ms for complex128)."""
-
-
 def compiled_ring(n_qubits: int) -> bool:
-    """Whether a ring-U3 circuit of ``n_qubits`` runs by the compiled kernels
-    (Numba present): the one rule the ansatz and the torch backend share."""
-    return n_qubits >= 2 and kernels_available()
+    """Whether a ring-U3 circuit of ``n_qubits`` runs by the compiled kernels on
+    the CPU (Numba present), as :func:`~qtrl.quantum.simulate.choose_path` decides."""
+    return choose_path(n_qubits, torch.float64, ring=True) in RING_KERNELS
 
 
 def ring_kernel(n_qubits: int, dtype: torch.dtype) -> str:
-    """Which compiled kernels :func:`ring_probabilities` runs: ``"compiled"``
-    (complex128 whole-circuit loops) or ``"wide"`` (split complex)."""
-    return "compiled" if dtype == torch.float64 and n_qubits <= COMPILED_MAX_QUBITS else "wide"
+    """Which compiled kernels :func:`ring_probabilities` runs on the CPU:
+    ``"compiled"`` (complex128 whole-circuit loops) or ``"wide"`` (split complex)."""
+    return "compiled" if choose_path(n_qubits, dtype, ring=True) is SimPath.COMPILED else "wide"
 
 
 class RingStage(NamedTuple):
@@ -362,135 +372,33 @@ class RingStage(NamedTuple):
     """``(saved, grad (C, 2^n) in the angles' dtype)`` -> float64 ``(g_u3, g_cu3)``."""
 
 
-def ring_stage(n_qubits: int, dtype: torch.dtype) -> RingStage:
-    """The kernels :func:`ring_probabilities` runs for this size and dtype, as stages."""
-    if ring_kernel(n_qubits, dtype) == "compiled":
+def ring_stage(path: SimPath) -> RingStage:
+    """The kernels of ``path`` (``SimPath.COMPILED`` or ``SimPath.WIDE``) as stages."""
+    if path is SimPath.COMPILED:
         return RingStage(compiled.numpy_angles, compiled.probabilities_forward,
                          compiled.probabilities_vjp)
     return RingStage(wide.angle_arrays, wide.probabilities_forward, wide.probabilities_vjp)
 
 
-def ring_probabilities(u3: Tensor, cu3: Tensor) -> Tensor:
+def ring_probabilities(u3: Tensor, cu3: Tensor, path: SimPath | None = None) -> Tensor:
     """Probabilities of ring-U3 circuits by the compiled kernels, differentiable.
 
     Args:
         u3, cu3: angles ``(C, L, n, 3)`` on the CPU.
+        path: ``SimPath.COMPILED`` or ``SimPath.WIDE``; default
+            :func:`~qtrl.quantum.simulate.choose_path`'s choice for these angles.
     Returns:
         ``(C, 2^n)`` in the angles' dtype.
     """
-    if ring_kernel(u3.shape[2], u3.dtype) == "compiled":
+    if path is None:
+        path = choose_path(u3.shape[2], u3.dtype, u3.device, ring=True)
+    if path is SimPath.COMPILED:
         return compiled.ring_u3_probabilities(u3, cu3)
-    return wide.ring_u3_probabilities(u3, cu3)
-
-
-SWEEP_MAX_QUBITS = 14
-"""Up to this many qubits :class:`RingU3Ansatz` simulates by :func:`run_sweep`
-(fewer, fuller windows; measured faster), above by the fused layer template."""
-
-
-def _sweep_rows(n: int, layers: int, g: int) -> list[int]:
-    """Rows of ``[u_0 … u_{P-1}, T_0 … T_{P-1}, 0]`` (U3 angles, CU3 angles, zeros:
-    the identity) that :class:`_SweepWindows` gathers, ``P = n · layers`` pairs
-    padded to ``K (g-1)`` slots: ``left``, ``right`` (the control-1 matrix is
-    ``left · right``), ``plain`` (the control-0 matrix) of every slot, then ``u_0``."""
-    pairs = n * layers
-    slots = -(-pairs // (g - 1)) * (g - 1)
-    ident = 2 * pairs
-    left, right, plain = [], [], []
-    for p in range(slots):
-        u = p + 1 if p + 1 < pairs else ident
-        t = pairs + p if p < pairs else ident
-        pre = (p + 1) % n != 0                  # T u, else u T (the pair into q_0)
-        left.append(t if pre else u)
-        right.append(u if pre else t)
-        plain.append(u)
-    return left + right + plain + [0]
-
-
-class _SweepWindows(torch.autograd.Function):
-    """The windows of the ring ansatz's sweep, built and differentiated by hand.
-
-    Pair ``p = l n + j`` of the unrolled circuit is CU3 ``q_j → q_{j+1}`` of
-    layer ``l``; window ``k`` holds pairs ``k(g-1) … k(g-1)+g-2`` (the last
-    window padded with identities) on wires ``(k(g-1) + i) mod n``. Wire ``i+1``
-    of a window receives its pair's CU3 target ``T_p`` and the U3 ``u_{p+1}``
-    (pairs and U3s both counted layer-major): for ``j < n-1`` that U3 is
-    ``U3_l(q_{j+1})``, applied before the CU3; for ``j = n-1`` it is the next
-    layer's ``U3_{l+1}(q_0)``, applied after it (the CU3 into ``q_0`` is the
-    last gate of its layer on ``q_0``, the next layer's first CU3 is the first
-    gate that follows). ``U3_0(q_0)`` is wire 0 of window 0. So
-    :func:`~qtrl.quantum.fusion.chain_matrix` gets, for ``(control 0, control 1)``,
-    ``(u, T u)`` or ``(u, u T)``, gathered by ``rows`` (:func:`_sweep_rows`).
-
-    Forward ``(u3, cu3)`` angles ``(c, L, n, 3)`` -> ``(c, K, 2^g, 2^g)``; the
-    backward retraces it with a few batched matmuls (far fewer ops than autograd).
-    """
-
-    @staticmethod
-    def forward(ctx, u3: Tensor, cu3: Tensor, rows: Tensor, g: int) -> Tensor:
-        c, layers, n, _ = u3.shape
-        slots = (rows.numel() - 1) // 3
-        windows = slots // (g - 1)
-        table = torch.cat((u3.reshape(c, -1, 3), cu3.reshape(c, -1, 3),
-                           u3.new_zeros(()).expand(c, 1, 3)), 1)    # U3(0, 0, 0) = identity
-        mats, saved = gates.u3_polar(table[:, rows])                   # (c, 3 slots + 1, 2, 2)
-        left, right = mats[:, :slots], mats[:, slots:2 * slots]
-        control = torch.bmm(left.reshape(-1, 2, 2), right.reshape(-1, 2, 2))
-        sites = torch.stack((mats[:, 2 * slots:3 * slots], control.view(c, slots, 2, 2)), 2)
-        eye = torch.eye(2, dtype=mats.dtype, device=mats.device).expand(c, windows - 1, 2, 2)
-        first = torch.cat((mats[:, 3 * slots:], eye), 1).view(c * windows, 2, 2)
-        mat, partial = chain_matrix(first, sites.view(c * windows, g - 1, 2, 2, 2))
-        ctx.save_for_backward(rows, saved, left, right, sites, *partial)
-        ctx.sizes = (c, layers, n, windows, g)
-        return mat.view(c, windows, 2**g, 2**g)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        rows, saved, left, right, sites, *partial = ctx.saved_tensors
-        c, layers, n, windows, g = ctx.sizes
-        slots = windows * (g - 1)
-        grad_first, grad_sites = chain_matrix_vjp(
-            grad.reshape(c * windows, 2**g, 2**g), sites.view(c * windows, g - 1, 2, 2, 2),
-            partial)
-        grad_sites = grad_sites.view(c, slots, 2, 2, 2)
-        grad_control = grad_sites[:, :, 1].reshape(-1, 2, 2)              # control = left right
-        grad_left = torch.bmm(grad_control, right.reshape(-1, 2, 2).mH)
-        grad_right = torch.bmm(left.reshape(-1, 2, 2).mH, grad_control)
-        grad_mats = torch.cat((grad_left.view(c, slots, 2, 2), grad_right.view(c, slots, 2, 2),
-                               grad_sites[:, :, 0], grad_first.view(c, windows, 2, 2)[:, :1]), 1)
-        grad_rows = gates.u3_vjp(grad_mats, saved).view(c, -1, 3)
-        pairs = layers * n
-        grad_table = grad_rows.new_zeros(c, 2 * pairs + 1, 3).index_add_(1, rows, grad_rows)
-        return (grad_table[:, :pairs].view(c, layers, n, 3),
-                grad_table[:, pairs:2 * pairs].view(c, layers, n, 3), None, None)
-
-
-def _ring_windows(n: int, g: int) -> list[tuple[tuple[int, ...], list[int], list[int]]]:
-    """Cover the ring q0→q1→…→q(n-1)→q0 with windows of ``g`` consecutive wires.
-
-    Pair ``j`` is the CU3 ``q_j → q_{(j+1) mod n}``; each window takes ``g-1``
-    consecutive pairs, so neighbouring windows share a wire. The last window
-    ends with the wrap-around pair, its wires ``(n-g+1, …, n-1, 0)``; the
-    others are laid backwards from it, the first clamped to wire 0, so every
-    window but the last has a wide trailing axis (the matmul kernel is slow on
-    thin ones). Returns per window ``(wires, u_slots, cu_slots)``: its wires in
-    order, the U3 index of each wire and the pair index of each of its ``g-1``
-    pairs (``n`` means identity: that gate belongs to another window).
-    """
-    n_windows = -(-n // (g - 1))
-    starts = [max(0, n - g + 1 - (n_windows - 1 - w) * (g - 1)) for w in range(n_windows)]
-    out = []
-    next_pair = 0  # pairs below this are done, and so are the U3s of wires <= it
-    for w, lo in enumerate(starts):
-        # The first window (clamped to wire 0) takes only the pairs left of the next one.
-        last_pair = starts[w + 1] - 1 if w + 1 < n_windows else n - 1
-        wires = tuple((lo + i) % n for i in range(g))
-        cu_slots = [p if next_pair <= p <= last_pair else n for p in range(lo, lo + g - 1)]
-        u_slots = [q if (q > next_pair or q == next_pair == 0) and lo + i <= last_pair + 1
-                   and lo + i < n else n for i, q in enumerate(wires)]
-        out.append((wires, u_slots, cu_slots))
-        next_pair = last_pair + 1
-    return out
+    if path is SimPath.WIDE:
+        return wide.ring_u3_probabilities(u3, cu3)
+    raise ValueError(f"the compiled ring-U3 kernels cannot run these angles ({u3.dtype} on "
+                     f"{u3.device}; Numba needed): {path.value!r} was chosen; run the ansatz "
+                     f"module instead")
 
 
 ANSATZE: dict[str, type[Ansatz]] = {"ring-u3": RingU3Ansatz, "ry-cnot": RYCNOTAnsatz}

@@ -1,9 +1,10 @@
 """Backends: evaluate an ansatz's circuits at given angles and return probabilities.
 
 A backend is the "QPU" of an agent. It sees a circuit as a
-:class:`CircuitTemplate` — the gates of :meth:`Ansatz.gates() <qtrl.quantum.ansatz.Ansatz.gates>`
-with each gate's angles given by columns of one flat angle vector — and runs a
-*batch* of such circuits, one row of angles each::
+:class:`~qtrl.quantum.template.CircuitTemplate` — the gates of
+:meth:`Ansatz.gates() <qtrl.quantum.ansatz.Ansatz.gates>` with each gate's
+angles given by columns of one flat angle vector — and runs a *batch* of such
+circuits, one row of angles each::
 
     template, angles = circuit_of(ansatz)          # angles: (circuits, P)
     probs = backend.probabilities(template, angles)  # (circuits, 2**n)
@@ -13,32 +14,29 @@ The rows need not be the ansatz's own circuits: the gradient estimators of
 rows of one call. Probabilities always come back in *our* index order: wire 0
 is the most significant bit of the basis index.
 
-* :class:`TorchBackend` — our statevector simulator; exact and differentiable
-  (adjoint method) without shots; with ``shots`` it samples the exact
-  distribution with a seeded NumPy generator (no SDK needed). Optional
-  noise, the same model as Qiskit's below: depolarizing noise runs our exact,
-  differentiable density-matrix simulator (:mod:`qtrl.quantum.density`).
+* :class:`TorchBackend` — our simulators; exact and differentiable without
+  shots; with ``shots`` it samples the exact distribution with a seeded NumPy
+  generator (no SDK needed). Optional noise, the same model as Qiskit's:
+  depolarizing noise runs our exact, differentiable density-matrix simulator
+  (:mod:`qtrl.quantum.density`). Which simulator runs is
+  :func:`~qtrl.quantum.simulate.choose_path`'s choice.
 * :class:`PennyLaneBackend` — a PennyLane device (``default.qubit``,
   ``lightning.qubit``), built gate by gate, parameters broadcast over the batch,
   numpy interface (no autograd). PennyLane's wire 0 is the MSB, as ours.
-* :class:`QiskitBackend` — Qiskit Aer, one parameterised circuit bound to all
-  rows in one job. Our wire ``j`` is Qiskit's qubit ``n-1-j`` (as in
-  :mod:`qtrl.quantum.qasm`), so Qiskit's little-endian index is ours. Optional
-  noise: ``depolarizing:p`` and/or ``readout:p`` (see :func:`parse_noise`);
-  torch and qiskit accept noise, PennyLane does not.
+* :class:`~qtrl.quantum.aer.QiskitBackend` — Qiskit Aer, one parameterised
+  circuit bound to all rows in one job. Optional noise: ``depolarizing:p``
+  and/or ``readout:p`` (see :func:`~qtrl.quantum.noise.parse_noise`); torch and
+  qiskit accept noise, PennyLane does not.
 
 The SDKs are optional extras; a missing one raises :class:`MissingExtraError`
-naming the ``pip install`` command.
+naming the ``pip install`` command. The protocol and shared checks live in
+:mod:`qtrl.quantum.qpu`, templates in :mod:`qtrl.quantum.template`, noise specs
+in :mod:`qtrl.quantum.noise`; they are re-exported here.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib
-import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,14 +44,27 @@ from torch import Tensor
 
 from ..errors import UserError
 from . import gates as G
-from .ansatz import Ansatz, Gate, RingU3Ansatz, compiled_ring, ring_probabilities
+from .aer import QiskitBackend
+from .ansatz import RingU3Ansatz, ring_probabilities
 from .density import noisy_probabilities
 from .fusion import fuse
+from .noise import NOISE_FORMS, NoiseSpec, apply_readout_torch, parse_noise
+from .qpu import (
+    Backend,
+    MissingExtraError,
+    check_angles,
+    check_shots,
+    require,
+    sample_probabilities,
+)
+from .simulate import RING_KERNELS, SimPath, choose_path, window_qubits
 from .statevector import Operation, zero_state
 from .statevector import probabilities as state_probabilities
+from .template import CircuitTemplate, GateSlot, circuit_of, ring_u3_layout
 
 __all__ = [
     "BACKENDS",
+    "NOISE_FORMS",
     "Backend",
     "CircuitTemplate",
     "GateSlot",
@@ -65,197 +76,55 @@ __all__ = [
     "circuit_of",
     "make_backend",
     "parse_noise",
+    "ring_u3_layout",
     "sample_probabilities",
 ]
-
-log = logging.getLogger(__name__)
-
-# Gate name -> (wires, angles) this module can run on every backend.
-_GATE_ARITY: dict[str, tuple[int, int]] = {
-    "u3": (1, 3), "rx": (1, 1), "ry": (1, 1), "rz": (1, 1), "h": (1, 0), "x": (1, 0),
-    "cu3": (2, 3), "cx": (2, 0), "cnot": (2, 0),
-}
-
-
-class MissingExtraError(ImportError, UserError):
-    """An optional SDK (PennyLane, Qiskit) is not installed; the message names the extra."""
-
-
-def _require(module: str, extra: str, backend: str) -> Any:
-    """Import ``module`` or raise :class:`MissingExtraError` naming ``pip install qtrl[extra]``."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as err:
-        raise MissingExtraError(
-            f"the {backend!r} backend needs the Python package {module.split('.')[0]!r}, which "
-            f"is not installed; install it with: pip install 'qtrl[{extra}]'") from err
-
-
-# ---------------------------------------------------------------- circuits
-
-
-class GateSlot(NamedTuple):
-    """One gate of a template: its angles are columns ``offset .. offset+n_angles-1``."""
-
-    name: str
-    wires: tuple[int, ...]
-    offset: int
-    n_angles: int
-
-
-@dataclass(frozen=True)
-class CircuitTemplate:
-    """The gate sequence of a circuit, without its angles (hashable: backends cache by it).
-
-    ``gates`` in application order; angle column ``k`` of a row feeds exactly one
-    gate (see :attr:`owner`).
-    """
-
-    n_qubits: int
-    gates: tuple[GateSlot, ...]
-    n_angles: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        offset = 0
-        for g in self.gates:
-            if g.name not in _GATE_ARITY:
-                raise ValueError(f"gate {g.name!r} is not supported by the backends; "
-                                 f"supported: {', '.join(sorted(_GATE_ARITY))}")
-            n_wires, n_angles = _GATE_ARITY[g.name]
-            if len(g.wires) != n_wires or g.n_angles != n_angles or g.offset != offset:
-                raise ValueError(f"gate {g.name!r} on wires {g.wires} with angles "
-                                 f"{g.offset}..{g.offset + g.n_angles - 1}: expected "
-                                 f"{n_wires} wire(s), {n_angles} angle(s) from column {offset}")
-            if any(not 0 <= w < self.n_qubits for w in g.wires) or len(set(g.wires)) != n_wires:
-                raise ValueError(f"gate {g.name!r} wires {g.wires} must be distinct, "
-                                 f"in 0..{self.n_qubits - 1}")
-            offset += n_angles
-        object.__setattr__(self, "n_angles", offset)
-
-    @classmethod
-    def from_gates(cls, gates: Sequence[Gate], n_qubits: int) -> CircuitTemplate:
-        slots, offset = [], 0
-        for g in gates:
-            k = int(g.params.shape[-1])
-            slots.append(GateSlot(g.name, tuple(g.wires), offset, k))
-            offset += k
-        return cls(n_qubits, tuple(slots))
-
-    def owner(self) -> list[tuple[str, int]]:
-        """For every angle column: ``(gate name, index of the angle within the gate)``."""
-        return [(g.name, i) for g in self.gates for i in range(g.n_angles)]
-
-
-def circuit_of(ansatz: Ansatz) -> tuple[CircuitTemplate, Tensor]:
-    """The ansatz as a template plus its flat angles ``(circuits, P)``.
-
-    The angles are a differentiable concatenation of the ansatz's parameters in
-    gate order, so gradients with respect to them flow back into the ansatz.
-    """
-    gate_list = ansatz.gates()
-    template = CircuitTemplate.from_gates(gate_list, ansatz.n_qubits)
-    params = [g.params for g in gate_list if g.params.shape[-1]]
-    if not params:
-        return template, torch.zeros(ansatz.circuits, 0, dtype=ansatz.real_dtype)
-    return template, torch.cat(params, dim=1)
-
-
-# ---------------------------------------------------------------- protocol
-
-
-@runtime_checkable
-class Backend(Protocol):
-    """Runs a batch of circuits: ``angles (batch, P)`` -> probabilities ``(batch, 2**n)``.
-
-    ``shots=None`` means exact probabilities; otherwise each row is estimated
-    from ``shots`` samples. ``differentiable`` says whether autograd can go
-    through :meth:`probabilities` (only the torch backend without shots, noisy or not).
-    """
-
-    name: str
-    shots: int | None
-
-    @property
-    def differentiable(self) -> bool: ...
-
-    def probabilities(self, template: CircuitTemplate, angles: Tensor) -> Tensor:
-        """Probabilities of each row's circuit, ``(batch, 2**n)``, dtype of ``angles``;
-        wire 0 is the MSB of the index."""
-        ...
-
-    def reseed(self, seed: int) -> None:
-        """Restart the sampling stream from ``seed`` (training reseeds every update,
-        so a resumed run samples exactly what an uninterrupted one does)."""
-        ...
-
-
-def _check_angles(template: CircuitTemplate, angles: Tensor) -> None:
-    if angles.dim() != 2 or angles.shape[1] != template.n_angles:
-        raise ValueError(f"angles must be (batch, {template.n_angles}), "
-                         f"got {tuple(angles.shape)}")
-
-
-def _check_shots(shots: int | None) -> int | None:
-    if shots is None:
-        return None
-    if isinstance(shots, bool) or not isinstance(shots, (int, np.integer)) or shots < 1:
-        raise UserError(f"shots must be a positive integer or None (exact), got {shots!r}")
-    return int(shots)
-
-
-def sample_probabilities(probs: Tensor, shots: int, rng: np.random.Generator) -> Tensor:
-    """Empirical frequencies of ``shots`` samples from each row of ``probs`` ``(batch, d)``.
-
-    NumPy's multinomial draws the counts by conditional binomials, a cost that
-    does not grow with ``shots`` (7x faster than ``torch.multinomial`` for the 700
-    rows of a parameter-shift pass at 8192 shots).
-    """
-    p = probs.detach().double().clamp_min(0).cpu().numpy()
-    p /= p.sum(1, keepdims=True)
-    counts = rng.multinomial(shots, p)
-    return torch.from_numpy(counts / shots).to(probs.dtype)
 
 
 # ---------------------------------------------------------------- torch
 
 
 class TorchBackend:
-    """Our simulator (exact; differentiable by autograd), optionally noisy and/or sampled.
+    """Our simulators (exact; differentiable by autograd), optionally noisy and/or sampled.
 
-    Each row is its own circuit, so gates carry one matrix per row. Our
-    ring-U3 ansatz (:func:`ring_u3_layout`) runs by the simulator's batched sweep
-    (:meth:`RingU3Ansatz.sweep_state`): 2.5x faster for the 700 shifted copies of
-    a parameter-shift pass at (10, 5). Any other template: consecutive gates are
-    fused into windows of at most :attr:`FUSE_QUBITS` wires, and each window is
-    applied as one batched matmul over the rows after moving its wires next to
-    the batch axis.
+    Each row is its own circuit. :func:`~qtrl.quantum.simulate.choose_path`
+    picks the simulator: our ring-U3 ansatz (:func:`ring_u3_layout`) runs by the
+    compiled kernels (:func:`~qtrl.quantum.ansatz.ring_probabilities`, row by
+    row) or by the simulator's batched sweep
+    (:meth:`~qtrl.quantum.ansatz.RingU3Ansatz.sweep_state`); any other template
+    by its gates, consecutive ones fused into windows of at most
+    :attr:`FUSE_QUBITS` wires, each window one batched matmul over the rows
+    after moving its wires next to the batch axis.
 
-    Noise is Qiskit Aer's model as :class:`QiskitBackend` builds it: with
-    depolarizing noise the rows run through the density-matrix simulator of
-    :mod:`qtrl.quantum.density` (gates decomposed to u3/cx as Qiskit does, a
-    depolarizing channel after each); readout error flips every measured bit
-    with its probability, applied to the exact probabilities (as
-    :class:`QiskitBackend` does), before any sampling. Exact noisy
-    probabilities stay differentiable by autograd.
+    Noise is Qiskit Aer's model as :class:`~qtrl.quantum.aer.QiskitBackend`
+    builds it: with depolarizing noise the rows run through the density-matrix
+    simulator of :mod:`qtrl.quantum.density` (gates decomposed to u3/cx as
+    Qiskit does, a depolarizing channel after each); readout error flips every
+    measured bit with its probability, applied to the exact probabilities (as
+    the Qiskit backend does), before any sampling. Exact noisy probabilities
+    stay differentiable by autograd.
 
     Args:
         shots: ``None`` for exact probabilities, else samples per circuit, drawn
             from the exact distribution (:func:`sample_probabilities`).
         seed: seed of the sampling generator (the stream advances call by call).
         noise: a spec for :func:`parse_noise` or a :class:`NoiseSpec`.
+        path: run every call by this path (``choose_path``'s ``force``: e.g.
+            ``SimPath.DENSITY`` without noise, to compare simulators); ``None``
+            lets :func:`~qtrl.quantum.simulate.choose_path` choose.
     """
 
     name = "torch"
     FUSE_QUBITS = 4
-    MANY_ROWS = 32
 
     def __init__(self, shots: int | None = None, seed: int = 0,
-                 noise: str | NoiseSpec | None = None) -> None:
+                 noise: str | NoiseSpec | None = None, path: SimPath | None = None) -> None:
         self.noise = noise if isinstance(noise, NoiseSpec) else parse_noise(noise)
-        self.shots = _check_shots(shots)
+        self.shots = check_shots(shots)
         self.seed = seed
+        self.path = path
         self._rng = np.random.default_rng(seed)
-        self._rings: dict[tuple[int, int, int | None], RingU3Ansatz] = {}  # (n, L, width)
+        self._rings: dict[tuple[int, int, int], RingU3Ansatz] = {}  # (n, L, window width)
 
     def reseed(self, seed: int) -> None:
         self.seed = seed
@@ -266,36 +135,39 @@ class TorchBackend:
         return self.shots is None
 
     def probabilities(self, template: CircuitTemplate, angles: Tensor) -> Tensor:
-        _check_angles(template, angles)
-        if self.noise.depolarizing:
+        check_angles(template, angles)
+        layout = ring_u3_layout(template)
+        n, rows = template.n_qubits, angles.shape[0]
+        path = choose_path(n, angles.dtype, angles.device, ring=layout is not None,
+                           noise=self.noise, rows=rows, force=self.path)
+        if path is SimPath.DENSITY:
             probs = noisy_probabilities(template, angles, self.noise.depolarizing)
+        elif path in RING_KERNELS:  # our ansatz: the compiled kernels, row by row
+            layers = layout[1]
+            both = angles.reshape(rows, layers, 2 * n, 3)
+            probs = ring_probabilities(both[:, :, :n], both[:, :, n:], path)
+        elif path is SimPath.SWEEP:    # our ansatz: the simulator's own batched sweep
+            probs = self._sweep(layout, angles, window_qubits(n, rows))
         else:
-            probs = self._pure_probabilities(template, angles)
+            probs = self._gates(template, angles)
         if self.noise.readout:
-            probs = _apply_readout_torch(probs, self.noise.readout, template.n_qubits)
+            probs = apply_readout_torch(probs, self.noise.readout, n)
         if self.shots is None:
             return probs
         return sample_probabilities(probs, self.shots, self._rng)
 
-    def _pure_probabilities(self, template: CircuitTemplate, angles: Tensor) -> Tensor:
-        layout = ring_u3_layout(template)
-        if layout is not None and compiled_ring(layout[0]):
-            n, layers = layout  # our ansatz: the compiled kernels, row by row
-            both = angles.reshape(angles.shape[0], layers, 2 * n, 3)
-            return ring_probabilities(both[:, :, :n], both[:, :, n:])
-        if layout is not None:  # our ansatz: the simulator's own batched sweep
-            # Many rows (shifted copies) are compute-bound: narrow windows cost the
-            # fewest flops (measured 165 ms for 700 rows of (10, 5) vs 224 ms at 5
-            # qubits); few rows are overhead-bound: the default wide windows.
-            width = 2 if angles.shape[0] >= self.MANY_ROWS else None
-            ring = self._rings.get((*layout, width))
-            if ring is None:
-                ring = self._rings[(*layout, width)] = RingU3Ansatz(*layout, fuse_qubits=width)
-            if ring.sweeps:
-                n, layers = layout
-                both = angles.reshape(angles.shape[0], layers, 2 * n, 3)
-                state = ring.sweep_state(both[:, :, :n], both[:, :, n:])
-                return state_probabilities(state).to(angles.dtype)
+    def _sweep(self, layout: tuple[int, int], angles: Tensor, width: int) -> Tensor:
+        """:attr:`SimPath.SWEEP`: rows of ring-U3 angles through a ring ansatz's sweep."""
+        ring = self._rings.get((*layout, width))
+        if ring is None:
+            ring = self._rings[(*layout, width)] = RingU3Ansatz(*layout, fuse_qubits=width)
+        n, layers = layout
+        both = angles.reshape(angles.shape[0], layers, 2 * n, 3)
+        state = ring.sweep_state(both[:, :, :n], both[:, :, n:])
+        return state_probabilities(state).to(angles.dtype)
+
+    def _gates(self, template: CircuitTemplate, angles: Tensor) -> Tensor:
+        """:attr:`SimPath.GATES`: each row's gate matrices, fused into windows."""
         cdt = G.complex_dtype_for(angles.dtype)
         n, batch = template.n_qubits, angles.shape[0]
         ops = [Operation(_torch_matrix(g, angles, cdt), g.wires) for g in template.gates]
@@ -303,29 +175,6 @@ class TorchBackend:
         for op in fuse(ops, min(n, self.FUSE_QUBITS)):
             state = _apply_per_row(state, op.matrix, op.wires)
         return state_probabilities(state).to(angles.dtype)
-
-
-@functools.lru_cache(maxsize=64)
-def ring_u3_layout(template: CircuitTemplate) -> tuple[int, int] | None:
-    """``(n, L)`` when ``template`` is exactly :class:`RingU3Ansatz` ``(n, L)``'s
-    gate sequence (``L`` layers of U3 on every wire, then CU3 round the ring),
-    else ``None``. Its angle columns are then ``(L, 2n, 3)``: U3s, then CU3s."""
-    n = template.n_qubits
-    if n < 2 or not template.gates or len(template.gates) % (2 * n):
-        return None
-    layer = [("u3", (q,)) for q in range(n)] + [("cu3", (j, (j + 1) % n)) for j in range(n)]
-    for i, g in enumerate(template.gates):
-        if (g.name, g.wires) != layer[i % (2 * n)]:
-            return None
-    return n, len(template.gates) // (2 * n)
-
-
-def _apply_readout_torch(probs: Tensor, p: float, n: int) -> Tensor:
-    """:func:`_apply_readout` in torch (differentiable): every bit flipped with probability ``p``."""
-    x = probs.reshape(probs.shape[0], *([2] * n))
-    for axis in range(1, n + 1):
-        x = (1 - p) * x + p * x.flip(axis)
-    return x.reshape(probs.shape)
 
 
 def _apply_per_row(state: Tensor, matrix: Tensor, wires: tuple[int, ...]) -> Tensor:
@@ -374,9 +223,9 @@ class PennyLaneBackend:
 
     def __init__(self, device: str = "default.qubit", shots: int | None = None,
                  seed: int = 0) -> None:
-        self.qml = _require("pennylane", "pennylane", "pennylane")
+        self.qml = require("pennylane", "pennylane", "pennylane")
         self.device_name = device
-        self.shots = _check_shots(shots)
+        self.shots = check_shots(shots)
         self.seed = seed
         self._devices: dict[int, Any] = {}
 
@@ -398,7 +247,7 @@ class PennyLaneBackend:
         return self._devices[n]
 
     def probabilities(self, template: CircuitTemplate, angles: Tensor) -> Tensor:
-        _check_angles(template, angles)
+        check_angles(template, angles)
         qml = self.qml
         a = angles.detach().cpu().double().numpy()
         batch = a.shape[0]
@@ -427,195 +276,6 @@ class PennyLaneBackend:
         (res,) = qml.execute([tape], self._device(n), diff_method=None)
         probs = np.asarray(res, dtype=np.float64).reshape(batch, 2**n)
         return torch.from_numpy(probs).to(angles.dtype)
-
-
-# ---------------------------------------------------------------- Qiskit
-
-
-@dataclass(frozen=True)
-class NoiseSpec:
-    """A parsed noise specification: depolarizing and readout error probabilities."""
-
-    depolarizing: float = 0.0
-    readout: float = 0.0
-
-    def __bool__(self) -> bool:
-        return self.depolarizing > 0 or self.readout > 0
-
-
-NOISE_FORMS = ("depolarizing:P", "readout:P", "depolarizing:P,readout:Q")
-
-
-def parse_noise(spec: str | None) -> NoiseSpec:
-    """Parse ``"depolarizing:p"``, ``"readout:p"`` or both joined by ``","``.
-
-    ``p`` is a probability in ``[0, 1]``: depolarizing error ``p`` after every
-    one- and two-qubit gate (:data:`QiskitBackend.NOISE_BASIS`); readout error
-    ``p`` = each measured bit flipped with probability ``p``. ``None`` or
-    ``""`` or ``"none"`` is no noise.
-
-    Raises:
-        UserError (a ValueError): naming the bad spec and the accepted forms.
-    """
-    if spec is None or spec.strip().lower() in ("", "none"):
-        return NoiseSpec()
-
-    def bad(reason: str) -> UserError:
-        return UserError(f"bad noise spec {spec!r}: {reason}; accepted forms: "
-                         f"{', '.join(NOISE_FORMS)} (P, Q probabilities in [0, 1], "
-                         f"e.g. 'depolarizing:0.01,readout:0.02')")
-
-    values: dict[str, float] = {}
-    for part in spec.split(","):
-        kind, sep, number = part.strip().partition(":")
-        kind = kind.strip().lower()
-        if not sep:
-            raise bad(f"{part.strip()!r} has no ':'")
-        if kind not in ("depolarizing", "readout"):
-            raise bad(f"unknown noise kind {kind!r}")
-        if kind in values:
-            raise bad(f"{kind!r} given twice")
-        try:
-            p = float(number)
-        except ValueError:
-            raise bad(f"{number.strip()!r} is not a number") from None
-        if not 0.0 <= p <= 1.0:  # also rejects nan
-            raise bad(f"{kind} probability {p} is outside [0, 1]")
-        values[kind] = p
-    return NoiseSpec(**values)
-
-
-class QiskitBackend:
-    """Qiskit Aer: one parameterised circuit per template, all rows bound in one job.
-
-    Exact without noise: Aer statevector with ``save_probabilities``. Exact with
-    noise: Aer density matrix (gate noise) and the readout confusion applied to
-    the probabilities analytically. With ``shots``: Aer sampling, with
-    ``seed_simulator`` derived from ``seed`` and a call counter (reproducible,
-    yet a fresh stream every call).
-
-    Noise: the circuit is transpiled to :attr:`NOISE_BASIS` (``u3``, ``cx``; a
-    CU3 becomes 2 CX and 4 one-qubit gates, as on hardware with CNOTs) and every
-    gate of that basis gets a depolarizing error of probability ``p``.
-
-    Args:
-        shots: ``None`` for exact probabilities, else samples per circuit.
-        noise: a spec for :func:`parse_noise` or a :class:`NoiseSpec`.
-        seed: base of the simulator seeds.
-    """
-
-    name = "qiskit"
-    NOISE_BASIS = ("u3", "cx")
-
-    def __init__(self, shots: int | None = None, noise: str | NoiseSpec | None = None,
-                 seed: int = 0) -> None:
-        self.noise = noise if isinstance(noise, NoiseSpec) else parse_noise(noise)
-        self.shots = _check_shots(shots)
-        self.seed = seed
-        self._qiskit = _require("qiskit", "qiskit", "qiskit")
-        self._aer = _require("qiskit_aer", "qiskit", "qiskit")
-        self._calls = 0
-        self._compiled: dict[CircuitTemplate, tuple[Any, Any, Any]] = {}
-        self._simulator = self._make_simulator()
-
-    def reseed(self, seed: int) -> None:
-        self.seed, self._calls = seed, 0
-
-    @property
-    def differentiable(self) -> bool:
-        return False
-
-    def _noise_model(self) -> Any | None:
-        if not self.noise.depolarizing and (self.shots is None or not self.noise.readout):
-            return None
-        noise = _require("qiskit_aer.noise", "qiskit", "qiskit")
-        model = noise.NoiseModel(basis_gates=list(self.NOISE_BASIS))
-        p = self.noise.depolarizing
-        if p:
-            model.add_all_qubit_quantum_error(noise.depolarizing_error(p, 1), ["u3"])
-            model.add_all_qubit_quantum_error(noise.depolarizing_error(p, 2), ["cx"])
-        r = self.noise.readout
-        if r and self.shots is not None:
-            model.add_all_qubit_readout_error(noise.ReadoutError([[1 - r, r], [r, 1 - r]]))
-        return model
-
-    def _make_simulator(self) -> Any:
-        model = self._noise_model()
-        if self.shots is None:
-            method = "density_matrix" if self.noise.depolarizing else "statevector"
-            return self._aer.AerSimulator(method=method, noise_model=model)
-        return self._aer.AerSimulator(noise_model=model)
-
-    def _compile(self, template: CircuitTemplate) -> tuple[Any, Any, Any]:
-        """(transpiled circuit, its parameters in column order, bits) for ``template``."""
-        if template in self._compiled:
-            return self._compiled[template]
-        from qiskit.circuit import ParameterVector, QuantumCircuit
-        from qiskit.circuit.library import (
-            CU3Gate,
-            CXGate,
-            HGate,
-            RXGate,
-            RYGate,
-            RZGate,
-            U3Gate,
-            XGate,
-        )
-
-        n = template.n_qubits
-        theta = ParameterVector("theta", template.n_angles)
-        qc = QuantumCircuit(n)
-        make = {"u3": U3Gate, "cu3": CU3Gate, "rx": RXGate, "ry": RYGate, "rz": RZGate,
-                "cx": CXGate, "cnot": CXGate, "h": HGate, "x": XGate}
-        for g in template.gates:
-            params = [theta[g.offset + i] for i in range(g.n_angles)]
-            qc.append(make[g.name](*params), [n - 1 - w for w in g.wires])  # our j = q[n-1-j]
-        # Always in the u3/cx basis: Aer's parameter binding misses the angles of
-        # controlled gates (qiskit-aer PR 2445), and noise is defined on this basis.
-        qc = self._qiskit.transpile(qc, basis_gates=list(self.NOISE_BASIS), optimization_level=0)
-        if self.shots is None:
-            qc.save_probabilities()
-        else:
-            qc.measure_all()
-        self._compiled[template] = (qc, list(theta), n)
-        return self._compiled[template]
-
-    def _next_seed(self) -> int:
-        seq = np.random.SeedSequence([self.seed, self._calls])
-        self._calls += 1
-        return int(seq.generate_state(1, np.uint32)[0])
-
-    def probabilities(self, template: CircuitTemplate, angles: Tensor) -> Tensor:
-        _check_angles(template, angles)
-        qc, params, n = self._compile(template)
-        a = angles.detach().cpu().double().numpy()
-        batch = a.shape[0]
-        binds = [{p: a[:, i].tolist() for i, p in enumerate(params)}] if params else None
-        if self.shots is None:
-            result = self._simulator.run(qc, parameter_binds=binds).result()
-            probs = np.stack([np.asarray(result.data(i)["probabilities"]) for i in range(batch)]) \
-                if params else np.asarray(result.data(0)["probabilities"])[None].repeat(batch, 0)
-            if self.noise.readout:
-                probs = _apply_readout(probs, self.noise.readout, n)
-        else:
-            result = self._simulator.run(qc, parameter_binds=binds, shots=self.shots,
-                                         seed_simulator=self._next_seed()).result()
-            probs = np.zeros((batch, 2**n))
-            for i in range(batch):
-                counts = result.data(i if params else 0)["counts"]
-                for key, c in counts.items():
-                    probs[i, int(key, 16)] = c
-            probs /= self.shots
-        return torch.from_numpy(probs).to(angles.dtype)
-
-
-def _apply_readout(probs: np.ndarray, p: float, n: int) -> np.ndarray:
-    """Flip every bit independently with probability ``p``: ``(batch, 2**n)`` -> same."""
-    confusion = np.array([[1 - p, p], [p, 1 - p]])
-    x = probs.reshape(probs.shape[0], *([2] * n))
-    for axis in range(1, n + 1):
-        x = np.moveaxis(np.tensordot(x, confusion, axes=([axis], [1])), -1, axis)
-    return x.reshape(probs.shape)
 
 
 # ---------------------------------------------------------------- factory

@@ -1,6 +1,6 @@
 """Exact noisy simulation: density matrices under Qiskit Aer's depolarizing model.
 
-The noise model is the one :class:`~qtrl.quantum.backends.QiskitBackend` gives
+The noise model is the one :class:`~qtrl.quantum.aer.QiskitBackend` gives
 Aer: the circuit is written in the ``u3``/``cx`` basis (Qiskit's transpile at
 ``optimization_level=0``) and every basis gate is followed by a depolarizing
 channel of parameter ``λ`` on its wires (Aer's ``depolarizing_error(λ, m)``)::
@@ -40,7 +40,7 @@ Start ``|0…0⟩``: ``r_P = 1`` for ``P ∈ {I, Z}^n``, else 0. End:
 ``p(x) = 2^-n Σ_{P ∈ {I,Z}^n} r_P Π_{q: P_q = Z} (−1)^{x_q}``.
 
 Differentiation is plain autograd through these real matmuls: channels are not
-unitary, so the adjoint trick of :mod:`qtrl.quantum.statevector` does not
+unitary, so the adjoint trick of :mod:`qtrl.quantum.adjoint` does not
 apply; the graph keeps one ``r`` per fused block.
 """
 
@@ -57,11 +57,11 @@ from torch import Tensor
 
 from ..errors import UserError
 from . import gates as G
+from .kernels import apply_flat
 from .memory import human_bytes
-from .statevector import _apply_flat
 
 if TYPE_CHECKING:
-    from .backends import CircuitTemplate
+    from .template import CircuitTemplate
 
 __all__ = [
     "DensityMatrixTooLarge",
@@ -300,7 +300,7 @@ def _run(plan: _Plan, n: int, angles: Tensor, lam: float) -> Tensor:
         m = matrices[group][:, i]
         # A base-4 wire q is the two bits (2q, 2q+1) of a 2n-bit index.
         bits = tuple(b for w in wires for b in (2 * w, 2 * w + 1))
-        r = _apply_flat(r, m[0] if batch == 1 else m, bits, 2 * n)
+        r = apply_flat(r, m[0] if batch == 1 else m, bits, 2 * n)
     x = r[:, iz]                                                     # (batch, 2^n), I/Z strings
     for q in range(n):  # per wire: p(0) = (r_I + r_Z)/2, p(1) = (r_I − r_Z)/2
         v = x.reshape(batch, 2**q, 2, -1)

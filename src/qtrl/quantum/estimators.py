@@ -72,7 +72,8 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ..errors import UserError
-from .backends import Backend, CircuitTemplate
+from .qpu import Backend
+from .template import CircuitTemplate
 
 SPSA_STREAM = 1_000_003
 """SPSA's directions use seed + this: a stream apart from the backend's sampling."""

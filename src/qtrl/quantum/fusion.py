@@ -19,7 +19,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .statevector import Operation, _apply_flat
+from .kernels import apply_flat
+from .statevector import Operation
 
 __all__ = ["chain_matrix", "chain_matrix_vjp", "fuse"]
 
@@ -73,7 +74,7 @@ def _flush(window: list[Operation], lo: int, hi: int) -> list[Operation]:
     acc = torch.eye(d, dtype=first.dtype, device=first.device).reshape(d * d)
     for op in window:
         local = tuple(w - lo for w in op.wires)
-        acc = _apply_flat(acc, op.matrix, local, 2 * m)
+        acc = apply_flat(acc, op.matrix, local, 2 * m)
     return [Operation(acc.reshape(*acc.shape[:-1], d, d), wires)]
 
 
