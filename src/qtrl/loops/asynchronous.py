@@ -1,6 +1,6 @@
 """Asynchronous Dist-QTRL (``qtrl train --agents N --mode async``), A3C-like.
 
-Agent 0 is the *learner*: it owns the parameters, the Adam optimizer and the run
+Agent 0 is the *learner*: it owns the parameters, the optimizer and the run
 directory, and collects no episodes. Agents ``1..N-1`` are *workers*; each loops
 without waiting for the others:
 
@@ -14,9 +14,9 @@ without waiting for the others:
 The learner takes the pushes in the order they arrive. A gradient computed at
 version ``v`` when the learner is at version ``V`` has *staleness* ``V - v``: it
 is applied (``algo.step()``: clipped, one optimizer step, learning rate
-annealed by the number of updates applied) if ``V - v <= max_staleness``, dropped otherwise. Either way its
-episodes were played and are logged (``metrics.csv``, ``agent`` column) and
-count towards ``--episodes``; the learner hands out exactly the episodes still
+annealed by the number of updates applied) if ``V - v <= max_staleness``,
+dropped otherwise. Either way its episodes were played and are logged
+(``metrics.csv``, ``agent`` column) and count towards ``--episodes``; the learner hands out exactly the episodes still
 to play, then answers each worker's next push with *stop*.
 
 Seeds: worker ``r``'s ``k``-th push plays with the streams of agent ``r`` at
