@@ -14,7 +14,8 @@ command -v "$python" >/dev/null || python=python3
 pip_quiet=(-q --disable-pip-version-check)
 .venv/bin/python -m pip install "${pip_quiet[@]}" "${QTRL_TORCH_SPEC:-torch==2.13.0}" 2> >(grep -v "is ignored: it is neither" >&2)
 .venv/bin/python -m pip install "${pip_quiet[@]}" -e ".[$extras]" 2> >(grep -v "is ignored: it is neither" >&2)
-# Compile the Numba kernels into their on-disk cache now (~45 s the first time,
-# seconds after), so that the first `qtrl train` does not stall on it.
+# Compile the Numba kernels into their on-disk cache now (about a minute the first
+# time, seconds after), so that the first `qtrl train` does not stall on it:
+# qtrl.train imports every module with kernels, each registers its warm-up.
 echo "setup: compiling kernels (once)" >&2
-.venv/bin/python -c "from qtrl import jit; jit.warm()"
+.venv/bin/python -c "import qtrl.train; from qtrl import jit; jit.warm()"

@@ -461,3 +461,13 @@ def _torch_weights(p: Tensor, features: Tensor, mapping: nn.Sequential, scale: f
     x = (x - x.mean()).to(features.dtype)
     w = mapping(torch.cat((features, x.unsqueeze(1)), 1)).squeeze(1)
     return w - w.mean()
+
+
+@jit.warmup
+def _warm() -> None:
+    """Compile the fused pass for float32 and three hidden layers, the presets'
+    (the number of layers is part of its signature, their widths are not)."""
+    probs = torch.full((1, 4), 0.25, requires_grad=True)
+    weights = generate_weights(probs, torch.ones(4, 2), mlp([3, 2, 2, 2, 1], "relu"),
+                               1.0, 1.0, 1.0)
+    (weights * torch.arange(4.0)).sum().backward()

@@ -26,7 +26,6 @@ import numpy as np
 import torch.distributed as dist
 from torch import nn
 
-from . import jit
 from .config import QUANTUM_FIELDS, TrainConfig
 from .distributed import AgentContext, init_torchrun, launch_local, shutdown
 from .errors import UserError
@@ -59,7 +58,6 @@ def train(config: TrainConfig, run_dir: Path | str, *, resume: bool = False,
     ``callbacks``: progress displays and benchmark hooks
     (:class:`~qtrl.run.callbacks.Callback`); none given logs progress lines.
     """
-    jit.ensure_cached()  # the kernels as cached, so that a resumed run matches
     callback = CallbackList(list(callbacks) or [LogProgress()])
     loop = train_async if config.dist_mode == "async" else train_sync
     try:

@@ -11,7 +11,6 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from .. import jit
 from ..distributed.launch import AgentFailure
 from ..errors import UserError
 from ..quantum.memory import StatevectorTooLarge
@@ -40,8 +39,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        if args.command != "info":
-            jit.ensure_cached()
         return int(args.func(args) or 0)
     except (UserError, StatevectorTooLarge) as err:
         print(f"qtrl {args.command}: error: {err}", file=sys.stderr)

@@ -208,3 +208,12 @@ def ring_u3_probabilities(u3: Tensor, cu3: Tensor) -> Tensor:
         ``(C, 2^n)`` in the angles' dtype; wire 0 is the MSB of the index.
     """
     return _RingProbabilities.apply(u3, cu3)
+
+
+@jit.warmup
+def _warm() -> None:
+    """Compile the kernels (float64 angles are all they take; the size changes
+    no signature)."""
+    u3 = torch.zeros(1, 1, 3, 3, dtype=torch.float64, requires_grad=True)
+    cu3 = torch.zeros(1, 1, 3, 3, dtype=torch.float64, requires_grad=True)
+    ring_u3_probabilities(u3, cu3).sum().backward()

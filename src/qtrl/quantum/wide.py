@@ -389,3 +389,12 @@ def ring_u3_probabilities(u3: Tensor, cu3: Tensor) -> Tensor:
     if u3.dtype not in (torch.float32, torch.float64):
         raise ValueError(f"angles must be float32 or float64, got {u3.dtype}")
     return _RingProbabilities.apply(u3, cu3)
+
+
+@jit.warmup
+def _warm() -> None:
+    """Compile the kernels for float32 angles, training's (the size changes no
+    signature; float64 circuits compile on first use)."""
+    u3 = torch.zeros(1, 1, 6, 3, requires_grad=True)
+    cu3 = torch.zeros(1, 1, 6, 3, requires_grad=True)
+    ring_u3_probabilities(u3, cu3).sum().backward()

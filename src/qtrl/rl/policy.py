@@ -301,3 +301,14 @@ def sample_actions(logits: np.ndarray, rng: np.random.Generator,
     if greedy:
         return logits.argmax(1)
     return (logits + rng.gumbel(size=logits.shape)).argmax(1)
+
+
+@jit.warmup
+def _warm() -> None:
+    """Compile the actor for one hidden layer, the presets' (the number of
+    layers is part of its signature): the logits and the fused draw."""
+    net = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2))
+    actor = make_actor(net, dict(net.named_parameters()))
+    obs = np.zeros((1, 2), dtype=np.float32)
+    actor(obs)
+    ActionSampler(np.random.default_rng(0)).act(actor, obs)
