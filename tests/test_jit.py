@@ -1,4 +1,5 @@
-"""Kernel registration, and compiled kernels rounding as the cached ones do."""
+"""Kernel registration, compiled kernels rounding as the cached ones do, and the
+``QTRL_COMPILED=0`` switch."""
 
 from __future__ import annotations
 
@@ -138,3 +139,40 @@ def test_kernels_compiled_here_round_as_the_cached_ones(tmp_path: Path) -> None:
                   if value.tobytes() != loaded[key].tobytes()]
         assert not differ, (name, differ)
     assert set(results["mixed"]) == set(loaded)
+
+
+_PLAIN_RUN = """
+import json, torch
+from qtrl import jit
+from qtrl.generator import QuantumTrain
+from qtrl.presets import build_policy
+from qtrl.rl.policy import CompiledActor, make_actor
+torch.manual_seed(0)
+qt = QuantumTrain(build_policy(4, (16,), 2), layers=2, mapping_hidden=(6, 6))
+w = qt.generate_flat()
+actor = make_actor(qt.target, qt.generate())
+print(json.dumps({"available": jit.available(), "compiled_actor": isinstance(actor, CompiledActor),
+                  "grad_fn": type(w.grad_fn).__name__, "weights": w.tolist()}))
+"""
+
+
+def test_the_switch_turns_every_kernel_off() -> None:
+    """``QTRL_COMPILED=0``: no compiled kernel runs (circuit, mapping, actor), and
+    the plain paths generate the same weights to rounding."""
+    import json
+
+    import torch
+
+    from qtrl.generator import QuantumTrain
+    from qtrl.presets import build_policy
+    done = subprocess.run([sys.executable, "-c", _PLAIN_RUN], capture_output=True, text=True,
+                          env={**os.environ, "QTRL_COMPILED": "0"}, timeout=300, check=True)
+    plain = json.loads(done.stdout.strip().splitlines()[-1])
+    assert not plain["available"] and not plain["compiled_actor"]
+    assert "Fused" not in plain["grad_fn"]
+    torch.manual_seed(0)
+    qt = QuantumTrain(build_policy(4, (16,), 2), layers=2, mapping_hidden=(6, 6))
+    compiled = qt.generate_flat()
+    assert "Fused" in type(compiled.grad_fn).__name__
+    torch.testing.assert_close(torch.tensor(plain["weights"]), compiled.detach(),
+                               rtol=1e-4, atol=1e-6)

@@ -87,6 +87,35 @@ def test_classical_baseline_runs(tmp_path: Path) -> None:
     assert summary["parameter_counts"] == {"target_weights": 58, "total": 58}
 
 
+def test_resume_with_other_sizes_in_fresh_processes(tmp_path: Path) -> None:
+    """Non-preset sizes (policy 24 wide, a 3-layer mapping, 3 qubit layers), each
+    run its own ``qtrl train`` process: the first compiles the kernels of these
+    sizes, the others load them from Numba's cache; the resumed run still ends
+    exactly where the uninterrupted one does."""
+    import subprocess
+    import sys
+    flags = ["--preset", "cartpole", "--hidden", "24", "--mapping-hidden", "6", "5",
+             "--layers", "3", "--episodes-per-update", "2", "--checkpoint-every", "1",
+             "--no-tensorboard"]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+
+    def qtrl(*args: str) -> None:
+        done = subprocess.run([sys.executable, "-m", "qtrl", "train", *args],
+                              capture_output=True, text=True, timeout=600, check=False)
+        assert done.returncode == 0, done.stderr
+
+    qtrl(*flags, "--episodes", "12", "--out", str(full))
+    qtrl(*flags, "--episodes", "6", "--out", str(cut))
+    qtrl("--resume", str(cut), "--episodes", "12", "--no-tensorboard")
+    a = torch.load(full / "checkpoint.pt", weights_only=True)
+    b = torch.load(cut / "checkpoint.pt", weights_only=True)
+    assert len(b["episode_returns"]) == 12
+    assert torch.equal(a["episode_returns"], b["episode_returns"])
+    for key in ("model", "policy"):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), (key, name)
+
+
 def _interrupt_at(episode: int) -> Callback:
     class Interrupting(Callback):
         def on_update(self, ep: int, values: dict) -> None:

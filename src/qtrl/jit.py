@@ -5,6 +5,12 @@ actor and the returns-to-go.
 Numba is a dependency; without it (an unusual install) every caller keeps a
 NumPy/torch path, and :func:`available` says which one runs.
 
+The one switch: ``QTRL_COMPILED=0`` in the environment turns every compiled
+kernel off for the process, Numba installed or not: circuits, the mapping pass,
+the roll-out actor and the returns then run their plain torch/NumPy paths
+(slower, the same numbers to rounding) — for debugging, profiling, or a
+platform Numba does not support.
+
 This module knows none of the modules that use it: each registers a warm-up
 (:func:`warmup`) that compiles its own kernels, and :func:`warm` runs whatever
 has been registered by the modules imported so far.
@@ -12,6 +18,7 @@ has been registered by the modules imported so far.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -22,6 +29,8 @@ try:  # compiled on first use, cached next to the source (or in Numba's user cac
     import numba
 except ImportError:  # pragma: no cover - numba is a dependency
     numba = None
+if os.environ.get("QTRL_COMPILED", "1") == "0":
+    numba = None   # the switch: every caller takes its plain path
 
 F = TypeVar("F", bound=Callable[..., Any])
 _threads_set = 0
