@@ -254,8 +254,8 @@ class QuantumTrain(nn.Module):
         """Restart the circuits' random streams: ``sampling`` seeds this QPU's shots,
         ``shared`` the draws all agents make alike (SPSA's directions); exact
         backprop has none. Training reseeds every update (see
-        :func:`qtrl.train.quantum_seeds`), so a resumed run samples exactly what an
-        uninterrupted one does."""
+        :func:`qtrl.loops.common.reseed_circuits`), so a resumed run samples
+        exactly what an uninterrupted one does."""
         if self._estimator:
             self._estimator[0].reseed(sampling, shared)
 
