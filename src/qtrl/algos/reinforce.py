@@ -88,7 +88,9 @@ class Reinforce:
         returns = normalise_returns(torch.from_numpy(batch.returns).to(logits.dtype))
         policy_loss = -(taken * returns).sum() / episodes
         entropy = -(log_probs.exp() * log_probs).sum(-1)                       # (B,)
-        loss = policy_loss - self.entropy_coef * entropy.sum() / episodes
+        loss = policy_loss
+        if self.entropy_coef:   # else entropy is only logged: no backward through it
+            loss = loss - self.entropy_coef * entropy.sum() / episodes
 
         self.optimizer.zero_grad()
         loss.backward()
