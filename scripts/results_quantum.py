@@ -41,7 +41,7 @@ from results_training import (
 )
 
 from qtrl.bench.machine import machine_line
-from qtrl.train import first_solved, moving_average
+from qtrl.run.recorder import first_solved, moving_average
 
 SHIFT = ["--grad", "parameter-shift"]
 EXPERIMENTS: dict[str, list[str]] = {

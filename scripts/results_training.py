@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from qtrl.bench.machine import machine_line
 from qtrl.config import TrainConfig
-from qtrl.train import first_solved, moving_average
+from qtrl.run.recorder import first_solved, moving_average
 
 # Settings per experiment: label -> (flags on top of the preset, seeds or None for all).
 # "QT reference" is the preset as published (qtrl.presets: linear mapping, generated
