@@ -41,8 +41,9 @@ def _f(default: Any, help: str, **meta: Any) -> Any:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines one training run (REINFORCE on a Quantum-Train or
-    classical policy). ``asdict(config)`` is what lands in ``config.json``."""
+    """Everything that defines one training run (an algorithm of :mod:`qtrl.algos`
+    on a Quantum-Train or classical policy). ``asdict(config)`` is what lands in
+    ``config.json``."""
 
     preset: str | None = _f(None, "reference preset whose settings are the defaults",
                             choices=tuple(sorted(PRESETS)))
@@ -236,7 +237,8 @@ class TrainConfig:
 
     @classmethod
     def from_preset(cls, preset: str | None, **overrides: Any) -> TrainConfig:
-        """Defaults of ``preset`` (the reference recipes, :mod:`qtrl.presets`) with ``overrides`` on top."""
+        """Defaults of ``preset`` (the reference recipes, :mod:`qtrl.presets`) with
+        ``overrides`` on top."""
         base: dict[str, Any] = {}
         if preset is not None:
             if preset not in PRESETS:

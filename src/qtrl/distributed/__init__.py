@@ -21,10 +21,10 @@ from .sync import (
 __all__ = [
                    "AgentContext",
                    "AgentFailure",
-                   "check_agent_count",
                    "DesyncError",
                    "allreduce_gradients",
                    "broadcast_parameters",
+                   "check_agent_count",
                    "check_agreement",
                    "gather_objects",
                    "gather_over_agents",
