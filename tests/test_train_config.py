@@ -106,3 +106,9 @@ def test_quantum_settings_parse_and_old_configs_get_their_defaults() -> None:
 def test_unknown_keys_in_json_are_refused() -> None:
     with pytest.raises(UserError, match="unknown configuration keys"):
         TrainConfig.from_dict({"episodes": 3, "warp_speed": 9})
+
+
+def test_every_algorithm_is_a_choice_of_algo() -> None:
+    from qtrl.algos import ALGORITHMS
+    from qtrl.config import ALGOS
+    assert set(ALGOS) == set(ALGORITHMS)

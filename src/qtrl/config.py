@@ -83,7 +83,7 @@ class TrainConfig:
     mapping_lr: float | None = _f(None, "Adam learning rate of the mapping model (none: --lr)")
     anneal_lr: bool = _f(False, "decay the learning rate linearly to 0 over the run")
     max_grad_norm: float | None = _f(None, "clip the gradient's global norm to this before "
-                                           "the Adam step (none: no clipping)")
+                                           "the optimizer step (none: no clipping)")
     gamma: float = _f(0.99, "discount of the returns")
     entropy: float = _f(0.0, "entropy bonus coefficient")
     episodes: int = _f(1000, "training episodes")

@@ -2,7 +2,8 @@
 is a readable torch update over a batch the loop collected.
 
 Adding one: a class with ``actor``, ``gradient``, ``step``, ``update`` and
-``stat_names`` in its own module, and its name in :data:`ALGORITHMS`.
+``stat_names`` in its own module, and its name in :data:`ALGORITHMS` and in
+:data:`qtrl.config.ALGOS` (the ``--algo`` choices; a test keeps them equal).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 An algorithm owns the trained model (:class:`~qtrl.generator.QuantumTrain` or
 :class:`~qtrl.rl.policy.ClassicalPolicy`) and its ``torch.optim`` optimizer.
-A loop drives it the same way whatever it is, in three calls per update:
+A loop drives it the same way whatever it is; per update:
 
 1. ``actor = algo.actor()`` — the policy weights for the roll-out (generated
    once per update, never per step), as a NumPy actor;

@@ -24,6 +24,7 @@ whose backward reaches the circuit angles and the mapping model.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -52,7 +53,8 @@ class Reinforce:
     """REINFORCE on a Quantum-Train or classical policy (see the module docstring).
 
     Args:
-        model: ``generate() -> {name: weight}`` and ``model(obs, weights=w) -> logits``.
+        model: ``generate() -> {name: weight}``, ``model(obs, weights=w) -> logits``
+            and ``target`` (the policy network the weights belong to).
         config: ``lr``, ``mapping_lr``, ``entropy`` (c_ent), ``max_grad_norm``.
     """
 
@@ -86,11 +88,8 @@ class Reinforce:
         taken = log_probs.gather(1, torch.from_numpy(batch.actions)[:, None]).squeeze(1)
         returns = normalise_returns(torch.from_numpy(batch.returns).to(logits.dtype))
         policy_loss = -(taken * returns).sum() / episodes
-        with torch.set_grad_enabled(bool(self.entropy_coef)):  # else only logged
-            entropy = -(log_probs.exp() * log_probs).sum(-1)                   # (B,)
-        loss = policy_loss
-        if self.entropy_coef:
-            loss = loss - self.entropy_coef * entropy.sum() / episodes
+        entropy = -(log_probs.exp() * log_probs).sum(-1)                       # (B,)
+        loss = policy_loss - self.entropy_coef * entropy.sum() / episodes
 
         self.optimizer.zero_grad()
         loss.backward()
@@ -100,11 +99,8 @@ class Reinforce:
     def step(self) -> float:
         """Clip the gradient's global norm to ``max_grad_norm`` and take the
         optimizer step; returns the norm before clipping."""
-        if self.max_grad_norm is None:
-            grads = [p.grad for p in self.params if p.grad is not None]
-            norm = torch.nn.utils.get_total_norm(grads, foreach=True)
-        else:
-            norm = torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm, foreach=True)
+        limit = self.max_grad_norm if self.max_grad_norm is not None else math.inf
+        norm = torch.nn.utils.clip_grad_norm_(self.params, limit, foreach=True)
         self.optimizer.step()
         return float(norm)
 

@@ -152,10 +152,8 @@ class PlainDisplay(Callback):
     def on_start(self, total_episodes: int, done_episodes: int) -> None:
         self.total = total_episodes
         self._last = time.monotonic()
-        self._episode = done_episodes
 
     def on_update(self, episode: int, values: Mapping[str, float]) -> None:
-        self._episode = episode
         now = time.monotonic()
         if now - self._last >= self.interval or episode >= self.total:
             self._last = now
@@ -166,6 +164,8 @@ class PlainDisplay(Callback):
 
 class RichDisplay(Callback):
     """A rich progress bar: episode, 100-episode average return, episodes/s."""
+
+    progress = None   # until on_start: a run may end (an error) before it starts
 
     def on_start(self, total_episodes: int, done_episodes: int) -> None:
         from rich.progress import (
@@ -192,4 +192,5 @@ class RichDisplay(Callback):
                              eps=values.get("time/episodes_per_s", 0.0))
 
     def on_end(self) -> None:
-        self.progress.stop()
+        if self.progress is not None:
+            self.progress.stop()

@@ -21,8 +21,9 @@ to play, then answers each worker's next push with *stop*.
 
 Seeds: worker ``r``'s ``k``-th push plays with the streams of agent ``r`` at
 update ``k`` (:mod:`qtrl.run.seeds`); ``k`` is counted by the learner, so a
-resumed run continues each worker's stream. With one worker the run is plain
-sequential training on that worker's seeds. With several, the arrival order —
+resumed run continues each worker's stream. With one worker and exact gradients the
+run is plain sequential training on that worker's seeds (with shots or SPSA
+a worker draws from its own streams). With several, the arrival order —
 hence the result — depends on timing: async runs, resumed or not, are not
 reproducible bit for bit (sync runs are).
 """

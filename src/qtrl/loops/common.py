@@ -15,7 +15,7 @@ from ..algos import Algorithm, make_algorithm
 from ..config import TrainConfig
 from ..errors import UserError
 from ..rl.env import env_dims
-from ..rl.policy import ClassicalPolicy, build_model
+from ..rl.policy import build_model
 from ..rl.rollout import Rollout, collect_episodes
 from ..run.callbacks import Callback
 from ..run.seeds import Stream, integer_seed
@@ -63,7 +63,7 @@ def circuit_evals(model: Any) -> dict[str, float]:
     """This update's circuit evaluations (``quantum/`` keys): one forward and the
     whole backward, in all and by this agent; empty without an estimator."""
     estimator = getattr(model, "estimator", None)
-    if estimator is None or isinstance(model, ClassicalPolicy):
+    if estimator is None:
         return {}
     counts = estimator.counts
     total = counts.forward + counts.last_backward_total

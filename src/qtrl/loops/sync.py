@@ -67,13 +67,13 @@ def train_sync(config: TrainConfig, run_dir: Path, *, resume: bool, callback: Ca
     resumed = (restore_run(run_dir, config, model, algo.optimizer, ctx.is_main)
                if resume else None)
     start = resumed.update if resumed else 0
-    recorder = None
-    if ctx.is_main:
-        write_config(run_dir, config)
-        recorder = Recorder(run_dir, config, callback, tensorboard, resumed)
     envs = make_vector_env(config.env, config.vector_envs, config.max_steps, config.autoreset)
     resets = EnvStreams(config.seed, config.vector_envs, agent=ctx.rank)
+    recorder = None
     try:
+        if ctx.is_main:
+            write_config(run_dir, config)
+            recorder = Recorder(run_dir, config, callback, tensorboard, resumed)
         for update in range(start, config.updates):
             if config.anneal_lr:
                 anneal(algo.optimizer, update, config.updates)

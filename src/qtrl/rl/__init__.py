@@ -1,1 +1,1 @@
-"""Reinforcement learning: environments, roll-outs and losses."""
+"""Reinforcement learning: environments, roll-outs, returns, models and actors."""

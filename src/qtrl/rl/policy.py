@@ -151,10 +151,12 @@ def make_actor(target: nn.Module, weights: dict[str, Tensor]) -> Actor:
             return x
         return numpy_actor
 
+    dtype = next(iter(detached.values())).dtype if detached else torch.float32
+
     def torch_actor(obs: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return functional_call(target, detached, (torch.from_numpy(obs),),
-                                   strict=False).numpy()
+            x = torch.from_numpy(obs).to(dtype)
+            return functional_call(target, detached, (x,), strict=False).numpy()
     return torch_actor
 
 

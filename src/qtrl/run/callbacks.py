@@ -18,14 +18,18 @@ __all__ = ["Callback", "CallbackList", "LogProgress"]
 log = logging.getLogger(__name__)
 
 class Callback:
-    """Hooks of a training run (agent 0's process calls them)."""
+    """Hooks of a training run (agent 0's process calls them; with several local
+    agents that process holds a pickled copy, so state a callback collects
+    stays there)."""
 
     def on_start(self, total_episodes: int, done_episodes: int) -> None:
         """Training starts (or resumes with ``done_episodes`` already played)."""
 
     def wrap_actor(self, actor: Actor) -> Actor:
         """The actor that plays a roll-out, given the update's own (benchmarks wrap
-        it to play controlled episodes while still paying its cost)."""
+        it to play controlled episodes while still paying its cost). Called in
+        agent 0's process for its own roll-outs only (sync); async workers
+        play their own actors."""
         return actor
 
     def on_update(self, episode: int, values: Mapping[str, float]) -> None:

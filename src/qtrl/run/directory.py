@@ -33,7 +33,7 @@ __all__ = ["CHECKPOINT", "CHECKPOINT_FORMAT", "Resumed", "atomic_write_bytes",
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2   # 2: named seed streams (a format-1 run would resume on others)
 
 
 def create_run_dir(out: Path | str | None, config: TrainConfig) -> Path:

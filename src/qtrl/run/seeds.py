@@ -8,9 +8,11 @@ entropy pool, so two purposes can never draw from the same stream, whatever
 their keys (``tests/test_seeds.py`` checks the registry).
 
 Everything random inside update ``u`` of agent ``a`` is a pure function of
-``(seed, a, u)``: a resumed run continues exactly like an uninterrupted one
-with no generator state in the checkpoint. The initial parameters come from
-``torch.manual_seed(seed)`` (torch's own generator, not a stream here).
+``(seed, a, u)``: a resumed run continues these streams exactly like an
+uninterrupted one without storing them. The initial parameters come from
+``torch.manual_seed(seed)`` (torch's own generator, not a stream here); the
+checkpoint keeps the global torch, NumPy and Python generators' states too,
+for anything else that draws from them.
 """
 
 from __future__ import annotations
