@@ -56,7 +56,7 @@ def _reference(config: TrainConfig, agent: int) -> tuple[dict, list[float]]:
                 anneal(algo.optimizer, update, plain.updates)
             batch, _, _ = play(algo, envs, plain.episodes_in_update(update),
                                generator(plain.seed, Stream.ACTIONS, agent, update),
-                               resets.at(update), plain.gamma)
+                               resets.at(update))
             algo.update(batch)
             returns += batch.episode_returns.tolist()
     finally:

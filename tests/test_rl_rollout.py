@@ -30,7 +30,7 @@ def _collect(mode: str, n_envs: int, episodes: int, masked: bool = True, seed: i
         # One action stream per episode would be needed for mode-independence;
         # a deterministic (greedy) actor makes the comparison exact.
         return collect_episodes(envs, _actor(), episodes, np.random.default_rng(seed),
-                                list(range(100, 100 + n_envs)), 0.9, greedy=True)
+                                list(range(100, 100 + n_envs)), greedy=True)
     finally:
         envs.close()
 
@@ -87,17 +87,13 @@ def test_first_episodes_match_a_hand_played_episode() -> None:
     for e, seed in enumerate((100, 101)):
         rewards, length = _single_episode(seed)
         assert batch.episode_lengths[e] == length
-        g, expected = 0.0, []
-        for r in reversed(rewards):
-            g = r + 0.9 * g
-            expected.append(g)
-        np.testing.assert_allclose(batch.returns[batch.episode == e], expected[::-1])
+        np.testing.assert_array_equal(batch.rewards[batch.episode == e], rewards)
 
 
 def test_truncation_is_reported() -> None:
     envs = make_vector_env("CartPole-v1", 2, max_steps=5)
     try:
-        batch = collect_episodes(envs, _actor(), 3, np.random.default_rng(0), [1, 2], 0.99)
+        batch = collect_episodes(envs, _actor(), 3, np.random.default_rng(0), [1, 2])
     finally:
         envs.close()
     assert batch.truncated.all() and (batch.episode_lengths == 5).all()
@@ -167,7 +163,7 @@ def test_minigrid_observation_is_flat_and_actions_restricted() -> None:
     try:
         assert envs.single_observation_space.shape == (147,)
         batch = collect_episodes(envs, _actor(obs_dim=147, n_actions=3), 2,
-                                 np.random.default_rng(0), [0, 1], 0.99)
+                                 np.random.default_rng(0), [0, 1])
     finally:
         envs.close()
     assert batch.obs.shape[1] == 147 and batch.actions.max() <= 2
@@ -297,11 +293,10 @@ def test_roll_outs_skip_the_resets_of_copies_going_idle() -> None:
             return _original(*args, **kwargs)
         inner.reset = counting
     try:
-        batch = collect_episodes(envs, _actor(), 4, np.random.default_rng(0), [5, 6, 7, 8], 0.99)
+        batch = collect_episodes(envs, _actor(), 4, np.random.default_rng(0), [5, 6, 7, 8])
         assert counts["resets"] == 4                   # the seeded ones only
         counts["resets"] = 0
-        batch6 = collect_episodes(envs, _actor(), 6, np.random.default_rng(0), [5, 6, 7, 8],
-                                  0.99)
+        batch6 = collect_episodes(envs, _actor(), 6, np.random.default_rng(0), [5, 6, 7, 8])
         assert counts["resets"] == 4 + 2               # plus the two later episodes' starts
     finally:
         envs.close()
@@ -324,8 +319,8 @@ def test_env_streams_reset_as_a_pure_function_of_the_update() -> None:
         rows = {tuple(r) for r in first}
         assert len(rows) == 3                            # each copy its own stream
         # the update's later (unseeded) resets continue the same stream
-        a = collect_episodes(envs, _actor(), 6, np.random.default_rng(0), streams.at(2), 0.9)
-        b = collect_episodes(other, _actor(), 6, np.random.default_rng(0), streams.at(2), 0.9)
+        a = collect_episodes(envs, _actor(), 6, np.random.default_rng(0), streams.at(2))
+        b = collect_episodes(other, _actor(), 6, np.random.default_rng(0), streams.at(2))
         np.testing.assert_array_equal(a.obs, b.obs)
     finally:
         envs.close()

@@ -27,8 +27,8 @@ from qtrl.rl.rollout import Rollout, collect_episodes
 
 
 def _algo(model, entropy: float = 0.0) -> Reinforce:
-    return Reinforce(model, SimpleNamespace(lr=1e-3, mapping_lr=None, entropy=entropy,
-                                            max_grad_norm=None))
+    return Reinforce(model, SimpleNamespace(gamma=0.99, lr=1e-3, mapping_lr=None,
+                                            entropy=entropy, max_grad_norm=None))
 
 
 def _grads(model) -> list[torch.Tensor]:
@@ -46,7 +46,7 @@ def _check_equal(model, entropy: float) -> None:
     algo = _algo(model, entropy)
     envs = make_vector_env("CartPole-v1", 1, max_steps=12)
     try:   # a real CartPole episode (at most 12 steps) played with the model's weights
-        batch = collect_episodes(envs, algo.actor(), 1, np.random.default_rng(3), [3], 0.99)
+        batch = collect_episodes(envs, algo.actor(), 1, np.random.default_rng(3), [3])
     finally:
         envs.close()
     assert 5 <= len(batch.actions) <= 12
@@ -55,7 +55,8 @@ def _check_equal(model, entropy: float) -> None:
 
     # Reference: regenerate and evaluate at every step, sum the per-step terms.
     obs = torch.from_numpy(batch.obs).double()
-    returns = normalise_returns(torch.from_numpy(batch.returns))
+    g = discounted_returns(batch.rewards, batch.episode_lengths, 0.99)
+    returns = normalise_returns(torch.from_numpy(g))
     model.zero_grad()
     total = torch.zeros((), dtype=torch.float64)
     for t in range(len(batch.actions)):
@@ -103,9 +104,9 @@ def test_loss_by_hand() -> None:
         net[0].bias.zero_()
     algo = _algo(ClassicalPolicy(net), entropy=0.1)
     algo.actor()
-    raw = np.array([2.0, 0.0])        # normalised: ±1/√2 (unbiased std √2)
+    raw = np.array([2.0, 0.0])        # one-step returns; normalised: ±1/√2 (unbiased std √2)
     batch = Rollout(obs=np.array([[0.0], [1.0]], dtype=np.float32),
-                    actions=np.array([0, 0]), rewards=raw, returns=raw,
+                    actions=np.array([0, 0]), rewards=raw,
                     episode=np.array([0, 1]), episode_returns=raw,
                     episode_lengths=np.array([1, 1]), truncated=np.zeros(2, bool), env_steps=2)
     stats = algo.gradient(batch)
@@ -129,7 +130,7 @@ def test_two_parameter_groups_step_like_adam() -> None:
     group twice when a later one had no gradient)."""
     torch.manual_seed(0)
     qt = QuantumTrain(build_policy(4, (8,), 2), layers=1, mapping_hidden=(4,))
-    algo = Reinforce(qt, SimpleNamespace(lr=1e-2, mapping_lr=1e-3, entropy=0.0,
+    algo = Reinforce(qt, SimpleNamespace(gamma=0.99, lr=1e-2, mapping_lr=1e-3, entropy=0.0,
                                          max_grad_norm=None))
     assert len(algo.optimizer.param_groups) == 2
     mapping = {id(p) for p in qt.mapping.parameters()}

@@ -7,8 +7,7 @@ For a batch of ``E`` complete episodes played with one set of weights:
     loss = −(1/E) Σ_t [ log π(a_t|s_t) · Ĝ_t  +  c_ent · H(π(·|s_t)) ]
 
 i.e. the reference's per-episode *sum* over steps, averaged over the episodes
-of the batch (with ``E = 1`` exactly the reference's loss). The roll-out
-computes ``G_t`` (:func:`qtrl.rl.returns.discounted_returns`).
+of the batch (with ``E = 1`` exactly the reference's loss).
 
 Truncated episodes. REINFORCE has no value function to bootstrap from, so an
 episode cut by a time limit (CartPole's 500 steps, MiniGrid's ``max_steps``)
@@ -32,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from ..rl.policy import Actor, make_actor
+from ..rl.returns import discounted_returns
 from ..rl.rollout import Rollout
 from .base import make_optimizer
 
@@ -55,7 +55,8 @@ class Reinforce:
     Args:
         model: ``generate() -> {name: weight}``, ``model(obs, weights=w) -> logits``
             and ``target`` (the policy network the weights belong to).
-        config: ``lr``, ``mapping_lr``, ``entropy`` (c_ent), ``max_grad_norm``.
+        config: ``gamma`` (γ), ``lr``, ``mapping_lr``, ``entropy`` (c_ent),
+            ``max_grad_norm``.
     """
 
     stat_names = ("loss", "policy_loss", "entropy")
@@ -63,6 +64,7 @@ class Reinforce:
     def __init__(self, model: nn.Module, config: Any) -> None:
         self.model = model
         self.optimizer = make_optimizer(model, config)
+        self.gamma = float(config.gamma)
         self.entropy_coef = float(config.entropy)
         self.max_grad_norm = config.max_grad_norm
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -86,7 +88,8 @@ class Reinforce:
         logits = self.model(obs, weights=weights)                               # (B, actions)
         log_probs = torch.log_softmax(logits, dim=-1)
         taken = log_probs.gather(1, torch.from_numpy(batch.actions)[:, None]).squeeze(1)
-        returns = normalise_returns(torch.from_numpy(batch.returns).to(logits.dtype))
+        returns = discounted_returns(batch.rewards, batch.episode_lengths, self.gamma)  # G_t
+        returns = normalise_returns(torch.from_numpy(returns).to(logits.dtype))         # Ĝ_t
         policy_loss = -(taken * returns).sum() / episodes
         entropy = -(log_probs.exp() * log_probs).sum(-1)                       # (B,)
         loss = policy_loss - self.entropy_coef * entropy.sum() / episodes

@@ -190,10 +190,10 @@ def time_update_pairs(seeds: list[int], updates: int, n_envs: int, episodes: int
         try:
             for u in range(updates + 1):
                 for m in models:
-                    config, _, algo = built[m]
+                    _, _, algo = built[m]
                     batch, t_generate, t_rollout = play(
                         algo, envs[m], episodes, generator(seed, Stream.ACTIONS, 0, u),
-                        resets.at(u), config.gamma, behaviour)
+                        resets.at(u), behaviour)
                     t0 = time.perf_counter()
                     algo.update(batch)
                     t_learn = time.perf_counter() - t0

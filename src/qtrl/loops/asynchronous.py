@@ -148,7 +148,7 @@ def _work(config: TrainConfig, algo: Algorithm, ctx: AgentContext) -> None:
             batch, t_generate, t_rollout = play(
                 algo, envs, reply.episodes,
                 generator(config.seed, Stream.ACTIONS, ctx.rank, reply.update),
-                resets.at(reply.update), config.gamma)
+                resets.at(reply.update))
             t0 = time.perf_counter()
             stats = algo.gradient(batch)
             report = WorkerReport(stats, Timings(t_generate, t_rollout, time.perf_counter() - t0),

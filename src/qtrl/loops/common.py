@@ -74,7 +74,7 @@ def circuit_evals(model: Any) -> dict[str, float]:
 
 
 def play(algo: Algorithm, envs: Any, episodes: int, rng: np.random.Generator, resets: Any,
-         discount: float, callback: Callback | None = None) -> tuple[Rollout, float, float]:
+         callback: Callback | None = None) -> tuple[Rollout, float, float]:
     """The first half of an update: ``algo.actor()`` (the weights, generated once),
     then ``episodes`` complete episodes played with it (``callback`` may wrap the
     actor). Returns the batch and the seconds each half took."""
@@ -83,5 +83,5 @@ def play(algo: Algorithm, envs: Any, episodes: int, rng: np.random.Generator, re
     t1 = time.perf_counter()
     if callback is not None:
         actor = callback.wrap_actor(actor)
-    batch = collect_episodes(envs, actor, episodes, rng, resets, discount)
+    batch = collect_episodes(envs, actor, episodes, rng, resets)
     return batch, t1 - t0, time.perf_counter() - t1

@@ -83,7 +83,7 @@ def train_sync(config: TrainConfig, run_dir: Path, *, resume: bool, callback: Ca
             batch, t_generate, t_rollout = play(
                 algo, envs, config.episodes_in_update(update),
                 generator(config.seed, Stream.ACTIONS, ctx.rank, update), resets.at(update),
-                config.gamma, callback)
+                callback)
             t0 = time.perf_counter()
             stats = algo.update(batch, average if ctx.distributed else None)
             timings = Timings(t_generate, t_rollout, time.perf_counter() - t0)

@@ -32,7 +32,6 @@ import numpy as np
 from ..run.seeds import Stream, generator
 from .env import EnvStreams, MaskedSyncVectorEnv, make_vector_env
 from .policy import ActionSampler, Actor
-from .returns import discounted_returns
 
 __all__ = ["Resets", "Rollout", "collect_episodes", "evaluation_returns"]
 
@@ -47,7 +46,6 @@ class Rollout(NamedTuple):
     obs: ``(B, obs_dim)`` float32 observations the actions were taken in.
     actions: ``(B,)`` int64 actions.
     rewards: ``(B,)`` float64 rewards.
-    returns: ``(B,)`` float64 discounted returns-to-go (within the episode).
     episode: ``(B,)`` int64 episode index ``0..E-1`` of each step.
     episode_returns: ``(E,)`` float64 undiscounted return of each episode.
     episode_lengths: ``(E,)`` int64 steps of each episode.
@@ -58,7 +56,6 @@ class Rollout(NamedTuple):
     obs: np.ndarray
     actions: np.ndarray
     rewards: np.ndarray
-    returns: np.ndarray
     episode: np.ndarray
     episode_returns: np.ndarray
     episode_lengths: np.ndarray
@@ -68,7 +65,7 @@ class Rollout(NamedTuple):
 
 def collect_episodes(envs: gym.vector.VectorEnv, actor: Actor, episodes: int,
                      rng: np.random.Generator, seeds: Resets,
-                     discount: float, greedy: bool = False) -> Rollout:
+                     greedy: bool = False) -> Rollout:
     """Play exactly ``episodes`` complete episodes with ``actor``.
 
     Args:
@@ -79,7 +76,6 @@ def collect_episodes(envs: gym.vector.VectorEnv, actor: Actor, episodes: int,
         seeds: one reset seed per copy, or a function resetting the copies and
             returning their observations (:meth:`qtrl.rl.env.EnvStreams.at`), or
             ``None``: continue the copies' own RNG.
-        discount: for the returns-to-go.
         greedy: take the arg-max action instead of sampling.
     """
     if episodes < 1:
@@ -165,7 +161,6 @@ def collect_episodes(envs: gym.vector.VectorEnv, actor: Actor, episodes: int,
         obs=np.concatenate(obs_log).astype(np.float32, copy=False)[keep],
         actions=np.concatenate(act_log).astype(np.int64)[keep],
         rewards=rewards_all,
-        returns=discounted_returns(rewards_all, lengths, discount),
         episode=ep,
         episode_returns=np.bincount(ep, weights=rewards_all, minlength=episodes),
         episode_lengths=lengths,
@@ -184,7 +179,7 @@ def evaluation_returns(env_id: str, max_steps: int | None, actor: Actor, episode
     try:
         resets = EnvStreams(seed, n_envs, stream=Stream.EVAL_RESETS)
         batch = collect_episodes(envs, actor, episodes, generator(seed, Stream.EVAL_ACTIONS),
-                                 resets.at(0), 1.0, greedy=greedy)
+                                 resets.at(0), greedy=greedy)
     finally:
         envs.close()
     return batch.episode_returns
