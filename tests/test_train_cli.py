@@ -258,3 +258,18 @@ def test_anneal_lr_decays_linearly(tmp_path: Path) -> None:
     with open(run / "progress.csv", newline="") as fh:
         lrs = [float(r["train/lr"]) for r in csv.DictReader(fh)]
     assert lrs == pytest.approx([0.004, 0.003, 0.002, 0.001])
+
+
+def test_resumed_tensorboard_keeps_every_update_once(tmp_path: Path) -> None:
+    """TensorBoard drops only what came after the checkpoint: every update's
+    scalar is there once, the checkpointed update's included."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    config = TrainConfig.from_preset("cartpole", episodes=5, hidden=(8,), layers=1,
+                                     mapping_hidden=(4,), checkpoint_every=2)
+    with pytest.raises(KeyboardInterrupt):   # after update 3; checkpoint at 2
+        train(config, tmp_path, callbacks=[_interrupt_at(3)])
+    train(config, tmp_path, resume=True)
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    steps = [e.step for e in events.Scalars("rollout/return_mean")]
+    assert sorted(steps) == [1, 2, 3, 4, 5]

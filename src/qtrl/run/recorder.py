@@ -73,7 +73,9 @@ class Recorder:
         self.lengths: list[int] = list(resumed.lengths) if resumed else []
         self.env_steps = resumed.env_steps if resumed else 0
         self._wall_offset = resumed.wall_time if resumed else 0.0
-        self.logger = Logger(run_dir, callback, purge_step=resumed.update if resumed else None,
+        # Steps 1..update were logged before the checkpoint: keep them, drop the rest.
+        self.logger = Logger(run_dir, callback,
+                             purge_step=resumed.update + 1 if resumed else None,
                              tensorboard=tensorboard)
         callback.on_start(config.episodes, len(self.returns))
         self._t_start = time.perf_counter()
