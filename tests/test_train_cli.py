@@ -273,3 +273,19 @@ def test_resumed_tensorboard_keeps_every_update_once(tmp_path: Path) -> None:
     events.Reload()
     steps = [e.step for e in events.Scalars("rollout/return_mean")]
     assert sorted(steps) == [1, 2, 3, 4, 5]
+
+
+def test_a_relaunched_torchrun_group_refuses_changed_flags(tmp_path: Path, monkeypatch,
+                                                           capsys) -> None:
+    """Under torchrun a run directory that holds a run is continued with its saved
+    configuration; a flag given with another value is refused (as --resume
+    does), not silently ignored. Refused before any process group is joined."""
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--no-tensorboard", "--out", str(run)]) == 0
+    for key, value in {"TORCHELASTIC_RUN_ID": "t", "RANK": "0", "WORLD_SIZE": "1",
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1"}.items():
+        monkeypatch.setenv(key, value)
+    capsys.readouterr()
+    assert main(["train", *TINY, "--lr", "0.5", "--out", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--lr" in err[0] and "0.5" in err[0], err

@@ -58,14 +58,7 @@ def run(args: argparse.Namespace) -> int:
         if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
             raise UserError("give either --out (a new run) or --resume RUN_DIR, not both")
         config, _ = load_checkpoint(args.resume)          # validates dir and checkpoint
-        given = given_flags(args)
-        for key, value in given.items():
-            if key not in RESUMABLE and value != getattr(config, key):
-                flag = _flag_of(key)
-                raise UserError(f"--resume {args.resume}: the run was trained with {flag} "
-                                f"{_show(getattr(config, key))}, not {_show(value)}")
-        if "episodes" in given:
-            config = TrainConfig.from_dict({**config.to_dict(), "episodes": given["episodes"]})
+        config = _continued(args, config, f"--resume {args.resume}")
         run_dir = Path(args.resume)
     else:
         config = config_from_flags(args)
@@ -113,12 +106,13 @@ def _run_torchrun(args: argparse.Namespace) -> int:
     if run_dir is None:
         raise UserError("under torchrun give --out RUN_DIR (a directory every agent sees)")
     run_dir = Path(run_dir)
-    if (run_dir / "config.json").exists():
+    world = int(os.environ["WORLD_SIZE"])
+    if (run_dir / "config.json").exists():   # a restarted or re-launched group
         config, _ = load_checkpoint(run_dir) if (run_dir / "checkpoint.pt").exists() else (
             TrainConfig.load(run_dir / "config.json"), None)
+        config = _continued(args, replace(config, agents=world), f"--out {run_dir}")
     else:
-        config = config_from_flags(args)
-    config = replace(config, agents=int(os.environ["WORLD_SIZE"]))
+        config = replace(config_from_flags(args), agents=world)
     check_config(config)
     display = PlainDisplay()
     train_torchrun(config, run_dir, tensorboard=not args.no_tensorboard, callbacks=[display])
@@ -128,6 +122,21 @@ def _run_torchrun(args: argparse.Namespace) -> int:
               f"{summary['wall_time_s']:.1f} s; final 100-episode average "
               f"{summary['final_return_avg100']:.2f}\nrun directory: {run_dir}", flush=True)
     return 0
+
+
+def _continued(args: argparse.Namespace, config: TrainConfig, where: str) -> TrainConfig:
+    """The saved ``config`` of a run being continued, checked against the flags
+    given: a changed flag is refused naming both values, except those that may
+    change (:data:`RESUMABLE`), which are applied."""
+    from ..errors import UserError
+    given = given_flags(args)
+    for key, value in given.items():
+        if key not in RESUMABLE and value != getattr(config, key):
+            raise UserError(f"{where}: the run was trained with {_flag_of(key)} "
+                            f"{_show(getattr(config, key))}, not {_show(value)}")
+    if "episodes" in given:
+        config = TrainConfig.from_dict({**config.to_dict(), "episodes": given["episodes"]})
+    return config
 
 
 def _flag_of(key: str) -> str:
