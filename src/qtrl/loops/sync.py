@@ -111,9 +111,10 @@ def train_sync(config: TrainConfig, run_dir: Path, *, resume: bool, callback: Ca
             recorder.close()
     if recorder is None:
         return {}
-    return recorder.finish(model, counts_dict(model),
-                           bytes_allreduced_per_update=traffic["bytes"],
-                           bytes_allreduced_per_update_classical_dp=4 * counts_dict(model)[
+    counts = counts_dict(model)
+    weight_bytes = params[0].element_size()   # classical DP would send weights of this dtype
+    return recorder.finish(model, counts, bytes_allreduced_per_update=traffic["bytes"],
+                           bytes_allreduced_per_update_classical_dp=weight_bytes * counts[
                                "target_weights"])
 
 
