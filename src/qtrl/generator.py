@@ -38,7 +38,6 @@ from .mapping import ACTIVATIONS, generate_from_ring, generate_weights, mlp
 from .quantum.ansatz import ANSATZE, Ansatz, RingStage
 from .quantum.backends import Backend, circuit_of, make_backend, parse_noise
 from .quantum.estimators import (
-    SPSA_STREAM,
     GradientEstimator,
     check_gradient_setup,
     make_estimator,
@@ -46,6 +45,7 @@ from .quantum.estimators import (
 from .quantum.memory import check_statevector_fits
 from .quantum.qasm import ansatz_to_qasm
 from .quantum.sharding import RowShards, gather_shards
+from .run.seeds import Stream, integer_seed
 
 __all__ = ["ACTIVATIONS", "ParameterCounts", "QuantumTrain", "call_with", "qubits_for"]
 
@@ -213,7 +213,7 @@ class QuantumTrain(nn.Module):
         if grad != "backprop":
             options = dict(grad_options or {})
             if grad == "spsa":  # a stream of its own, apart from the backend's sampling
-                options.setdefault("seed", seed + SPSA_STREAM)
+                options.setdefault("seed", integer_seed(seed, Stream.SPSA_SHARED))
             qpu = make_backend(backend, shots=shots, noise=noise, seed=seed)
             template, _ = circuit_of(self.qnn)
             self._estimator = (make_estimator(grad, qpu, template, **options),)

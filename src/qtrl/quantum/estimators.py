@@ -75,14 +75,10 @@ from ..errors import UserError
 from .qpu import Backend
 from .template import CircuitTemplate
 
-SPSA_STREAM = 1_000_003
-"""SPSA's directions use seed + this: a stream apart from the backend's sampling."""
-
 __all__ = [
     "FOUR_TERM",
     "GRAD_METHODS",
     "SPSA",
-    "SPSA_STREAM",
     "TWO_TERM",
     "EvaluationCounts",
     "GradientEstimator",
