@@ -249,7 +249,7 @@ def _learn(config: TrainConfig, run_dir: Path, algo: Algorithm, ctx: AgentContex
     finally:
         recorder.close()
 
-    return recorder.finish(model, counts_dict(model),
+    return recorder.finish(counts_dict(model),
                            updates=version, updates_applied=version, updates_dropped=dropped,
                            max_staleness=config.max_staleness,
                            mean_staleness=staleness_sum / version if version else None,

@@ -27,22 +27,26 @@ def check_config(config: TrainConfig) -> tuple[int, int]:
     """Fail early (``UserError``) on what the dataclass cannot check alone: the
     environment and the model's size. Returns ``(obs_dim, n_actions)``."""
     obs_dim, n_actions = env_dims(config.env, config.n_actions)
-    try:
-        build_model(config, obs_dim, n_actions)
-    except ValueError as err:
-        raise UserError(f"cannot build the policy for {config.env}: {err}") from None
+    _model(config, obs_dim, n_actions, rank=0)
     return obs_dim, n_actions
 
 
 def build(config: TrainConfig, rank: int) -> Algorithm:
     """The algorithm and its model for agent ``rank``, seeded by ``config.seed``
     (every agent builds the same initial parameters)."""
-    obs_dim, n_actions = check_config(config)
+    obs_dim, n_actions = env_dims(config.env, config.n_actions)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed % 2**32)
     random.seed(config.seed)
-    model = build_model(config, obs_dim, n_actions, rank=rank)
-    return make_algorithm(config, model)
+    return make_algorithm(config, _model(config, obs_dim, n_actions, rank))
+
+
+def _model(config: TrainConfig, obs_dim: int, n_actions: int, rank: int) -> Any:
+    """:func:`~qtrl.rl.policy.build_model`, a size it refuses as a ``UserError``."""
+    try:
+        return build_model(config, obs_dim, n_actions, rank=rank)
+    except ValueError as err:
+        raise UserError(f"cannot build the policy for {config.env}: {err}") from None
 
 
 def reseed_circuits(model: Any, seed: int, update: int, agent: int, shared: bool) -> None:

@@ -113,7 +113,7 @@ def train_sync(config: TrainConfig, run_dir: Path, *, resume: bool, callback: Ca
         return {}
     counts = counts_dict(model)
     weight_bytes = params[0].element_size()   # classical DP would send weights of this dtype
-    return recorder.finish(model, counts, bytes_allreduced_per_update=traffic["bytes"],
+    return recorder.finish(counts, bytes_allreduced_per_update=traffic["bytes"],
                            bytes_allreduced_per_update_classical_dp=weight_bytes * counts[
                                "target_weights"])
 

@@ -129,7 +129,7 @@ class Recorder:
     def close(self) -> None:
         self.logger.close()
 
-    def finish(self, model: Any, counts: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+    def finish(self, counts: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
         """Write ``summary.json`` (``extra``: mode-specific entries; ``counts``: the
         trained parameters) and the learning curve; return the summary."""
         config, returns = self.config, np.asarray(self.returns)
