@@ -48,7 +48,7 @@ def train(n: int, seed: int, updates: int, flags: list[str], tag: str) -> Path:
         import shutil
         shutil.rmtree(out)  # an unfinished run of ours: start it again
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "qtrl", "train", "--preset", "cartpole", "--seed", str(seed),
+    cmd = [sys.executable, "-m", "qtrl", "train", "--preset", "cartpole-paper", "--seed", str(seed),
            "--agents", str(n), "--episodes", str(n * updates), "--checkpoint-every", "50",
            "--no-tensorboard", *flags, "--out", str(out)]
     with open(out.with_suffix(".log"), "w") as log:
@@ -85,10 +85,10 @@ def solve_stats(out: Path, threshold: float) -> dict:
 
 def communication_rows() -> list[tuple[str, int, int, int]]:
     """(policy, k, QT trainable, classical data-parallel) parameter counts."""
-    cases = [("cartpole 4-128-2", 4, (128,), 2, PRESETS["cartpole"].layers,
-              PRESETS["cartpole"].mapping_hidden, 1),
-             ("minigrid 147-32-3", 147, (32,), 3, PRESETS["minigrid"].layers,
-              PRESETS["minigrid"].mapping_hidden, 1),
+    cases = [("cartpole 4-128-2", 4, (128,), 2, PRESETS["cartpole-paper"].layers,
+              PRESETS["cartpole-paper"].mapping_hidden, 1),
+             ("minigrid 147-32-3", 147, (32,), 3, PRESETS["minigrid-paper"].layers,
+              PRESETS["minigrid-paper"].mapping_hidden, 1),
              ("147-512-256-3 (2.1e5 weights)", 147, (512, 256), 3, 13, (10, 64, 10), 1),
              ("147-1024-512-3 (6.8e5 weights), 16 chunks", 147, (1024, 512), 3, 13,
               (10, 64, 10), 16)]
@@ -146,7 +146,7 @@ def main() -> int:
     if flags:  # runs with other settings must not be reused
         import hashlib
         tag += "-" + hashlib.sha1(" ".join(flags).encode()).hexdigest()[:8]
-    threshold = PRESETS["cartpole"].solve_threshold
+    threshold = PRESETS["cartpole-paper"].solve_threshold
     stats: dict[int, list[dict]] = {}
     for n in args.agents:
         for seed in args.seeds:

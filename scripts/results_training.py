@@ -107,10 +107,10 @@ def init_scales(seeds: range = range(5)) -> tuple[tuple[float, float], float]:
     stds = []
     for seed in seeds:
         torch.manual_seed(seed)
-        cfg = TrainConfig.from_preset("cartpole", mapping_activation="none", qt_init_std=None)
+        cfg = TrainConfig.from_preset("cartpole-paper", mapping_activation="none", qt_init_std=None)
         stds.append(float(build_model(cfg, 4, 2).generate_flat().detach().std()))
     torch.manual_seed(0)
-    net = build_model(TrainConfig.from_preset("cartpole", classical=True), 4, 2)
+    net = build_model(TrainConfig.from_preset("cartpole-paper", classical=True), 4, 2)
     classical = float(torch.cat([p.detach().flatten() for p in net.parameters()]).std())
     return (min(stds), max(stds)), classical
 
@@ -118,7 +118,7 @@ def init_scales(seeds: range = range(5)) -> tuple[tuple[float, float], float]:
 def random_return(episodes: int = 300) -> float:
     """Mean return of uniformly random actions (left/right/forward) on MiniGrid-Empty-5x5."""
     from qtrl.rl.env import make_env
-    cfg = TrainConfig.from_preset("minigrid")
+    cfg = TrainConfig.from_preset("minigrid-paper")
     env = make_env(cfg.env, cfg.max_steps)
     rng = np.random.default_rng(0)
     total = 0.0

@@ -34,7 +34,7 @@ def _config(**kw) -> TrainConfig:
     base = {"episodes": 8, "hidden": (8,), "layers": 1, "mapping_hidden": (4,),
             "checkpoint_every": 1, "agents": 2, "dist_mode": "async",
             "agent_timeout": 20.0}  # bounds a hung test: a silent agent ends the run
-    return TrainConfig.from_preset("cartpole", **{**base, **kw})
+    return TrainConfig.from_preset("cartpole-paper", **{**base, **kw})
 
 
 def _rows(run: Path, name: str) -> list[dict[str, str]]:
@@ -159,7 +159,7 @@ def test_pack_unpack_round_trip():
 ])
 def test_bad_async_input_is_refused(flags, needle, capsys, tmp_path):
     out = tmp_path / "run"
-    assert main(["train", "--preset", "cartpole", "--episodes", "2", *flags,
+    assert main(["train", "--preset", "cartpole-paper", "--episodes", "2", *flags,
                  "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0], err
@@ -183,7 +183,7 @@ def test_silent_worker_ends_the_run_naming_it(tmp_path):
 
 
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "qtrl", "train", "--preset", "cartpole", "--hidden", "8",
+    cmd = [sys.executable, "-m", "qtrl", "train", "--preset", "cartpole-paper", "--hidden", "8",
            "--layers", "1", "--mapping-hidden", "4", "--agents", "3", "--mode", "async",
            "--episodes", "100000", "--checkpoint-every", "2", "--agent-timeout", "5",
            "--no-tensorboard", "--out", str(run)]

@@ -12,7 +12,7 @@ from qtrl.cli import main
 
 
 def _train(out: Path, *flags: str) -> Path:
-    argv = ["train", "--preset", "cartpole", "--episodes", "2", "--no-tensorboard",
+    argv = ["train", "--preset", "cartpole-paper", "--episodes", "2", "--no-tensorboard",
             "--out", str(out), *flags]
     assert main(argv) == 0
     return out

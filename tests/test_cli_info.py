@@ -46,7 +46,7 @@ def test_info_any_environment(capsys) -> None:
 
 
 def test_info_chunks(capsys) -> None:
-    assert main(["info", "--preset", "cartpole", "--chunks", "4"]) == 0
+    assert main(["info", "--preset", "cartpole-paper", "--chunks", "4"]) == 0
     rows = _table(capsys.readouterr().out)
     assert rows["chunks Q"] == "4"
     assert rows["qubits n"] == "8"           # ceil(log2(ceil(898 / 4)))
@@ -69,6 +69,6 @@ def test_missing_preset_and_env(capsys) -> None:
 
 
 def test_non_positive_sizes(capsys) -> None:
-    assert main(["info", "--preset", "cartpole", "--hidden", "0"]) == 2
+    assert main(["info", "--preset", "cartpole-paper", "--hidden", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--hidden" in err[0]

@@ -29,7 +29,7 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
 
 def _config(**kw) -> TrainConfig:
     base = {"episodes": 6, "checkpoint_every": 1, "sync_check_every": 1}
-    return TrainConfig.from_preset("cartpole", **{**base, **kw})
+    return TrainConfig.from_preset("cartpole-paper", **{**base, **kw})
 
 
 def test_one_agent_group_is_bit_identical_to_plain_training(tmp_path):
@@ -115,7 +115,7 @@ def test_chunk_circuits_run_on_different_agents(tmp_path):
 
 def test_killed_agent_ends_run_then_resume_completes(tmp_path):
     run = tmp_path / "run"
-    cmd = QTRL + ["train", "--preset", "cartpole", "--agents", "2", "--episodes", "4000",
+    cmd = QTRL + ["train", "--preset", "cartpole-paper", "--agents", "2", "--episodes", "4000",
                   "--checkpoint-every", "5", "--agent-timeout", "90", "--no-tensorboard",
                   "--out", str(run)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -149,7 +149,7 @@ def test_killed_agent_ends_run_then_resume_completes(tmp_path):
 def test_bad_agent_counts_are_refused(bad, capsys, tmp_path):
     from qtrl.cli import main
     out = tmp_path / "run"
-    assert main(["train", "--preset", "cartpole", "--agents", bad, "--episodes", "2",
+    assert main(["train", "--preset", "cartpole-paper", "--agents", bad, "--episodes", "2",
                  "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--agents" in err[0]
@@ -170,7 +170,7 @@ def test_torchrun_two_nodes_on_one_machine(tmp_path):
     port = _free_port()
     common = TORCHRUN + ["--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
                          "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "qtrl-test",
-                         "-m", "qtrl", "train", "--preset", "cartpole", "--episodes", "8",
+                         "-m", "qtrl", "train", "--preset", "cartpole-paper", "--episodes", "8",
                          "--no-tensorboard", "--out", str(run)]
     env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo"}
     nodes = [subprocess.Popen(common, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -189,7 +189,7 @@ def test_torchrun_restart_resumes_from_checkpoint(tmp_path):
     # A long agent timeout: on a loaded machine restarted workers can start seconds
     # apart, and gloo's mesh connect waits at most that long.
     cmd = TORCHRUN + ["--standalone", "--nproc-per-node", "2", "--max-restarts", "3",
-                      "-m", "qtrl", "train", "--preset", "cartpole", "--episodes",
+                      "-m", "qtrl", "train", "--preset", "cartpole-paper", "--episodes",
                       str(episodes), "--checkpoint-every", "5", "--no-tensorboard",
                       "--agent-timeout", "90", "--out", str(run)]
     env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo"}

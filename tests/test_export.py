@@ -199,7 +199,7 @@ def test_train_export_eval_end_to_end(tmp_path, capsys) -> None:
     from qtrl.train import evaluate, load_policy
 
     run = tmp_path / "run"
-    assert main(["train", "--preset", "cartpole", "--episodes", "2", "--out", str(run),
+    assert main(["train", "--preset", "cartpole-paper", "--episodes", "2", "--out", str(run),
                  "--no-tensorboard"]) == 0
     policy, config = load_policy(run)
     expected = evaluate(policy, config, episodes=3, greedy=True, seed=5)

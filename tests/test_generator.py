@@ -255,7 +255,7 @@ def test_chunk_counts_that_leave_circuits_unused_are_refused():
 
 def test_cli_info_bad_chunks_is_one_line(capsys):
     from qtrl.cli import main
-    assert main(["info", "--preset", "cartpole", "--chunks", "1000"]) == 2
+    assert main(["info", "--preset", "cartpole-paper", "--chunks", "1000"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "chunks=1000" in err[0]
 

@@ -24,7 +24,7 @@ FLAGS = {"episodes": 32, "seed": 5, "qt_init_std": 0.1, "episodes_per_update": 4
 
 
 def _trajectory(run_dir: Path) -> dict:
-    summary = train(TrainConfig.from_preset("cartpole", **FLAGS), run_dir, tensorboard=False)
+    summary = train(TrainConfig.from_preset("cartpole-paper", **FLAGS), run_dir, tensorboard=False)
     rows = (run_dir / "metrics.csv").read_text().splitlines()[1:]
     returns = [float(r.split(",")[2]) for r in rows]
     return {"flags": FLAGS, "returns": returns, "env_steps": summary["env_steps"]}

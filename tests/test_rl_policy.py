@@ -12,14 +12,14 @@ from qtrl.rl.policy import ClassicalPolicy, build_model
 
 @pytest.mark.parametrize("activation", ["none", "relu", "tanh"])
 def test_qt_init_std_sets_the_generated_weight_scale(activation: str) -> None:
-    config = TrainConfig.from_preset("cartpole", hidden=(16,), layers=1, qt_init_std=0.25,
+    config = TrainConfig.from_preset("cartpole-paper", hidden=(16,), layers=1, qt_init_std=0.25,
                                      mapping_activation=activation)
     torch.manual_seed(0)
     model = build_model(config, 4, 2)
     assert isinstance(model, QuantumTrain)
     assert model.generate_flat().std().item() == pytest.approx(0.25, rel=1e-5)
     torch.manual_seed(0)
-    plain = build_model(TrainConfig.from_preset("cartpole", hidden=(16,), layers=1,
+    plain = build_model(TrainConfig.from_preset("cartpole-paper", hidden=(16,), layers=1,
                                                 mapping_activation=activation,
                                                 qt_init_std=None), 4, 2)
     # Only the scale changes: the same weights up to one factor.
@@ -28,7 +28,7 @@ def test_qt_init_std_sets_the_generated_weight_scale(activation: str) -> None:
 
 
 def test_classical_model_has_the_generator_api() -> None:
-    model = build_model(TrainConfig.from_preset("cartpole", classical=True), 4, 2)
+    model = build_model(TrainConfig.from_preset("cartpole-paper", classical=True), 4, 2)
     assert isinstance(model, ClassicalPolicy)
     weights = model.generate()
     assert set(weights) == {n for n, _ in model.target.named_parameters()}

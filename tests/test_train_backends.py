@@ -11,7 +11,7 @@ import pytest
 from qtrl.cli import main
 from qtrl.config import TrainConfig
 
-BASE = ["train", "--preset", "cartpole", "--episodes", "2", "--no-tensorboard"]
+BASE = ["train", "--preset", "cartpole-paper", "--episodes", "2", "--no-tensorboard"]
 
 
 def test_qiskit_shots_spsa_run(tmp_path, capsys) -> None:

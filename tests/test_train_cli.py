@@ -16,7 +16,7 @@ from qtrl.run.callbacks import Callback
 from qtrl.train import load_policy, train
 
 # A few-second Quantum-Train run: small policy, one layer, tiny mapping.
-TINY = ["--preset", "cartpole", "--episodes", "4", "--hidden", "8", "--layers", "1",
+TINY = ["--preset", "cartpole-paper", "--episodes", "4", "--hidden", "8", "--layers", "1",
         "--mapping-hidden", "4", "--checkpoint-every", "2"]
 
 
@@ -94,7 +94,7 @@ def test_resume_with_other_sizes_in_fresh_processes(tmp_path: Path) -> None:
     exactly where the uninterrupted one does."""
     import subprocess
     import sys
-    flags = ["--preset", "cartpole", "--hidden", "24", "--mapping-hidden", "6", "5",
+    flags = ["--preset", "cartpole-paper", "--hidden", "24", "--mapping-hidden", "6", "5",
              "--layers", "3", "--episodes-per-update", "2", "--checkpoint-every", "1",
              "--no-tensorboard"]
     full, cut = tmp_path / "full", tmp_path / "cut"
@@ -131,7 +131,7 @@ def _interrupt_at(episode: int) -> Callback:
 ])
 def test_resume_equals_uninterrupted(tmp_path: Path, episodes_per_update: int,
                                      quantum: dict) -> None:
-    config = TrainConfig.from_preset("cartpole", episodes=8, hidden=(8,), layers=1,
+    config = TrainConfig.from_preset("cartpole-paper", episodes=8, hidden=(8,), layers=1,
                                      mapping_hidden=(4,), checkpoint_every=2,
                                      episodes_per_update=episodes_per_update, **quantum)
     full, cut = tmp_path / "full", tmp_path / "cut"
@@ -232,7 +232,7 @@ def test_resume_truncated_checkpoint(run_copy: Path, capsys) -> None:
 
 
 @pytest.mark.parametrize("argv,match", [
-    (["--preset", "minigrid"], "trained with --preset cartpole, not minigrid"),
+    (["--preset", "minigrid-paper"], "trained with --preset cartpole, not minigrid"),
     (["--env", "Acrobot-v1"], "trained with --env CartPole-v1, not Acrobot-v1"),
     (["--classical"], "trained with --classical false"),
 ])
@@ -264,7 +264,7 @@ def test_resumed_tensorboard_keeps_every_update_once(tmp_path: Path) -> None:
     """TensorBoard drops only what came after the checkpoint: every update's
     scalar is there once, the checkpointed update's included."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    config = TrainConfig.from_preset("cartpole", episodes=5, hidden=(8,), layers=1,
+    config = TrainConfig.from_preset("cartpole-paper", episodes=5, hidden=(8,), layers=1,
                                      mapping_hidden=(4,), checkpoint_every=2)
     with pytest.raises(KeyboardInterrupt):   # after update 3; checkpoint at 2
         train(config, tmp_path, callbacks=[_interrupt_at(3)])

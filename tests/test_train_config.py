@@ -19,7 +19,7 @@ def _parse(*argv: str) -> TrainConfig:
 
 
 def test_json_round_trip(tmp_path) -> None:
-    config = TrainConfig.from_preset("minigrid", seed=7, classical=True, hidden=(16, 8))
+    config = TrainConfig.from_preset("minigrid-paper", seed=7, classical=True, hidden=(16, 8))
     config.save(tmp_path / "config.json")
     data = json.loads((tmp_path / "config.json").read_text())
     assert data["hidden"] == [16, 8] and data["preset"] == "minigrid"
@@ -38,13 +38,13 @@ def test_every_field_has_help_and_a_flag() -> None:
 
 
 def test_preset_defaults_and_overrides() -> None:
-    config = _parse("--preset", "minigrid", "--lr", "3e-4", "--hidden", "64", "--entropy", "0")
-    p = PRESETS["minigrid"]
+    config = _parse("--preset", "minigrid-paper", "--lr", "3e-4", "--hidden", "64", "--entropy", "0")
+    p = PRESETS["minigrid-paper"]
     assert (config.env, config.layers, config.mapping_hidden) == (p.env_id, p.layers,
                                                                   p.mapping_hidden)
     assert config.lr == 3e-4 and config.hidden == (64,) and config.entropy == 0.0
     assert config.n_actions == 3 and config.max_steps == 100 and config.solve_threshold == 0.8
-    assert _parse() == TrainConfig.from_preset("cartpole")          # the default preset
+    assert _parse() == TrainConfig.from_preset("cartpole-paper")          # the default preset
     plain = _parse("--env", "Acrobot-v1")
     assert plain.preset is None and plain.env == "Acrobot-v1"
 
@@ -97,10 +97,10 @@ def test_quantum_settings_parse_and_old_configs_get_their_defaults() -> None:
     assert (config.backend, config.shots, config.noise) == ("qiskit", 256,
                                                             "depolarizing:0.01,readout:0.02")
     assert (config.grad, config.spsa_c, config.spsa_samples) == ("spsa", 0.2, 2)
-    old = TrainConfig.from_preset("cartpole").to_dict()
+    old = TrainConfig.from_preset("cartpole-paper").to_dict()
     for key in ("backend", "shots", "noise", "grad", "spsa_c", "spsa_samples"):
         del old[key]  # a config.json written before these fields existed
-    assert TrainConfig.from_dict(old) == TrainConfig.from_preset("cartpole")
+    assert TrainConfig.from_dict(old) == TrainConfig.from_preset("cartpole-paper")
 
 
 def test_unknown_keys_in_json_are_refused() -> None:

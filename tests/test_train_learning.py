@@ -25,7 +25,7 @@ def test_quantum_train_solves_cartpole(tmp_path) -> None:
     summaries = []
     try:
         for seed in (0, 1, 2):
-            config = TrainConfig.from_preset("cartpole", seed=seed, **TUNED)
+            config = TrainConfig.from_preset("cartpole-paper", seed=seed, **TUNED)
             run_dir = tmp_path / f"seed{seed}"
             run_dir.mkdir()
             summaries.append(train(config, run_dir, tensorboard=False))

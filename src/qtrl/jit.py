@@ -31,6 +31,12 @@ except ImportError:  # pragma: no cover - numba is a dependency
     numba = None
 if os.environ.get("QTRL_COMPILED", "1") == "0":
     numba = None   # the switch: every caller takes its plain path
+if numba is not None and "NUMBA_THREADING_LAYER" not in os.environ:
+    # Numba's own thread pool, not OpenMP: an OpenMP pool shares libgomp's thread
+    # count with torch, so the first parallel kernel would raise torch's count
+    # (set_num_threads(1) undone), and every small torch op then pays a
+    # multi-threaded barrier. The kernels are launched from one thread at a time.
+    numba.config.THREADING_LAYER = "workqueue"
 
 F = TypeVar("F", bound=Callable[..., Any])
 _threads_set = 0

@@ -1,14 +1,20 @@
-"""The reference notebooks' recipes (presets) and the policy network they train."""
+"""Named recipes (presets) and the policy network they train.
+
+``cartpole``, ``minigrid``, ``lunarlander``, ``pendulum``: what solves each task
+out of the box (PPO, Quantum-Train actor and critic). ``cartpole-paper`` and
+``minigrid-paper``: the Quantum-Train RL reference's REINFORCE recipes, exactly.
+"""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from torch import nn
 
-__all__ = ["PRESETS", "Preset", "build_policy"]
+__all__ = ["ACTIVATION_LAYERS", "ALGO_DEFAULTS", "PRESETS", "Preset", "build_policy"]
 
 
 @dataclass(frozen=True)
@@ -29,24 +35,52 @@ class Preset:
     qt_alpha: float = 1.0                # α of the probability post-processing
     n_actions: int | None = None         # use only the first n actions (None: all)
     solve_threshold: float | None = None  # moving-average return that counts as solved
+    settings: Mapping[str, Any] = field(default_factory=dict)  # further TrainConfig fields
 
+
+_PAPER_CARTPOLE = Preset("CartPole-v1", hidden=(128,), layers=5, mapping_hidden=(10, 10, 10),
+                         lr=1e-3, episodes=1000, solve_threshold=475.0)
+_PAPER_MINIGRID = Preset("MiniGrid-Empty-5x5-v0", hidden=(32,), layers=13,
+                         mapping_hidden=(10, 64, 10), lr=1e-4, entropy=0.05, episodes=4000,
+                         max_steps=100, n_actions=3, solve_threshold=0.8)
+
+# What ``qtrl train --env ID [--algo A]`` starts from without a preset: the
+# settings CleanRL and Stable-Baselines3 use for the same algorithm on ordinary
+# Gymnasium tasks (a 64-64 tanh actor and critic, clipped gradients, annealed
+# learning rate). REINFORCE's are the dataclass defaults.
+ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
+    "ppo": {"algo": "ppo", "hidden": (64, 64), "activation": "tanh", "lr": 3e-4,
+            "anneal_lr": True, "num_envs": 8, "num_steps": 128, "update_epochs": 4,
+            "num_minibatches": 4, "max_grad_norm": 0.5, "qt_init_std": 0.1},
+    "a2c": {"algo": "a2c", "hidden": (64, 64), "activation": "tanh", "lr": 7e-4,
+            "anneal_lr": True, "num_envs": 8, "num_steps": 5, "max_grad_norm": 0.5,
+            "qt_init_std": 0.1},
+    "reinforce": {},
+}
 
 PRESETS: dict[str, Preset] = {
-    "cartpole": Preset("CartPole-v1", hidden=(128,), layers=5, mapping_hidden=(10, 10, 10),
-                       lr=1e-3, episodes=1000, solve_threshold=475.0),
-    "minigrid": Preset("MiniGrid-Empty-5x5-v0", hidden=(32,), layers=13,
-                       mapping_hidden=(10, 64, 10), lr=1e-4, entropy=0.05, episodes=4000,
-                       max_steps=100, n_actions=3, solve_threshold=0.8),
+    "cartpole": Preset("CartPole-v1", hidden=(32,), layers=5, mapping_hidden=(10, 10, 10),
+                       lr=1e-3, episodes=100_000, solve_threshold=475.0,
+                       settings={"algo": "ppo", "activation": "tanh", "total_steps": 100_000,
+                                 "anneal_lr": True, "qt_init_std": 0.1}),
+    "cartpole-paper": _PAPER_CARTPOLE,
+    "minigrid-paper": _PAPER_MINIGRID,
 }
 
 
-def build_policy(obs_dim: int, hidden: Sequence[int], n_actions: int) -> nn.Sequential:
-    """MLP policy ``obs_dim → hidden… → n_actions`` with ReLU; outputs logits
-    (the softmax of the reference is applied by the action distribution)."""
+ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+def build_policy(obs_dim: int, hidden: Sequence[int], n_actions: int,
+                 activation: str = "relu") -> nn.Sequential:
+    """MLP ``obs_dim → hidden… → n_actions`` with ``activation`` (relu, tanh)
+    between layers. As a policy it outputs logits (the action distribution
+    applies the softmax) or a continuous action's mean; as a critic
+    (``n_actions=1``) the state value."""
     sizes = [obs_dim, *hidden, n_actions]
     mods: list[nn.Module] = []
     for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         mods.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
-            mods.append(nn.ReLU())
+            mods.append(ACTIVATION_LAYERS[activation]())
     return nn.Sequential(*mods)

@@ -34,7 +34,7 @@ from .loops.asynchronous import train_async
 from .loops.common import check_config
 from .loops.sync import train_sync
 from .presets import build_policy
-from .rl.env import env_dims
+from .rl.env import env_dims, env_spec
 from .rl.policy import ClassicalPolicy, build_model, make_actor
 from .rl.rollout import evaluation_returns
 from .run.callbacks import Callback, CallbackList, LogProgress
@@ -132,7 +132,7 @@ def load_policy(run_dir: Path | str) -> tuple[nn.Module, TrainConfig]:
     (the generated weights saved in its checkpoint) and the run's configuration."""
     config, state = load_checkpoint(Path(run_dir))
     obs_dim, n_actions = env_dims(config.env, config.n_actions)
-    policy = build_policy(obs_dim, config.hidden, n_actions)
+    policy = build_policy(obs_dim, config.hidden, n_actions, config.activation)
     return _load_saved(policy, state, "policy", run_dir), config
 
 
@@ -145,10 +145,10 @@ def load_trained_model(run_dir: Path | str) -> tuple[QuantumTrain | ClassicalPol
     run on our exact simulator: this is the trained circuit itself.
     """
     config, state = load_checkpoint(Path(run_dir))
-    obs_dim, n_actions = env_dims(config.env, config.n_actions)
+    spec = env_spec(config.env, config.n_actions)
     exact = {f.name: f.default for f in fields(TrainConfig) if f.name in QUANTUM_FIELDS}
     model = build_model(config if config.classical else replace(config, **exact),
-                        obs_dim, n_actions)
+                        spec.obs_dim, spec.n_actions, continuous=spec.continuous)
     return _load_saved(model, state, "model", run_dir), config
 
 

@@ -6,13 +6,16 @@ A loop drives it the same way whatever it is; per update:
 
 1. ``actor = algo.actor()`` — the policy weights for the roll-out (generated
    once per update, never per step), as a NumPy actor;
-2. the loop collects a batch with that actor (:func:`qtrl.rl.rollout.collect_episodes`);
-3. ``algo.update(batch, average)`` — plain torch from the batch to the
-   optimizer step; ``average`` (sync Dist-QTRL) all-reduces the gradients
-   between backward and step.
+2. the loop collects a batch with that actor: complete episodes
+   (:func:`qtrl.rl.rollout.collect_episodes`) or a fixed number of steps
+   (:class:`qtrl.rl.steps.StepCollector`), as ``algo.collects`` says;
+3. ``algo.update(batch, average, rng)`` — plain torch from the batch to the
+   optimizer step(s); ``average`` (sync Dist-QTRL) all-reduces the gradients
+   between each backward and its step.
 
-An async worker calls ``gradient(batch)`` (leaves ``p.grad``) and sends it; the
-learner loads it into ``p.grad`` and calls ``step()``.
+REINFORCE also splits its update for the async loop: a worker calls
+``gradient(batch)`` (leaves ``p.grad``) and sends it; the learner loads it
+into ``p.grad`` and calls ``step()``.
 """
 
 from __future__ import annotations
@@ -20,12 +23,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..generator import QuantumTrain
 from ..rl.policy import Actor
-from ..rl.rollout import Rollout
 
 __all__ = ["Algorithm", "anneal", "make_optimizer"]
 
@@ -36,16 +39,16 @@ class Algorithm(Protocol):
     model: nn.Module
     optimizer: torch.optim.Optimizer
     stat_names: tuple[str, ...]
-    """The keys of the dict :meth:`gradient` returns (logged as ``train/<key>``)."""
+    """The keys of the dict :meth:`update` returns (logged as ``train/<key>``)."""
+    collects: str
+    """What the loop collects for an update: ``"episodes"`` (complete episodes,
+    :func:`~qtrl.rl.rollout.collect_episodes`) or ``"steps"`` (a fixed-length
+    roll-out carrying on across updates, :class:`~qtrl.rl.steps.StepCollector`)."""
 
     def actor(self) -> Actor: ...
 
-    def gradient(self, batch: Rollout) -> dict[str, float]: ...
-
-    def step(self) -> float: ...
-
-    def update(self, batch: Rollout,
-               average: Callable[[], None] | None = None) -> dict[str, float]: ...
+    def update(self, batch: Any, average: Callable[[], None] | None = None,
+               rng: np.random.Generator | None = None) -> dict[str, float]: ...
 
 
 def make_optimizer(model: nn.Module, config: Any) -> torch.optim.Adam:
@@ -58,8 +61,9 @@ def make_optimizer(model: nn.Module, config: Any) -> torch.optim.Adam:
     """
     mapping_lr = getattr(config, "mapping_lr", None)
     params = [p for p in model.parameters() if p.requires_grad]
-    if isinstance(model, QuantumTrain) and mapping_lr is not None:
-        ids = {id(p) for p in model.mapping.parameters()}
+    generators = [m for m in model.modules() if isinstance(m, QuantumTrain)]
+    if generators and mapping_lr is not None:
+        ids = {id(p) for qt in generators for p in qt.mapping.parameters()}
         groups = [{"params": [p for p in params if id(p) not in ids],
                    "lr": config.lr, "base_lr": config.lr},
                   {"params": [p for p in params if id(p) in ids],
@@ -70,7 +74,8 @@ def make_optimizer(model: nn.Module, config: Any) -> torch.optim.Adam:
     return torch.optim.Adam(groups, fused=fused or None)
 
 
-def anneal(optimizer: torch.optim.Optimizer, done: int, total: int) -> None:
-    """Learning rates decayed linearly to 0: ``base_lr · max(0, 1 − done/total)``."""
+def anneal(optimizer: torch.optim.Optimizer, used: float) -> None:
+    """Learning rates decayed linearly to 0 over the run: ``base_lr · max(0, 1 − used)``,
+    ``used`` the fraction of its budget spent (:meth:`qtrl.config.TrainConfig.budget_used`)."""
     for group in optimizer.param_groups:
-        group["lr"] = group["base_lr"] * max(0.0, 1.0 - done / total)
+        group["lr"] = group["base_lr"] * max(0.0, 1.0 - used)

@@ -60,6 +60,7 @@ class Reinforce:
     """
 
     stat_names = ("loss", "policy_loss", "entropy")
+    collects = "episodes"
 
     def __init__(self, model: nn.Module, config: Any) -> None:
         self.model = model
@@ -107,9 +108,10 @@ class Reinforce:
         self.optimizer.step()
         return float(norm)
 
-    def update(self, batch: Rollout,
-               average: Callable[[], None] | None = None) -> dict[str, float]:
-        """One REINFORCE update on ``batch``: loss, backward, (``average``), step."""
+    def update(self, batch: Rollout, average: Callable[[], None] | None = None,
+               rng: Any = None) -> dict[str, float]:
+        """One REINFORCE update on ``batch``: loss, backward, (``average``), step.
+        (``rng``: unused, REINFORCE draws nothing in its update.)"""
         stats = self.gradient(batch)
         if average is not None:
             average()

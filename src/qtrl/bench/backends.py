@@ -67,7 +67,7 @@ def cases(backends: list[str], shots: list[int | None], grads: list[str],
 
 
 def _generator(case: Case, spsa_samples: int, seed: int) -> QuantumTrain:
-    preset = PRESETS["cartpole"]
+    preset = PRESETS["cartpole-paper"]
     torch.manual_seed(seed)
     policy = build_policy(4, preset.hidden, 2)
     options = {"samples": spsa_samples} if case.grad == "spsa" else None

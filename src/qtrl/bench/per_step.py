@@ -65,7 +65,7 @@ def per_step_formulation(seed: int, episodes: int, max_steps: int | None = None,
     from ..rl.env import make_env
     from ..rl.returns import discounted_returns
 
-    config = TrainConfig.from_preset("cartpole", seed=seed)
+    config = TrainConfig.from_preset("cartpole-paper", seed=seed)
     algo = build(config, rank=0)
     qt, opt = algo.model, algo.optimizer
     if reference_simulator:

@@ -145,7 +145,7 @@ def _build(classical: bool, seed: int) -> tuple[Any, Any, Any]:
     """``(config, model, algorithm)`` of the CartPole preset, as training builds them."""
     from ..config import TrainConfig
     from ..loops.common import build
-    config = TrainConfig.from_preset("cartpole", classical=classical, seed=seed)
+    config = TrainConfig.from_preset("cartpole-paper", classical=classical, seed=seed)
     algo = build(config, rank=0)
     return config, algo.model, algo
 
@@ -235,7 +235,7 @@ def whole_run(classical: bool, seed: int, episodes: int) -> dict[str, float]:
 
     from ..config import TrainConfig
     from ..train import train
-    config = TrainConfig.from_preset("cartpole", classical=classical, seed=seed,
+    config = TrainConfig.from_preset("cartpole-paper", classical=classical, seed=seed,
                                      episodes=episodes, **TUNED)
     if classical:
         config = TrainConfig.from_dict({**config.to_dict(), "qt_init_std": None})

@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "--preset "
                     "(cartpole unless --env is given without a preset); the defaults shown "
                     "are the cartpole preset's.")
-    add_dataclass_flags(p, TrainConfig, shown=TrainConfig.from_preset("cartpole"))
+    add_dataclass_flags(p, TrainConfig, shown=TrainConfig.from_preset("cartpole-paper"))
     p.add_argument("--out", type=Path, metavar="RUN_DIR",
                    help="new run directory (default: runs/<name>-<date>-<time>)")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR",

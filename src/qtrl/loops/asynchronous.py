@@ -209,7 +209,7 @@ def _learn(config: TrainConfig, run_dir: Path, algo: Algorithm, ctx: AgentContex
         staleness = version - push.version
         set_flat_gradients(params, push.grad)
         if config.anneal_lr:
-            anneal(optimizer, version, config.updates)
+            anneal(optimizer, version / config.updates)
         stats = {**report.stats, "grad_norm": algo.step()}
         version += 1
         staleness_sum += staleness

@@ -1,6 +1,6 @@
-"""What both loops do alike: check and build a run, seed it, play an update's
-episodes, and the per-update bookkeeping of the circuits' random streams and
-evaluation counts."""
+"""What both loops do alike: check and build a run, seed it, collect an update's
+batch (complete episodes, or a fixed-length roll-out for the actor-critics), and
+the per-update bookkeeping of the circuits' random streams and evaluation counts."""
 
 from __future__ import annotations
 
@@ -8,43 +8,50 @@ import random
 import time
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 
 from ..algos import Algorithm, make_algorithm
 from ..config import TrainConfig
 from ..errors import UserError
-from ..rl.env import env_dims
+from ..rl.env import EnvSpec, EnvStreams, env_spec
 from ..rl.policy import build_model
 from ..rl.rollout import Rollout, collect_episodes
+from ..rl.steps import StepBatch, StepCollector
 from ..run.callbacks import Callback
-from ..run.seeds import Stream, integer_seed
+from ..run.seeds import Stream, generator, integer_seed
 
-__all__ = ["build", "check_config", "circuit_evals", "play", "reseed_circuits"]
+__all__ = ["EpisodeRollouts", "StepRollouts", "build", "check_config", "circuit_evals",
+           "make_rollouts", "play", "reseed_circuits"]
 
 
-def check_config(config: TrainConfig) -> tuple[int, int]:
+def check_config(config: TrainConfig) -> EnvSpec:
     """Fail early (``UserError``) on what the dataclass cannot check alone: the
-    environment and the model's size. Returns ``(obs_dim, n_actions)``."""
-    obs_dim, n_actions = env_dims(config.env, config.n_actions)
-    _model(config, obs_dim, n_actions, rank=0)
-    return obs_dim, n_actions
+    environment, its action space against the algorithm, and the model's size."""
+    spec = env_spec(config.env, config.n_actions)
+    if spec.continuous and not config.actor_critic:
+        raise UserError(f"--env {config.env} has continuous actions; --algo {config.algo} "
+                        f"takes Discrete ones only: use --algo ppo or a2c")
+    _model(config, spec, rank=0)
+    return spec
 
 
 def build(config: TrainConfig, rank: int) -> Algorithm:
     """The algorithm and its model for agent ``rank``, seeded by ``config.seed``
     (every agent builds the same initial parameters)."""
-    obs_dim, n_actions = env_dims(config.env, config.n_actions)
+    spec = env_spec(config.env, config.n_actions)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed % 2**32)
     random.seed(config.seed)
-    return make_algorithm(config, _model(config, obs_dim, n_actions, rank))
+    return make_algorithm(config, _model(config, spec, rank))
 
 
-def _model(config: TrainConfig, obs_dim: int, n_actions: int, rank: int) -> Any:
+def _model(config: TrainConfig, spec: EnvSpec, rank: int) -> Any:
     """:func:`~qtrl.rl.policy.build_model`, a size it refuses as a ``UserError``."""
     try:
-        return build_model(config, obs_dim, n_actions, rank=rank)
+        return build_model(config, spec.obs_dim, spec.n_actions, rank=rank,
+                           continuous=spec.continuous)
     except ValueError as err:
         raise UserError(f"cannot build the policy for {config.env}: {err}") from None
 
@@ -89,3 +96,53 @@ def play(algo: Algorithm, envs: Any, episodes: int, rng: np.random.Generator, re
         actor = callback.wrap_actor(actor)
     batch = collect_episodes(envs, actor, episodes, rng, resets)
     return batch, t1 - t0, time.perf_counter() - t1
+
+
+class EpisodeRollouts:
+    """REINFORCE's batches: each update plays its complete episodes
+    (:func:`play`), the copies reset from their streams at the update, so an
+    update is a pure function of ``(seed, agent, update)``."""
+
+    def __init__(self, config: TrainConfig, envs: Any, rank: int) -> None:
+        self.config, self.envs, self.rank = config, envs, rank
+        self.resets = EnvStreams(config.seed, config.vector_envs, agent=rank)
+
+    def __call__(self, algo: Algorithm, update: int,
+                 callback: Callback | None) -> tuple[Rollout, float, float]:
+        config = self.config
+        return play(algo, self.envs, config.episodes_in_update(update),
+                    generator(config.seed, Stream.ACTIONS, self.rank, update),
+                    self.resets.at(update), callback)
+
+
+class StepRollouts:
+    """The actor-critics' batches: ``config.rollout_steps`` steps of every copy
+    per update, episodes carrying on across updates. The copies reset from their
+    streams once, at the first update this process plays (a resumed run starts
+    fresh episodes there)."""
+
+    def __init__(self, config: TrainConfig, envs: Any, rank: int, first_update: int) -> None:
+        self.config, self.rank = config, rank
+        space = envs.single_action_space
+        bounds = (space.low, space.high) if isinstance(space, gym.spaces.Box) else None
+        obs = EnvStreams(config.seed, config.vector_envs, agent=rank).reset(envs, first_update)
+        self.collector = StepCollector(envs, obs, bounds)
+
+    def __call__(self, algo: Algorithm, update: int,
+                 callback: Callback | None) -> tuple[StepBatch, float, float]:
+        t0 = time.perf_counter()
+        actor = algo.actor()
+        t1 = time.perf_counter()
+        if callback is not None:
+            actor = callback.wrap_actor(actor)
+        batch = self.collector.collect(actor, self.config.rollout_steps, generator(
+            self.config.seed, Stream.ACTIONS, self.rank, update))
+        return batch, t1 - t0, time.perf_counter() - t1
+
+
+def make_rollouts(config: TrainConfig, algo: Algorithm, envs: Any, rank: int,
+                  first_update: int) -> EpisodeRollouts | StepRollouts:
+    """What ``algo`` collects per update (``algo.collects``)."""
+    if algo.collects == "steps":
+        return StepRollouts(config, envs, rank, first_update)
+    return EpisodeRollouts(config, envs, rank)

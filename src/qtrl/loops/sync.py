@@ -5,13 +5,20 @@ optimizer step (Dist-QTRL; one agent is ordinary single-process training).
 Per update:
 
 1. ``actor = algo.actor()``: the policy weights, generated once for the update;
-2. the roll-out: that actor plays the update's episodes over a vector env;
-3. ``algo.update(batch, average)``: loss, backward, all-reduce, optimizer step;
+2. the roll-out: that actor plays the update's episodes (REINFORCE) or its
+   fixed number of steps (PPO, A2C) over a vector env;
+3. ``algo.update(batch, average, rng)``: loss, backward, all-reduce, optimizer
+   step (PPO: one of each per minibatch);
 4. agent 0 records every agent's episodes and checkpoints.
 
+The run stops when its budget is spent (:meth:`~qtrl.config.TrainConfig.budget_used`:
+REINFORCE's updates, the actor-critics' finished episodes, or ``total_steps``);
+every agent counts every agent's episodes and steps, so all stop together.
+
 Randomness: everything random in update ``u`` of agent ``a`` is a pure function
-of ``(seed, a, u)`` (:mod:`qtrl.run.seeds`), so a resumed run continues exactly
-like an uninterrupted one.
+of ``(seed, a, u)`` (:mod:`qtrl.run.seeds`), so a resumed REINFORCE run
+continues exactly like an uninterrupted one (the actor-critics' episodes carry
+on across updates: a resumed one starts fresh episodes).
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from ..distributed import (
 )
 from ..generator import QuantumTrain
 from ..quantum.sharding import RowShards
-from ..rl.env import EnvStreams, make_vector_env
+from ..rl.env import make_vector_env
 from ..rl.policy import counts_dict
 from ..run.callbacks import Callback
 from ..run.directory import (
@@ -45,7 +52,7 @@ from ..run.directory import (
 )
 from ..run.recorder import Recorder, Timings
 from ..run.seeds import Stream, generator
-from .common import build, circuit_evals, play, reseed_circuits
+from .common import build, circuit_evals, make_rollouts, reseed_circuits
 
 __all__ = ["spread_over_agents", "train_sync"]
 
@@ -66,45 +73,51 @@ def train_sync(config: TrainConfig, run_dir: Path, *, resume: bool, callback: Ca
 
     resumed = (restore_run(run_dir, config, model, algo.optimizer, ctx.is_main)
                if resume else None)
-    start = resumed.update if resumed else 0
+    update = resumed.update if resumed else 0
+    episodes = len(resumed.returns) if resumed else 0               # every agent's
+    steps = int(resumed.state.get("steps_collected", 0)) if resumed else 0
     envs = make_vector_env(config.env, config.vector_envs, config.max_steps, config.autoreset)
-    resets = EnvStreams(config.seed, config.vector_envs, agent=ctx.rank)
     recorder = None
     try:
+        rollouts = make_rollouts(config, algo, envs, ctx.rank, update)
         if ctx.is_main:
             write_config(run_dir, config)
             recorder = Recorder(run_dir, config, callback, tensorboard, resumed)
-        for update in range(start, config.updates):
+        while config.budget_used(update, episodes, steps) < 1:
             if config.anneal_lr:
-                anneal(algo.optimizer, update, config.updates)
+                anneal(algo.optimizer, config.budget_used(update, episodes, steps))
             reseed_circuits(model, config.seed, update, ctx.rank, shared=True)
 
-            # ---- generate once → roll out → update (with the all-reduce) ---------------
-            batch, t_generate, t_rollout = play(
-                algo, envs, config.episodes_in_update(update),
-                generator(config.seed, Stream.ACTIONS, ctx.rank, update), resets.at(update),
-                callback)
+            # ---- generate once → roll out → update (with the all-reduces) --------------
+            batch, t_generate, t_rollout = rollouts(algo, update, callback)
             t0 = time.perf_counter()
-            stats = algo.update(batch, average if ctx.distributed else None)
+            stats = algo.update(batch, average if ctx.distributed else None,
+                                generator(config.seed, Stream.MINIBATCHES, ctx.rank, update))
             timings = Timings(t_generate, t_rollout, time.perf_counter() - t0)
+            update += 1
 
             # ---- agents agree? then agent 0 records everyone's episodes, checkpoints ---
-            if ctx.distributed and (update + 1) % config.sync_check_every == 0:
-                check_agreement(params, ctx, update + 1)
+            if ctx.distributed and update % config.sync_check_every == 0:
+                check_agreement(params, ctx, update)
             every_agent = gather_objects((batch.episode_returns.tolist(),
-                                          batch.episode_lengths.tolist()), ctx)
+                                          batch.episode_lengths.tolist(), batch.env_steps), ctx)
+            episodes += sum(len(rets) for rets, _, _ in every_agent)
+            steps += sum(n for _, _, n in every_agent)
             if recorder is None:
                 continue
-            for agent, (rets, lens) in enumerate(every_agent):
-                recorder.episodes(update + 1, rets, lens, agent)
-            recorder.update(update + 1, [r for rets, _ in every_agent for r in rets],
+            for agent, (rets, lens, _) in enumerate(every_agent):
+                recorder.episodes(update, rets, lens, agent)
+            recorder.update(update, [r for rets, _, _ in every_agent for r in rets],
                             batch.episode_lengths, batch.truncated, stats, timings,
-                            algo.optimizer.param_groups[0]["lr"], circuit_evals(model))
-            if (update + 1) % config.checkpoint_every == 0 or update + 1 == config.updates:
+                            algo.optimizer.param_groups[0]["lr"], circuit_evals(model),
+                            env_steps=batch.env_steps)
+            if (update % config.checkpoint_every == 0
+                    or config.budget_used(update, episodes, steps) >= 1):
                 recorder.logger.flush()
                 save_checkpoint(run_dir / CHECKPOINT, checkpoint_state(
-                    config, model, algo.optimizer, update + 1, recorder.env_steps,
-                    recorder.wall(), recorder.returns, recorder.lengths))
+                    config, model, algo.optimizer, update, recorder.env_steps,
+                    recorder.wall(), recorder.returns, recorder.lengths,
+                    steps_collected=steps))
     finally:
         envs.close()
         if recorder is not None:
@@ -113,7 +126,8 @@ def train_sync(config: TrainConfig, run_dir: Path, *, resume: bool, callback: Ca
         return {}
     counts = counts_dict(model)
     weight_bytes = params[0].element_size()   # classical DP would send weights of this dtype
-    return recorder.finish(counts, bytes_allreduced_per_update=traffic["bytes"],
+    return recorder.finish(counts, updates=update, steps_collected=steps,
+                           bytes_allreduced_per_update=traffic["bytes"],
                            bytes_allreduced_per_update_classical_dp=weight_bytes * counts[
                                "target_weights"])
 

@@ -1,6 +1,7 @@
-"""Gymnasium environments as flat-observation, discrete-action tasks.
+"""Gymnasium environments as flat-observation tasks.
 
-Supported: any environment whose action space is ``Discrete`` and whose
+Supported: any environment whose action space is ``Discrete`` or a 1-D ``Box``
+with finite bounds (continuous actions: PPO and A2C only), and whose
 observation is a ``Box`` (flattened), or a ``Dict`` holding an ``image`` Box
 (MiniGrid: the 7×7×3 image, flattened to 147 values).
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 import math
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -18,8 +19,8 @@ import numpy as np
 from ..errors import UserError
 from ..run.seeds import Stream, seed_sequence
 
-__all__ = ["EnvStreams", "FlatImageObservation", "MaskedSyncVectorEnv", "env_dims", "make_env",
-           "make_vector_env"]
+__all__ = ["EnvSpec", "EnvStreams", "FlatImageObservation", "MaskedSyncVectorEnv", "env_dims",
+           "env_spec", "make_env", "make_vector_env"]
 
 
 def _register_minigrid() -> None:
@@ -67,14 +68,21 @@ def make_env(env_id: str, max_steps: int | None = None, **kwargs) -> gym.Env:
         close = [k for k in gym.registry if k.lower().startswith(env_id.split("-")[0].lower())]
         hint = f" (did you mean {', '.join(sorted(close)[:3])}?)" if close else ""
         raise UserError(f"unknown environment id {env_id!r}{hint}; any registered "
-                        f"Gymnasium id with a Discrete action space is accepted")
+                        f"Gymnasium id with a Discrete or bounded 1-D Box action space "
+                        f"is accepted")
     if max_steps is not None:
         kwargs["max_episode_steps"] = max_steps
-    env = gym.make(env_id, **kwargs)
-    if not isinstance(env.action_space, gym.spaces.Discrete):
+    try:
+        env = gym.make(env_id, **kwargs)
+    except gym.error.DependencyNotInstalled as err:
+        raise UserError(f"{env_id} needs a package that is not installed: {err}") from None
+    actions = env.action_space
+    if not (isinstance(actions, gym.spaces.Discrete) or (
+            isinstance(actions, gym.spaces.Box) and len(actions.shape) == 1
+            and np.all(np.isfinite(actions.low)) and np.all(np.isfinite(actions.high)))):
         env.close()
-        raise UserError(f"{env_id} has action space {env.action_space}; only Discrete action "
-                        f"spaces are supported")
+        raise UserError(f"{env_id} has action space {actions}; supported are Discrete and "
+                        f"1-D Box spaces with finite bounds")
     space = env.observation_space
     if isinstance(space, gym.spaces.Dict) and "image" in space.spaces:
         return FlatImageObservation(env)
@@ -369,19 +377,49 @@ def make_vector_env(env_id: str, num_envs: int, max_steps: int | None = None,
                                autoreset_mode=modes[autoreset])
 
 
-def env_dims(env_id: str, n_actions: int | None = None) -> tuple[int, int]:
-    """``(observation size, number of actions)`` of ``env_id`` after flattening.
+class EnvSpec(NamedTuple):
+    """What a policy for an environment must take and give.
 
-    ``n_actions`` keeps only the first actions (MiniGrid: left/right/forward).
+    obs_dim: size of the flat observation.
+    n_actions: discrete actions (logits), or the dimension of a continuous action.
+    continuous: the action is a Box (the policy outputs its mean).
+    low, high: ``(n_actions,)`` float32 bounds of a continuous action (None if discrete).
+    """
+
+    obs_dim: int
+    n_actions: int
+    continuous: bool
+    low: np.ndarray | None = None
+    high: np.ndarray | None = None
+
+
+def env_spec(env_id: str, n_actions: int | None = None) -> EnvSpec:
+    """The :class:`EnvSpec` of ``env_id`` after flattening.
+
+    ``n_actions`` keeps only the first discrete actions (MiniGrid: left/right/forward).
     """
     env = make_env(env_id)
     try:
         obs_dim = int(math.prod(env.observation_space.shape))
-        actions = int(env.action_space.n)
+        space = env.action_space
     finally:
         env.close()
+    if isinstance(space, gym.spaces.Box):
+        if n_actions is not None:
+            raise UserError(f"--n-actions {n_actions}: {env_id} has continuous actions "
+                            f"({space}); the option keeps the first of Discrete actions only")
+        return EnvSpec(obs_dim, int(space.shape[0]), True, space.low.astype(np.float32),
+                       space.high.astype(np.float32))
+    actions = int(space.n)
     if n_actions is not None:
         if not 1 <= n_actions <= actions:
             raise UserError(f"n_actions={n_actions} must be in 1..{actions} for {env_id}")
         actions = n_actions
-    return obs_dim, actions
+    return EnvSpec(obs_dim, actions, False)
+
+
+def env_dims(env_id: str, n_actions: int | None = None) -> tuple[int, int]:
+    """``(observation size, number of actions or action dimension)`` of ``env_id``
+    (:func:`env_spec`'s first two fields)."""
+    spec = env_spec(env_id, n_actions)
+    return spec.obs_dim, spec.n_actions

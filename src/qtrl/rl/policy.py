@@ -29,9 +29,10 @@ from .. import jit
 from ..generator import QuantumTrain, call_with
 from ..presets import build_policy
 from ..run.seeds import Stream, integer_seed
+from .actor_critic import ActorCritic
 
-__all__ = ["ActionSampler", "Actor", "ClassicalPolicy", "CompiledActor", "build_model",
-           "make_actor", "sample_actions"]
+__all__ = ["ActionSampler", "Actor", "ClassicalPolicy", "CompiledActor", "GaussianActor",
+           "build_model", "make_actor", "sample_actions"]
 
 Actor = Callable[[np.ndarray], np.ndarray]
 """``obs (envs, obs_dim) float32 -> logits (envs, actions)``."""
@@ -66,10 +67,14 @@ class ClassicalPolicy(nn.Module):
         return {"target_weights": k, "total": k}
 
 
-def build_model(config: Any, obs_dim: int, n_actions: int,
-                rank: int = 0) -> QuantumTrain | ClassicalPolicy:
+def build_model(config: Any, obs_dim: int, n_actions: int, rank: int = 0,
+                continuous: bool = False) -> QuantumTrain | ClassicalPolicy | ActorCritic:
     """The trainable model of ``config`` (a :class:`qtrl.config.TrainConfig`):
-    ``QuantumTrain`` around the policy network, or the network itself.
+    ``QuantumTrain`` around the policy network, or the network itself; for
+    PPO and A2C an :class:`~qtrl.rl.actor_critic.ActorCritic` of a policy and
+    a critic built that way (the critic Quantum-Train unless ``--critic
+    classical`` or ``--classical``). ``n_actions``: logits, or with
+    ``continuous`` the action's dimension.
 
     ``rank``: the agent (QPU) that runs the circuits; its backend samples shots
     from its own stream (:attr:`~qtrl.run.seeds.Stream.SHOTS`). SPSA's
@@ -77,8 +82,22 @@ def build_model(config: Any, obs_dim: int, n_actions: int,
     backward pass must perturb along the same directions. Training reseeds
     both every update.
     """
-    target = build_policy(obs_dim, config.hidden, n_actions)
-    if config.classical:
+    activation = getattr(config, "activation", "relu")
+    if getattr(config, "actor_critic", False):
+        policy = _generator(config, build_policy(obs_dim, config.hidden, n_actions, activation),
+                            rank, config.classical)
+        critic = _generator(config, build_policy(obs_dim, config.critic_hidden or config.hidden,
+                                                 1, activation),
+                            rank, config.classical or config.critic == "classical")
+        return ActorCritic(policy, critic, n_actions, continuous, config.log_std_init)
+    return _generator(config, build_policy(obs_dim, config.hidden, n_actions, activation),
+                      rank, config.classical)
+
+
+def _generator(config: Any, target: nn.Module, rank: int,
+               classical: bool) -> QuantumTrain | ClassicalPolicy:
+    """``target`` trained directly (``classical``) or through Quantum-Train."""
+    if classical:
         return ClassicalPolicy(target)
     options = ({"c": config.spsa_c, "samples": config.spsa_samples,
                 "seed": integer_seed(config.seed, Stream.SPSA_SHARED)}
@@ -259,15 +278,32 @@ def _linear(w_t: np.ndarray, b: np.ndarray) -> Callable[[np.ndarray], np.ndarray
     return linear
 
 
+class GaussianActor:
+    """A continuous action's actor: ``obs -> mean (envs, action_dim)`` and the
+    Gaussian head's standard deviation ``std (action_dim,)`` to sample with."""
+
+    def __init__(self, mean: Actor, std: np.ndarray) -> None:
+        self.mean, self.std = mean, np.asarray(std, dtype=np.float64)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        return self.mean(obs)
+
+
 class ActionSampler:
-    """:func:`sample_actions` for a roll-out: the Gumbel noise of ``block``
-    steps is drawn in one RNG call (a few microseconds saved per step).
+    """:func:`sample_actions` for a roll-out: the noise of ``block`` steps is
+    drawn in one RNG call (a few microseconds saved per step).
+
+    Discrete actions: Gumbel-max over the logits. ``continuous``: the actor is
+    a :class:`GaussianActor` (or gives the mean only, then ``greedy`` is
+    implied) and the action ``mean + std · N(0, 1)``, float32 and unclipped
+    (the roll-out clips what the environment gets).
 
     Deterministic given ``rng``: the same calls give the same actions.
     """
 
-    def __init__(self, rng: np.random.Generator, block: int = 256) -> None:
-        self.rng, self.block = rng, block
+    def __init__(self, rng: np.random.Generator, block: int = 256,
+                 continuous: bool = False) -> None:
+        self.rng, self.block, self.continuous = rng, block, continuous
         self._noise = np.empty((0, 0, 0))
         self._next = 0
 
@@ -281,6 +317,12 @@ class ActionSampler:
         """One action per row of ``obs``: ``self(actor(obs), greedy)``, in one
         call when the actor samples itself (``actions(obs, noise)`` and
         ``n_actions``, as :class:`CompiledActor`: the same draws)."""
+        if self.continuous:
+            mean = actor(obs)
+            std = getattr(actor, "std", None)
+            if greedy or std is None:
+                return mean
+            return (mean + std * self._draw(mean.shape)).astype(np.float32)
         sample = getattr(actor, "actions", None)
         if greedy or sample is None:
             return self(actor(obs), greedy)
@@ -289,7 +331,8 @@ class ActionSampler:
     def _draw(self, shape: tuple[int, ...]) -> np.ndarray:
         """The next step's Gumbel noise ``shape`` (a new block when used up)."""
         if self._next == len(self._noise) or self._noise.shape[1:] != shape:
-            self._noise = self.rng.gumbel(size=(self.block, *shape))
+            draw = self.rng.standard_normal if self.continuous else self.rng.gumbel
+            self._noise = draw(size=(self.block, *shape))
             self._next = 0
         noise = self._noise[self._next]
         self._next += 1

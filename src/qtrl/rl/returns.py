@@ -1,4 +1,5 @@
-"""Discounted returns-to-go of consecutive episodes (a compiled recurrence)."""
+"""Discounted returns-to-go of consecutive episodes (a compiled recurrence), and
+generalised advantage estimates of fixed-length roll-outs."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 
 from .. import jit
 
-__all__ = ["discounted_returns"]
+__all__ = ["discounted_returns", "gae"]
 
 
 def discounted_returns(rewards: np.ndarray, lengths: np.ndarray, discount: float) -> np.ndarray:
@@ -42,3 +43,34 @@ def _discounted(rewards, lengths, discount, out) -> None:  # pragma: no cover - 
 def _warm() -> None:
     """Compile the recurrence."""
     discounted_returns(np.ones(2), np.array([2]), 0.5)
+
+
+def gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray,
+        terminated: np.ndarray, dones: np.ndarray, gamma: float, lam: float) -> np.ndarray:
+    """Generalised advantage estimates (Schulman et al. 2016) of ``T`` steps of ``N`` copies.
+
+    ``δ_t = r_t + γ (1 − term_t) V(s'_t) − V(s_t)`` and
+    ``A_t = δ_t + γ λ (1 − done_t) A_{t+1}``, where ``s'_t`` is the observation
+    that step ``t`` led to: for an episode cut by a time limit its last
+    observation (whose value bootstraps the cut-off rest), for a terminated
+    one nothing (its next value is 0).
+
+    Args:
+        rewards, values, next_values: ``(T, N)``: ``r_t``, ``V(s_t)``, ``V(s'_t)``.
+        terminated: ``(T, N)`` bool: step ``t`` reached a terminal state.
+        dones: ``(T, N)`` bool: step ``t`` ended its episode (terminated or truncated).
+        gamma, lam: ``γ`` and ``λ`` in ``[0, 1]``.
+    Returns:
+        ``(T, N)`` float64 advantages ``A_t`` (``A_t + V(s_t)`` are the value targets).
+    """
+    rewards, values, next_values = (np.asarray(a, dtype=np.float64)
+                                    for a in (rewards, values, next_values))
+    keep_next = 1.0 - np.asarray(terminated, dtype=np.float64)
+    carry = gamma * lam * (1.0 - np.asarray(dones, dtype=np.float64))
+    deltas = rewards + gamma * keep_next * next_values - values
+    advantages = np.empty_like(deltas)
+    last = np.zeros(deltas.shape[1])
+    for t in range(len(deltas) - 1, -1, -1):
+        last = deltas[t] + carry[t] * last
+        advantages[t] = last
+    return advantages

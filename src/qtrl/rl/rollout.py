@@ -44,7 +44,7 @@ class Rollout(NamedTuple):
     """A batch of ``E`` complete episodes, ``B`` steps in all, ordered by episode then time.
 
     obs: ``(B, obs_dim)`` float32 observations the actions were taken in.
-    actions: ``(B,)`` int64 actions.
+    actions: ``(B,)`` int64 actions (continuous: ``(B, action_dim)`` float32, unclipped).
     rewards: ``(B,)`` float64 rewards.
     episode: ``(B,)`` int64 episode index ``0..E-1`` of each step.
     episode_returns: ``(E,)`` float64 undiscounted return of each episode.
@@ -65,7 +65,8 @@ class Rollout(NamedTuple):
 
 def collect_episodes(envs: gym.vector.VectorEnv, actor: Actor, episodes: int,
                      rng: np.random.Generator, seeds: Resets,
-                     greedy: bool = False) -> Rollout:
+                     greedy: bool = False,
+                     bounds: tuple[np.ndarray, np.ndarray] | None = None) -> Rollout:
     """Play exactly ``episodes`` complete episodes with ``actor``.
 
     Args:
@@ -76,7 +77,10 @@ def collect_episodes(envs: gym.vector.VectorEnv, actor: Actor, episodes: int,
         seeds: one reset seed per copy, or a function resetting the copies and
             returning their observations (:meth:`qtrl.rl.env.EnvStreams.at`), or
             ``None``: continue the copies' own RNG.
-        greedy: take the arg-max action instead of sampling.
+        greedy: take the arg-max action (continuous: the mean) instead of sampling.
+        bounds: continuous actions: ``(low, high)``; the actor is a
+            :class:`~qtrl.rl.policy.GaussianActor` (or gives the mean only), the
+            batch keeps the sampled actions and the environment gets them clipped.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
@@ -117,9 +121,10 @@ def collect_episodes(envs: gym.vector.VectorEnv, actor: Actor, episodes: int,
 
     masks()
     was_resetting = False
-    sample = ActionSampler(rng)
+    sample = ActionSampler(rng, continuous=bounds is not None)
     while finished < episodes:
         actions = sample.act(actor, obs, greedy)
+        moves = actions if bounds is None else np.clip(actions, *bounds)
         # Keep what the update needs before stepping: with copy=False the env
         # reuses its observation buffer.
         obs_log.append(obs.copy())
@@ -128,10 +133,10 @@ def collect_episodes(envs: gym.vector.VectorEnv, actor: Actor, episodes: int,
         if maskable:
             # Once every episode has started, a copy that ends goes idle: no reset.
             obs, rewards, terminated, truncs, ended = envs.step_active(
-                actions, active, autoreset=started < episodes)
+                moves, active, autoreset=started < episodes)
             env_steps += len(active)
         else:
-            obs, rewards, terminated, truncs, _ = envs.step(actions)
+            obs, rewards, terminated, truncs, _ = envs.step(moves)
             ended = np.flatnonzero(terminated | truncs).tolist()
             env_steps += n
         rew_log.append(rewards)
@@ -157,9 +162,10 @@ def collect_episodes(envs: gym.vector.VectorEnv, actor: Actor, episodes: int,
     ep = ep[keep]
     rewards_all = np.concatenate(rew_log).astype(np.float64)[keep]
     lengths = np.bincount(ep, minlength=episodes)
+    taken = np.concatenate(act_log)
     return Rollout(
         obs=np.concatenate(obs_log).astype(np.float32, copy=False)[keep],
-        actions=np.concatenate(act_log).astype(np.int64)[keep],
+        actions=(taken.astype(np.int64) if bounds is None else taken)[keep],
         rewards=rewards_all,
         episode=ep,
         episode_returns=np.bincount(ep, weights=rewards_all, minlength=episodes),
@@ -176,10 +182,12 @@ def evaluation_returns(env_id: str, max_steps: int | None, actor: Actor, episode
     so a policy evaluates alike as a run, a state_dict or an export."""
     n_envs = min(episodes, 8)
     envs = make_vector_env(env_id, n_envs, max_steps, "same-step")
+    space = envs.single_action_space
+    bounds = (space.low, space.high) if isinstance(space, gym.spaces.Box) else None
     try:
         resets = EnvStreams(seed, n_envs, stream=Stream.EVAL_RESETS)
         batch = collect_episodes(envs, actor, episodes, generator(seed, Stream.EVAL_ACTIONS),
-                                 resets.at(0), greedy=greedy)
+                                 resets.at(0), greedy=greedy, bounds=bounds)
     finally:
         envs.close()
     return batch.episode_returns

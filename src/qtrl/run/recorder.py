@@ -79,6 +79,7 @@ class Recorder:
                              tensorboard=tensorboard)
         callback.on_start(config.episodes, len(self.returns))
         self._t_start = time.perf_counter()
+        self.started_unix = time.time() - self._wall_offset
         self._episodes_at_start = len(self.returns)
 
     def wall(self) -> float:
@@ -97,18 +98,21 @@ class Recorder:
 
     def update(self, step: int, returns: Sequence[float], lengths: Sequence[int],
                truncated: Sequence[bool], stats: Mapping[str, float], timings: Timings,
-               lr: float, extra: Mapping[str, float] = {}) -> None:
+               lr: float, extra: Mapping[str, float] = {},
+               env_steps: int | None = None) -> None:
         """Record update ``step``'s scalars and dump them.
 
         ``returns``: the update's episode returns (every agent's); ``lengths``,
         ``truncated``: those of the episodes this process played; ``stats``: the
         algorithm's (``train/`` keys); ``extra``: fully named keys (``quantum/``,
-        ``async/``)."""
+        ``async/``); ``env_steps``: the steps this process simulated (default:
+        the sum of ``lengths``). An update may finish no episode (an
+        actor-critic's short roll-out): its episode scalars are then NaN."""
         log = self.logger
-        log.record("rollout/return_mean", float(np.mean(returns)))
-        log.record("rollout/return_avg100", float(np.mean(self.returns[-WINDOW:])))
-        log.record("rollout/length_mean", float(np.mean(lengths)))
-        log.record("rollout/truncated_frac", float(np.mean(truncated)))
+        log.record("rollout/return_mean", _mean(returns))
+        log.record("rollout/return_avg100", _mean(self.returns[-WINDOW:]))
+        log.record("rollout/length_mean", _mean(lengths))
+        log.record("rollout/truncated_frac", _mean(truncated))
         log.record("rollout/episodes", len(self.returns))
         log.record("rollout/env_steps", self.env_steps)
         for key, value in stats.items():
@@ -120,7 +124,8 @@ class Recorder:
         log.record("time/rollout_s", timings.rollout)
         log.record("time/learn_s", timings.learn)
         log.record("time/update_s", timings.total)
-        log.record("time/env_steps_per_s", float(np.sum(lengths)) / max(timings.total, 1e-9))
+        steps = float(np.sum(lengths)) if env_steps is None else float(env_steps)
+        log.record("time/env_steps_per_s", steps / max(timings.total, 1e-9))
         done = len(self.returns) - self._episodes_at_start
         log.record("time/episodes_per_s", done / max(time.perf_counter() - self._t_start, 1e-9))
         log.record("time/wall_s", self.wall())
@@ -133,6 +138,7 @@ class Recorder:
         """Write ``summary.json`` (``extra``: mode-specific entries; ``counts``: the
         trained parameters) and the learning curve; return the summary."""
         config, returns = self.config, np.asarray(self.returns)
+        solved = first_solved(returns, config.solve_threshold)
         summary = {
             "mode": config.mode,
             "algo": config.algo,
@@ -140,7 +146,6 @@ class Recorder:
             "preset": config.preset,
             "seed": config.seed,
             "episodes": len(returns),
-            "updates": config.updates,
             "agents": config.agents,
             "dist_mode": config.dist_mode,
             **extra,
@@ -149,12 +154,20 @@ class Recorder:
             "final_return_avg100": float(np.mean(returns[-WINDOW:])) if len(returns) else None,
             "best_return_avg100": float(moving_average(returns).max()) if len(returns) else None,
             "solve_threshold": config.solve_threshold,
-            "solved_at_episode": first_solved(returns, config.solve_threshold),
+            "solved_at_episode": solved,
+            "solved_at_env_step": (int(np.sum(self.lengths[:solved])) if solved is not None
+                                   else None),
+            "train_started_unix": round(self.started_unix, 3),
             "parameter_counts": dict(counts),
         }
         atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         plot_learning_curve(self.run_dir / "learning_curve.png", returns, config)
         return summary
+
+
+def _mean(values: Sequence[float]) -> float:
+    """The mean, NaN (without NumPy's warning) for no values."""
+    return float(np.mean(values)) if len(values) else float("nan")
 
 
 def plot_learning_curve(path: Path, returns: np.ndarray, config: TrainConfig) -> None:

@@ -43,6 +43,8 @@ class Stream(enum.IntEnum):
     """``qtrl eval`` and export checks: env copies' resets (0, copy)."""
     EVAL_ACTIONS = 7
     """``qtrl eval`` and export checks: action sampling ()."""
+    MINIBATCHES = 8
+    """PPO's shuffling of one update's roll-out into minibatches (agent, update)."""
 
 
 def seed_sequence(seed: int, stream: Stream, *key: int) -> np.random.SeedSequence:

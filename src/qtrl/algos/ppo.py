@@ -1,0 +1,229 @@
+"""PPO (Schulman et al. 2017) and A2C on an actor-critic (:class:`~qtrl.rl.actor_critic.ActorCritic`),
+as CleanRL and Stable-Baselines3 implement them.
+
+Per update, from a roll-out of ``T`` steps of ``N`` copies (:class:`~qtrl.rl.steps.StepBatch`):
+
+1. with the weights that played it: ``log π_old(a_t|s_t)``, ``V(s_t)``, and the
+   bootstrap values ``V(s'_t)`` of the observation after the roll-out and of
+   the last observations of episodes cut by a time limit;
+2. GAE(λ) advantages and value targets ``R_t = A_t + V(s_t)``
+   (:func:`~qtrl.rl.returns.gae`: a terminated episode's next value is 0, a
+   truncated one's is bootstrapped); PPO normalises the advantages over the roll-out;
+3. ``epochs`` passes over the roll-out in ``minibatches`` shuffled minibatches;
+   each minibatch step generates the policy's and the critic's weights anew
+   (the parameters changed at the previous step), evaluates :func:`ppo_loss`,
+   backpropagates into the circuits and mapping models (or the classical
+   networks), all-reduces the gradient between agents (``average``), clips its
+   global norm and takes the Adam step.
+
+A2C is the case of one epoch of one minibatch without clipping: the ratio is 1
+at the only step, so the clipped surrogate's gradient is the plain policy
+gradient ``−A_t ∇ log π(a_t|s_t)``; A2C does not normalise advantages.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..rl.actor_critic import ActorCritic, gaussian_log_prob
+from ..rl.policy import Actor, GaussianActor, make_actor
+from ..rl.returns import gae
+from ..rl.steps import StepBatch
+from .base import make_optimizer
+
+__all__ = ["A2C", "PPO", "explained_variance", "ppo_loss"]
+
+
+def ppo_loss(log_prob: Tensor, old_log_prob: Tensor, advantages: Tensor, entropy: Tensor,
+             values: Tensor, old_values: Tensor, returns: Tensor, *, clip: float | None,
+             vf_coef: float, ent_coef: float, clip_vloss: bool = False
+             ) -> tuple[Tensor, dict[str, Tensor]]:
+    """The PPO objective of a minibatch of ``B`` samples (all arguments ``(B,)``).
+
+    ``ρ = exp(log π − log π_old)``;
+    policy loss ``−mean(min(ρ A, clip(ρ, 1 ± ε) A))`` (``clip=None``: ``−mean(ρ A)``);
+    value loss ``½ mean((V − R)²)`` (``clip_vloss``: the larger of that and the
+    loss of ``V_old + clip(V − V_old, ± ε)``);
+    ``loss = policy − ent_coef · mean(H) + vf_coef · value``.
+    Returns the loss and its parts (detached), with the approximate KL
+    ``mean(ρ − 1 − log ρ)`` and the fraction of clipped ratios.
+    """
+    log_ratio = log_prob - old_log_prob
+    ratio = log_ratio.exp()
+    surrogate = ratio * advantages
+    if clip is not None:
+        surrogate = torch.min(surrogate, ratio.clamp(1 - clip, 1 + clip) * advantages)
+    policy_loss = -surrogate.mean()
+    value_loss = (values - returns).square()
+    if clip_vloss and clip is not None:
+        clipped = old_values + (values - old_values).clamp(-clip, clip)
+        value_loss = torch.max(value_loss, (clipped - returns).square())
+    value_loss = 0.5 * value_loss.mean()
+    mean_entropy = entropy.mean()
+    loss = policy_loss - ent_coef * mean_entropy + vf_coef * value_loss
+    with torch.no_grad():
+        stats = {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": mean_entropy,
+                 "approx_kl": ((ratio - 1) - log_ratio).mean(),
+                 "clip_frac": (((ratio - 1).abs() > clip).float().mean() if clip is not None
+                               else torch.zeros(()))}
+    return loss, stats
+
+
+def explained_variance(predicted: np.ndarray, target: np.ndarray) -> float:
+    """``1 − Var(target − predicted) / Var(target)`` (nan when the target is constant)."""
+    var = float(np.var(target))
+    return float("nan") if var == 0 else 1.0 - float(np.var(target - predicted)) / var
+
+
+class PPO:
+    """Clipped-surrogate PPO on an :class:`ActorCritic` (see the module docstring).
+
+    Args:
+        model: the actor-critic.
+        config: ``gamma``, ``gae_lambda``, ``update_epochs``, ``num_minibatches``,
+            ``clip_coef``, ``clip_vloss``, ``vf_coef``, ``entropy``, ``max_grad_norm``
+            (none: 0.5), ``lr``, ``mapping_lr``.
+    """
+
+    collects = "steps"
+    stat_names = ("loss", "policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac",
+                  "explained_variance")
+
+    def __init__(self, model: ActorCritic, config: Any) -> None:
+        self.model = model
+        self.optimizer = make_optimizer(model, config)
+        self.gamma, self.lam = float(config.gamma), float(config.gae_lambda)
+        self.epochs, self.minibatches = config.update_epochs, config.num_minibatches
+        self.clip: float | None = float(config.clip_coef)
+        self.clip_vloss = bool(config.clip_vloss)
+        self.normalise_advantages = True
+        self.vf_coef, self.ent_coef = float(config.vf_coef), float(config.entropy)
+        self.max_grad_norm = (config.max_grad_norm if config.max_grad_norm is not None
+                              else 0.5)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+
+    # ---- the roll-out's actor -----------------------------------------------------------
+
+    @torch.no_grad()
+    def actor(self) -> Actor:
+        """The policy with its current weights, generated once for the roll-out."""
+        actor = make_actor(self.model.target, self.model.policy.generate())
+        if self.model.log_std is not None:
+            return GaussianActor(actor, self.model.log_std.exp().numpy())
+        return actor
+
+    # ---- the update -----------------------------------------------------------------------
+
+    def update(self, batch: StepBatch, average: Callable[[], None] | None = None,
+               rng: np.random.Generator | None = None) -> dict[str, float]:
+        """Advantages of ``batch``, then the epochs of minibatch steps (each
+        all-reduced by ``average`` when given); ``rng`` shuffles the minibatches."""
+        rng = rng if rng is not None else np.random.default_rng()
+        steps, copies = batch.rewards.shape
+        size = steps * copies
+        obs = torch.from_numpy(batch.obs.reshape(size, -1))
+        actions = torch.from_numpy(batch.actions.reshape(size, *batch.actions.shape[2:]))
+        old_log_prob, old_values, next_values = self._old(batch, obs, actions)
+        advantages = gae(batch.rewards, old_values.reshape(steps, copies), next_values,
+                         batch.terminated, batch.terminated | batch.truncated_steps,
+                         self.gamma, self.lam).reshape(size)
+        returns = advantages + old_values.numpy().astype(np.float64)
+        if self.normalise_advantages and size > 1:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        dtype = old_values.dtype
+        adv_t = torch.from_numpy(advantages).to(dtype)
+        ret_t = torch.from_numpy(returns).to(dtype)
+
+        totals: dict[str, float] = {}
+        count = 0
+        order = np.arange(size)
+        for _ in range(self.epochs):
+            if self.minibatches > 1:
+                order = rng.permutation(size)
+            for idx in np.array_split(order, self.minibatches):
+                mb = torch.from_numpy(idx)
+                stats = self.minibatch_step(obs[mb], actions[mb], old_log_prob[mb], adv_t[mb],
+                                            old_values[mb], ret_t[mb], average)
+                for key, value in stats.items():
+                    totals[key] = totals.get(key, 0.0) + value
+                count += 1
+        out = {key: value / count for key, value in totals.items()}
+        out["explained_variance"] = explained_variance(old_values.numpy().astype(np.float64),
+                                                       returns)
+        return out
+
+    def minibatch_step(self, obs: Tensor, actions: Tensor, old_log_prob: Tensor,
+                       advantages: Tensor, old_values: Tensor, returns: Tensor,
+                       average: Callable[[], None] | None = None) -> dict[str, float]:
+        """One optimizer step on a minibatch of ``B`` samples: weights generated
+        anew, :func:`ppo_loss`, backward, ``average``, clip, Adam step.
+        ``obs (B, obs_dim)``, ``actions (B,)`` or ``(B, action_dim)``, the rest ``(B,)``."""
+        loss, stats = self.loss(obs, actions, old_log_prob, advantages, old_values, returns)
+        self.optimizer.zero_grad()
+        loss.backward()
+        if average is not None:
+            average()
+        norm = torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm, foreach=True)
+        self.optimizer.step()
+        return {"loss": loss.item(), **{k: v.item() for k, v in stats.items()},
+                "grad_norm": float(norm)}
+
+    def loss(self, obs: Tensor, actions: Tensor, old_log_prob: Tensor, advantages: Tensor,
+             old_values: Tensor, returns: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """:func:`ppo_loss` of a minibatch with freshly generated weights."""
+        log_prob, entropy = self._policy(obs, actions, self.model.policy.generate())
+        values = self.model.critic(obs, weights=self.model.critic.generate()).squeeze(-1)
+        return ppo_loss(log_prob, old_log_prob, advantages, entropy, values, old_values,
+                        returns, clip=self.clip, vf_coef=self.vf_coef, ent_coef=self.ent_coef,
+                        clip_vloss=self.clip_vloss)
+
+    # ---- helpers --------------------------------------------------------------------------
+
+    def _policy(self, obs: Tensor, actions: Tensor,
+                weights: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """``log π(a|s)`` and the entropy of ``π(·|s)``, each ``(B,)``."""
+        out = self.model.policy(obs.to(next(iter(weights.values())).dtype), weights=weights)
+        log_std = self.model.log_std
+        if log_std is None:
+            log_probs = torch.log_softmax(out, dim=-1)
+            taken = log_probs.gather(1, actions.long()[:, None]).squeeze(1)
+            return taken, -(log_probs.exp() * log_probs).sum(-1)
+        taken = gaussian_log_prob(out, log_std, actions.to(out.dtype))
+        entropy = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum().expand(len(out))
+        return taken, entropy
+
+    @torch.no_grad()
+    def _old(self, batch: StepBatch, obs: Tensor,
+             actions: Tensor) -> tuple[Tensor, Tensor, np.ndarray]:
+        """``log π_old(a|s) (T·N,)``, ``V(s) (T·N,)`` and ``V(s') (T, N)`` with the
+        weights that played the roll-out (the parameters have not moved since)."""
+        log_prob, _ = self._policy(obs, actions, self.model.policy.generate())
+        critic_weights = self.model.critic.generate()
+        steps, copies = batch.rewards.shape
+        tails = torch.from_numpy(np.concatenate([batch.next_obs, batch.final_obs]))
+        both = self.model.critic(torch.cat([obs, tails]), weights=critic_weights).squeeze(-1)
+        values, boot = both[:len(obs)], both[len(obs):].numpy().astype(np.float64)
+        next_values = np.empty((steps, copies))
+        next_values[:-1] = values.numpy().reshape(steps, copies)[1:]
+        next_values[-1] = boot[:copies]
+        if len(batch.final_at):
+            t, i = batch.final_at.T
+            next_values[t, i] = boot[copies:]
+        return log_prob, values, next_values
+
+
+class A2C(PPO):
+    """A2C: one unclipped step per roll-out on the whole batch, advantages as
+    estimated (see the module docstring)."""
+
+    def __init__(self, model: ActorCritic, config: Any) -> None:
+        super().__init__(model, config)
+        self.epochs, self.minibatches, self.clip = 1, 1, None
+        self.clip_vloss = False
+        self.normalise_advantages = False
