@@ -53,7 +53,7 @@ def _reference(config: TrainConfig, agent: int) -> tuple[dict, list[float]]:
     try:
         for update in range(plain.updates):
             if plain.anneal_lr:
-                anneal(algo.optimizer, update, plain.updates)
+                anneal(algo.optimizer, update / plain.updates)
             batch, _, _ = play(algo, envs, plain.episodes_in_update(update),
                                generator(plain.seed, Stream.ACTIONS, agent, update),
                                resets.at(update))

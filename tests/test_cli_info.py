@@ -16,12 +16,12 @@ def _table(text: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("preset, expected", [
-    ("cartpole", {"environment": "CartPole-v1", "policy": "4-128-2", "target weights k": "898",
+    ("cartpole-paper", {"environment": "CartPole-v1", "policy": "4-128-2", "target weights k": "898",
                   "qubits n": "10", "chunks Q": "1", "layers L": "5",
                   "mapping hidden": "[10, 10, 10]", "QNN parameters": "300",
                   "mapping parameters": "351", "total trainable": "651",
                   "compression k/total": "1.38x"}),
-    ("minigrid", {"environment": "MiniGrid-Empty-5x5-v0", "policy": "147-32-3",
+    ("minigrid-paper", {"environment": "MiniGrid-Empty-5x5-v0", "policy": "147-32-3",
                   "target weights k": "4835", "qubits n": "13", "layers L": "13",
                   "QNN parameters": "1014", "mapping parameters": "1515",
                   "total trainable": "2529"}),
@@ -39,10 +39,15 @@ def test_info_any_environment(capsys) -> None:
     assert main(["info", "--env", "Acrobot-v1", "--hidden", "64"]) == 0
     rows = _table(capsys.readouterr().out)
     k = 6 * 64 + 64 + 64 * 3 + 3
-    assert rows["policy"] == "6-64-3"
-    assert rows["target weights k"] == str(k)
-    assert rows["qubits n"] == "10"
-    assert rows["QNN parameters"] == str(6 * 10 * 5)
+    assert rows["algorithm"] == "ppo"                   # --env alone: PPO's defaults
+    assert rows["actor"] == "6-64-3" and rows["critic"] == "6-64-1"
+    assert rows["actor target weights k"] == str(k)
+    assert rows["actor qubits n"] == "10"
+    assert rows["actor QNN parameters"] == str(6 * 10 * 5)
+    critic_k = 6 * 64 + 64 + 64 + 1
+    assert rows["classical actor-critic weights"] == str(k + critic_k)
+    assert int(rows["total trainable"]) == (int(rows["actor total trainable"])
+                                            + int(rows["critic total trainable"]))
 
 
 def test_info_chunks(capsys) -> None:

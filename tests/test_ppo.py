@@ -73,7 +73,7 @@ def test_ppo_loss_matches_a_direct_computation():
         pg += -min(ratio * adv[i], min(max(ratio, 0.8), 1.2) * adv[i])
         clipped = old_val[i] + min(max(val[i] - old_val[i], -0.2), 0.2)
         vl += max((val[i] - ret[i]) ** 2, (clipped - ret[i]) ** 2)
-    pg, vl = pg / n, 0.5 * vl / n
+    pg, vl = pg / n, vl / n
     expected = pg - 0.01 * ent.mean() + 0.5 * vl
     assert float(stats["policy_loss"]) == pytest.approx(float(pg), abs=1e-6)
     assert float(stats["value_loss"]) == pytest.approx(float(vl), abs=1e-6)

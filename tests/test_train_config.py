@@ -22,7 +22,7 @@ def test_json_round_trip(tmp_path) -> None:
     config = TrainConfig.from_preset("minigrid-paper", seed=7, classical=True, hidden=(16, 8))
     config.save(tmp_path / "config.json")
     data = json.loads((tmp_path / "config.json").read_text())
-    assert data["hidden"] == [16, 8] and data["preset"] == "minigrid"
+    assert data["hidden"] == [16, 8] and data["preset"] == "minigrid-paper"
     again = TrainConfig.load(tmp_path / "config.json")
     assert again == config and isinstance(again.hidden, tuple)
 
@@ -44,13 +44,13 @@ def test_preset_defaults_and_overrides() -> None:
                                                                   p.mapping_hidden)
     assert config.lr == 3e-4 and config.hidden == (64,) and config.entropy == 0.0
     assert config.n_actions == 3 and config.max_steps == 100 and config.solve_threshold == 0.8
-    assert _parse() == TrainConfig.from_preset("cartpole-paper")          # the default preset
+    assert _parse() == TrainConfig.from_preset("cartpole")          # the default preset
     plain = _parse("--env", "Acrobot-v1")
     assert plain.preset is None and plain.env == "Acrobot-v1"
 
 
 def test_flag_types() -> None:
-    config = _parse("--gamma", "0.9", "--episodes-per-update", "4", "--num-envs", "2",
+    config = _parse("--algo", "reinforce", "--gamma", "0.9", "--episodes-per-update", "4", "--num-envs", "2",
                     "--max-steps", "none", "--classical", "--mapping-activation", "none",
                     "--qt-gamma", "0.2", "--autoreset", "next-step")
     assert config.gamma == 0.9 and config.episodes_per_update == 4 and config.num_envs == 2

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from . import __version__
 from .errors import UserError
-from .presets import build_policy
+from .presets import ACTIVATION_LAYERS, build_policy
 
 __all__ = [
     "FORMATS",
@@ -83,18 +83,22 @@ class PolicyMeta:
 
     env_id: str                      # Gymnasium id the policy was trained on
     obs_dim: int                     # flattened observation size (input width)
-    hidden: tuple[int, ...]          # hidden layer sizes (ReLU MLP of build_policy)
-    n_actions: int                   # logits per observation (the first n actions)
+    hidden: tuple[int, ...]          # hidden layer sizes (MLP of build_policy)
+    n_actions: int                   # logits per observation (the first n actions), or
+                                     # the continuous action's dimension (its mean)
     max_steps: int | None = None     # per-episode step cap used in training (None: env's)
     mode: str | None = None          # "quantum-train" or "classical", when known
     qtrl_version: str = __version__  # qtrl that wrote the file
+    activation: str = "relu"         # between the layers: relu or tanh
+    continuous: bool = False         # outputs a continuous action's mean, not logits
 
     @classmethod
     def from_policy(cls, policy: nn.Module, env_id: str, max_steps: int | None = None,
-                    mode: str | None = None) -> PolicyMeta:
+                    mode: str | None = None, continuous: bool = False) -> PolicyMeta:
         """Metadata of a :func:`~qtrl.presets.build_policy` network."""
         obs_dim, hidden, n_actions = policy_architecture(policy)
-        return cls(env_id, obs_dim, hidden, n_actions, max_steps, mode)
+        return cls(env_id, obs_dim, hidden, n_actions, max_steps, mode,
+                   activation=policy_activation(policy), continuous=continuous)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (``hidden`` as a list)."""
@@ -142,12 +146,21 @@ def policy_architecture(policy: nn.Module) -> tuple[int, tuple[int, ...], int]:
     linears = mods[0::2]
     acts = mods[1::2]
     if (not mods or len(mods) % 2 == 0 or not all(isinstance(m, nn.Linear) for m in linears)
-            or not all(isinstance(m, nn.ReLU) for m in acts)):
+            or len({type(m) for m in acts}) > 1
+            or not all(type(m) in ACTIVATION_LAYERS.values() for m in acts)):
         raise ValueError("expected the policy MLP of qtrl.presets.build_policy "
-                         "(nn.Sequential of Linear layers with ReLU between), got "
+                         "(nn.Sequential of Linear layers with ReLU or Tanh between), got "
                          f"{type(policy).__name__}")
     sizes = [linears[0].in_features] + [m.out_features for m in linears]
     return sizes[0], tuple(sizes[1:-1]), sizes[-1]
+
+
+def policy_activation(policy: nn.Module) -> str:
+    """The activation name (a key of :data:`~qtrl.presets.ACTIVATION_LAYERS`) of a
+    :func:`~qtrl.presets.build_policy` network; ``relu`` without hidden layers."""
+    names = {cls: name for name, cls in ACTIVATION_LAYERS.items()}
+    acts = list(policy)[1::2]
+    return names[type(acts[0])] if acts else "relu"
 
 
 def format_for_path(path: Path | str) -> str:
@@ -393,7 +406,7 @@ def _load_state_dict(path: Path) -> ExportedPolicy:
         raise UserError(f"{path}: state_dict export version {payload.get('version')!r}, this "
                         f"qtrl reads version {STATE_DICT_VERSION}")
     meta = PolicyMeta.from_dict(payload["meta"])
-    net = build_policy(meta.obs_dim, meta.hidden, meta.n_actions)
+    net = build_policy(meta.obs_dim, meta.hidden, meta.n_actions, meta.activation)
     try:
         net.load_state_dict(payload["state_dict"])
     except (RuntimeError, KeyError) as err:

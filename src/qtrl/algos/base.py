@@ -51,11 +51,11 @@ class Algorithm(Protocol):
                rng: np.random.Generator | None = None) -> dict[str, float]: ...
 
 
-def make_optimizer(model: nn.Module, config: Any) -> torch.optim.Adam:
+def make_optimizer(model: nn.Module, config: Any, eps: float = 1e-8) -> torch.optim.Adam:
     """``torch.optim.Adam`` over all trainable parameters at ``config.lr``; with
     ``config.mapping_lr`` the Quantum-Train mapping model gets its own rate.
 
-    Each group keeps its starting rate as ``base_lr`` (:func:`anneal` scales it).
+    ``eps``: Adam's denominator term. Each group keeps its starting rate as ``base_lr`` (:func:`anneal` scales it).
     Fused (one kernel over all tensors) where every parameter is a real float:
     a step over a few hundred parameters is otherwise mostly per-tensor overhead.
     """
@@ -71,7 +71,7 @@ def make_optimizer(model: nn.Module, config: Any) -> torch.optim.Adam:
     else:
         groups = [{"params": params, "lr": config.lr, "base_lr": config.lr}]
     fused = all(p.dtype.is_floating_point and not p.is_complex() for p in params)
-    return torch.optim.Adam(groups, fused=fused or None)
+    return torch.optim.Adam(groups, eps=eps, fused=fused or None)
 
 
 def anneal(optimizer: torch.optim.Optimizer, used: float) -> None:

@@ -48,8 +48,8 @@ def ppo_loss(log_prob: Tensor, old_log_prob: Tensor, advantages: Tensor, entropy
 
     ``ρ = exp(log π − log π_old)``;
     policy loss ``−mean(min(ρ A, clip(ρ, 1 ± ε) A))`` (``clip=None``: ``−mean(ρ A)``);
-    value loss ``½ mean((V − R)²)`` (``clip_vloss``: the larger of that and the
-    loss of ``V_old + clip(V − V_old, ± ε)``);
+    value loss ``mean((V − R)²)`` (``clip_vloss``: the larger of that and the
+    loss of ``V_old + clip(V − V_old, ± ε)``), as Stable-Baselines3 weighs it;
     ``loss = policy − ent_coef · mean(H) + vf_coef · value``.
     Returns the loss and its parts (detached), with the approximate KL
     ``mean(ρ − 1 − log ρ)`` and the fraction of clipped ratios.
@@ -64,7 +64,7 @@ def ppo_loss(log_prob: Tensor, old_log_prob: Tensor, advantages: Tensor, entropy
     if clip_vloss and clip is not None:
         clipped = old_values + (values - old_values).clamp(-clip, clip)
         value_loss = torch.max(value_loss, (clipped - returns).square())
-    value_loss = 0.5 * value_loss.mean()
+    value_loss = value_loss.mean()
     mean_entropy = entropy.mean()
     loss = policy_loss - ent_coef * mean_entropy + vf_coef * value_loss
     with torch.no_grad():
@@ -97,7 +97,7 @@ class PPO:
 
     def __init__(self, model: ActorCritic, config: Any) -> None:
         self.model = model
-        self.optimizer = make_optimizer(model, config)
+        self.optimizer = make_optimizer(model, config, eps=1e-5)   # CleanRL's and SB3's
         self.gamma, self.lam = float(config.gamma), float(config.gae_lambda)
         self.epochs, self.minibatches = config.update_epochs, config.num_minibatches
         self.clip: float | None = float(config.clip_coef)

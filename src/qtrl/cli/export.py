@@ -60,12 +60,14 @@ def _choose_format(fmt: str | None, output: Path | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..export import FORMATS, PolicyMeta, export_policy
+    from ..rl.env import env_spec
     from ..train import load_policy
 
     fmt = _choose_format(args.fmt, args.output)
     output = args.output or Path(args.run_dir) / f"policy{FORMATS[fmt]}"
     policy, config = load_policy(args.run_dir)
-    meta = PolicyMeta.from_policy(policy, config.env, config.max_steps, config.mode)
+    meta = PolicyMeta.from_policy(policy, config.env, config.max_steps, config.mode,
+                                  continuous=env_spec(config.env, config.n_actions).continuous)
     path = export_policy(policy, output, fmt, meta, overwrite=args.force)
     print(f"wrote {path} ({fmt}, policy {meta.architecture} for {meta.env_id}, "
           f"{path.stat().st_size} bytes)")

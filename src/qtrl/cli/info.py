@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UserError
-from ..generator import QuantumTrain
-from ..presets import PRESETS, build_policy
+from ..presets import PRESETS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="parameter counts of a Quantum-Train policy",
                        description="Print target weights k, qubits n, layers, QNN, mapping "
                                    "and total trainable parameters, and the compression.")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="a reference preset")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="a preset")
     p.add_argument("--env", metavar="ENV_ID", help="any Gymnasium environment id")
     p.add_argument("--hidden", type=int, nargs="+", metavar="H", help="policy hidden sizes")
     p.add_argument("--layers", type=int, help="ansatz layers (default: preset's, else 5)")
@@ -24,31 +23,52 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..rl.env import env_dims  # imports gymnasium only when needed
+    from ..config import TrainConfig
+    from ..presets import ALGO_DEFAULTS
+    from ..rl.env import env_spec  # imports gymnasium only when needed
+    from ..rl.policy import build_model, counts_dict
 
     if args.preset is None and args.env is None:
         raise UserError("give --preset (one of: " + ", ".join(sorted(PRESETS)) + ") or --env ENV_ID")
-    preset = PRESETS[args.preset] if args.preset else None
-    env_id = args.env or preset.env_id
-    hidden = tuple(args.hidden) if args.hidden else (preset.hidden if preset else (64,))
-    layers = args.layers or (preset.layers if preset else 5)
-    mapping = tuple(args.mapping_hidden) if args.mapping_hidden else (
-        preset.mapping_hidden if preset else (10, 10, 10))
-    for name, values in (("--hidden", hidden), ("--mapping-hidden", mapping),
-                         ("--layers", (layers,)), ("--chunks", (args.chunks,))):
+    given = {k: v for k, v in (("hidden", args.hidden), ("layers", args.layers),
+                               ("mapping_hidden", args.mapping_hidden)) if v is not None}
+    for name, values in (*given.items(), ("chunks", (args.chunks,))):
+        values = values if isinstance(values, list | tuple) else (values,)
         if any(v < 1 for v in values):
-            raise UserError(f"{name} {' '.join(map(str, values))}: sizes must be positive integers")
-    obs_dim, n_actions = env_dims(env_id, preset.n_actions if preset else None)
-    qt = QuantumTrain(build_policy(obs_dim, hidden, n_actions), layers, mapping,
-                      chunks=args.chunks)
-    counts = qt.parameter_counts()
-    policy = "-".join(map(str, (obs_dim, *hidden, n_actions)))
-    rows = [("environment", env_id), ("policy", policy),
-            ("target weights k", counts.target_weights), ("qubits n", counts.qubits),
-            ("chunks Q", counts.chunks), ("layers L", counts.layers),
-            ("mapping hidden", list(mapping)), ("QNN parameters", counts.qnn),
-            ("mapping parameters", counts.mapping), ("total trainable", counts.total),
-            ("compression k/total", f"{counts.compression:.2f}x")]
+            raise UserError(f"--{name.replace('_', '-')} {' '.join(map(str, values))}: sizes "
+                            f"must be positive integers")
+    given = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
+    if args.preset is None:
+        given = {**ALGO_DEFAULTS["ppo"], "env": args.env, **given}
+    elif args.env is not None:
+        given["env"] = args.env
+    config = TrainConfig.from_preset(args.preset, chunks=args.chunks, **given)
+    spec = env_spec(config.env, config.n_actions)
+    counts = counts_dict(build_model(config, spec.obs_dim, spec.n_actions,
+                                     continuous=spec.continuous))
+    rows: list[tuple[str, object]] = [("environment", config.env), ("algorithm", config.algo)]
+    parts = ([("actor", counts["actor"], spec.n_actions), ("critic", counts["critic"], 1)]
+             if "actor" in counts else [("policy", counts, spec.n_actions)])
+    for name, part, outputs in parts:
+        hidden = config.hidden if name != "critic" else (config.critic_hidden or config.hidden)
+        rows.append((name, "-".join(map(str, (spec.obs_dim, *hidden, outputs)))))
+        if "qubits" not in part:       # trained directly (a classical critic)
+            rows.append((f"{name} trainable (classical)", part["total"]))
+            continue
+        prefix = "" if name == "policy" else f"{name} "
+        rows += [(f"{prefix}target weights k", part["target_weights"]),
+                 (f"{prefix}qubits n", part["qubits"]), (f"{prefix}chunks Q", part["chunks"]),
+                 (f"{prefix}layers L", part["layers"]),
+                 (f"{prefix}mapping hidden", list(config.mapping_hidden)),
+                 (f"{prefix}QNN parameters", part["qnn"]),
+                 (f"{prefix}mapping parameters", part["mapping"]),
+                 (f"{prefix}total trainable", part["total"])]
+    if "actor" in counts:
+        if counts["log_std"]:
+            rows.append(("Gaussian log-std (classical)", counts["log_std"]))
+        rows += [("classical actor-critic weights", counts["target_weights"]),
+                 ("total trainable", counts["total"])]
+    rows.append(("compression k/total", f"{counts['compression']:.2f}x"))
     width = max(len(r[0]) for r in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")

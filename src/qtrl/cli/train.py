@@ -85,9 +85,11 @@ def run(args: argparse.Namespace) -> int:
         summary = train(config, run_dir, resume=args.resume is not None, callbacks=[display],
                         tensorboard=not args.no_tensorboard)
     solved = summary["solved_at_episode"]
-    print(f"done: {summary['episodes']} episodes, {summary['env_steps']} steps in "
+    final = summary["final_return_avg100"]
+    steps = summary.get("steps_collected") or summary["env_steps"]
+    print(f"done: {summary['episodes']} episodes finished, {steps} env steps in "
           f"{summary['wall_time_s']:.1f} s; final 100-episode average "
-          f"{summary['final_return_avg100']:.2f}"
+          + (f"{final:.2f}" if final is not None else "n/a (no episode finished)")
           + (f"; solved at episode {solved}" if solved else "")
           + f"\nrun directory: {run_dir}")
     return 0
