@@ -122,7 +122,7 @@ class PolicyMeta:
     @classmethod
     def from_strings(cls, props: dict[str, str]) -> PolicyMeta:
         """Inverse of :meth:`to_strings`."""
-        text_fields = {"env_id", "mode", "qtrl_version"}
+        text_fields = {"env_id", "mode", "qtrl_version", "activation"}
         data: dict[str, Any] = {}
         for f in fields(cls):
             if f.name in props:
