@@ -46,23 +46,46 @@ _PAPER_MINIGRID = Preset("MiniGrid-Empty-5x5-v0", hidden=(32,), layers=13,
 
 # What ``qtrl train --env ID [--algo A]`` starts from without a preset: the
 # settings CleanRL and Stable-Baselines3 use for the same algorithm on ordinary
-# Gymnasium tasks (a 64-64 tanh actor and critic, clipped gradients, annealed
-# learning rate). REINFORCE's are the dataclass defaults.
+# Gymnasium tasks (tanh actor and critic, clipped gradients, annealed learning
+# rate), with one hidden layer of 64: Quantum-Train generates each network from
+# a 9- to 13-qubit circuit. REINFORCE's are the dataclass defaults.
 ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
-    "ppo": {"algo": "ppo", "hidden": (64, 64), "activation": "tanh", "lr": 3e-4,
+    "ppo": {"algo": "ppo", "hidden": (64,), "activation": "tanh", "lr": 3e-4,
             "anneal_lr": True, "num_envs": 8, "num_steps": 128, "update_epochs": 4,
             "num_minibatches": 4, "max_grad_norm": 0.5, "qt_init_std": 0.1},
-    "a2c": {"algo": "a2c", "hidden": (64, 64), "activation": "tanh", "lr": 7e-4,
+    "a2c": {"algo": "a2c", "hidden": (64,), "activation": "tanh", "lr": 7e-4,
             "anneal_lr": True, "num_envs": 8, "num_steps": 5, "max_grad_norm": 0.5,
             "qt_init_std": 0.1},
     "reinforce": {},
 }
 
 PRESETS: dict[str, Preset] = {
-    "cartpole": Preset("CartPole-v1", hidden=(32,), layers=5, mapping_hidden=(10, 10, 10),
-                       lr=1e-3, episodes=100_000, solve_threshold=475.0,
+    "cartpole": Preset("CartPole-v1", hidden=(128,), layers=5, mapping_hidden=(10, 10, 10),
+                       lr=1e-3, discount=0.98, entropy=0.01, episodes=1_000_000,
+                       solve_threshold=475.0,
                        settings={"algo": "ppo", "activation": "tanh", "total_steps": 100_000,
-                                 "anneal_lr": True, "qt_init_std": 0.1}),
+                                 "anneal_lr": True, "qt_init_std": 0.1, "num_envs": 8,
+                                 "num_steps": 64, "update_epochs": 10, "num_minibatches": 1,
+                                 "gae_lambda": 0.8}),
+    "minigrid": Preset("MiniGrid-Empty-5x5-v0", hidden=(16,), layers=5,
+                       mapping_hidden=(10, 10, 10), lr=1e-3, entropy=0.01, episodes=1_000_000,
+                       max_steps=100, n_actions=3, solve_threshold=0.9,
+                       settings={"algo": "ppo", "activation": "tanh", "total_steps": 100_000,
+                                 "anneal_lr": True, "qt_init_std": 0.1, "num_envs": 8,
+                                 "num_steps": 128, "update_epochs": 4, "num_minibatches": 4}),
+    "pendulum": Preset("Pendulum-v1", hidden=(128,), layers=3, mapping_hidden=(10, 10),
+                       lr=1e-3, discount=0.9, episodes=1_000_000, solve_threshold=-250.0,
+                       settings={"algo": "ppo", "activation": "tanh", "total_steps": 200_000,
+                                 "anneal_lr": True, "qt_init_std": 0.1, "num_envs": 8,
+                                 "num_steps": 256, "update_epochs": 10, "num_minibatches": 8}),
+    "lunarlander": Preset("LunarLander-v3", hidden=(64,), layers=5, mapping_hidden=(10, 10, 10),
+                          lr=3e-4, discount=0.999, entropy=0.01, episodes=1_000_000,
+                          solve_threshold=200.0,
+                          settings={"algo": "ppo", "activation": "tanh",
+                                    "total_steps": 1_000_000, "anneal_lr": True,
+                                    "qt_init_std": 0.1, "num_envs": 16, "num_steps": 256,
+                                    "update_epochs": 4, "num_minibatches": 8,
+                                    "gae_lambda": 0.98}),
     "cartpole-paper": _PAPER_CARTPOLE,
     "minigrid-paper": _PAPER_MINIGRID,
 }
