@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
@@ -71,7 +72,7 @@ def main() -> int:
 
     def table(title: str, cmd: list[str], timeout: float) -> list[str]:
         """A section from the command's output (or, with --skip-benches, its saved one)."""
-        saved = tables / ("_".join(a.lstrip("-") for a in cmd[3:]) + ".txt")
+        saved = tables / ("_".join(a.lstrip("-").replace("/", "-") for a in cmd[3:]) + ".txt")
         remeasure = cmd[3:4] == ["bench"] and cmd[4] in (args.benches or [])
         if args.skip_benches and saved.exists() and not remeasure:
             header, output = saved.read_text().split("\n", 1)
@@ -80,7 +81,9 @@ def main() -> int:
             saved.write_text(header + "\n" + output)
         return _section(title, cmd, output, measured=header)
 
-    for preset in ("cartpole", "minigrid"):
+    out += peer_sections(table, docs, args.quick)
+    for preset in ("cartpole", "minigrid", "pendulum", "lunarlander", "cartpole-paper",
+                   "minigrid-paper"):
         out += table(f"Parameters: {preset} preset", QTRL + ["info", "--preset", preset], 300)
     cmd = QTRL + ["info", "--env", "MiniGrid-Empty-5x5-v0", "--hidden", "1024", "512",
                   "--layers", "13", "--mapping-hidden", "10", "64", "10", "--chunks", "16"]
@@ -114,6 +117,33 @@ def main() -> int:
     (docs / "RESULTS.md").write_text("\n".join(out))
     print(f"wrote {docs / 'RESULTS.md'}")
     return 0
+
+
+# The peer run: qtrl's presets beside Stable-Baselines3 PPO with the zoo's settings,
+# (task, seeds) per section; --quick runs one seed of a tenth of each budget.
+PEER_TASKS = (("cartpole", "0-9"), ("minigrid", "0-9"), ("pendulum", "0-2"))
+
+
+def peer_sections(table: Any, docs: Path, quick: bool) -> list[str]:
+    """One section per task of :data:`PEER_TASKS`: the table of
+    ``scripts/peer_run.py`` and its learning curves (docs/peer_<task>.png)."""
+    out = ["## Learning out of the box: qtrl presets beside Stable-Baselines3 PPO", "",
+           "Each row: one trainer over the seeds; env steps and wall clock (from process "
+           "start) until the 100-episode average return first reaches the target. "
+           "`qtrl` is the preset (PPO, Quantum-Train actor and critic), `qtrl-classical` "
+           "the same networks trained directly, `sb3` Stable-Baselines3 PPO with the "
+           "rl-baselines3-zoo settings. Curves: median over seeds, shaded between the "
+           "25th and 75th percentiles (min-max under 4 seeds).", ""]
+    for task, seeds in PEER_TASKS:
+        cmd = PY + ["scripts/peer_run.py", "--tasks", task, "--seeds", "0" if quick else seeds,
+                    "--trainers", "qtrl", "qtrl-classical", "sb3", "--jobs", "2",
+                    "--out", f"runs/peer-{task}",
+                    "--plot", str((docs / f"peer_{task}.png").relative_to(ROOT))]
+        if quick:
+            cmd += ["--budget-scale", "0.1"]
+        out += table(f"Peer run: {task}", cmd, 4 * 3600)
+        out += [f"![{task} learning curves](peer_{task}.png)", ""]
+    return out
 
 
 def _has_backends() -> bool:

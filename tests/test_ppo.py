@@ -161,3 +161,17 @@ def test_two_agent_minibatch_step_equals_one_process_on_their_data(tmp_path):
         got = torch.load(tmp_path / f"rank{r}.pt", weights_only=True)
         for g, want in zip(got, grads, strict=True):
             torch.testing.assert_close(g, want, rtol=1e-4, atol=1e-6)
+
+
+def test_reward_scaler_divides_by_the_running_return_std():
+    from qtrl.rl.returns import RewardScaler
+    scaler = RewardScaler(copies=1, gamma=0.5)
+    rewards = np.array([[2.0], [2.0], [2.0]])
+    dones = np.array([[False], [True], [False]])
+    returns = np.array([2.0, 3.0, 2.0])        # 2, 2 + 0.5·2, then reset: 2
+    out = scaler(rewards, dones)
+    # the prior (count 1e-4, var 1) merged with the batch's population variance
+    n, prior = 3, 1e-4
+    mean, var = returns.mean(), returns.var()
+    merged = (1.0 * prior + var * n + mean ** 2 * prior * n / (prior + n)) / (prior + n)
+    np.testing.assert_allclose(out, rewards / np.sqrt(merged + 1e-8), rtol=1e-12)

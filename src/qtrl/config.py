@@ -34,7 +34,8 @@ CRITICS = ("quantum", "classical")
 ACTIVATIONS_POLICY = ("relu", "tanh")
 # Fields only the actor-critic algorithms use: a REINFORCE run must leave them at their defaults.
 ACTOR_CRITIC_FIELDS = ("critic", "critic_hidden", "num_steps", "num_minibatches", "update_epochs",
-                       "gae_lambda", "clip_coef", "clip_vloss", "vf_coef", "log_std_init")
+                       "gae_lambda", "clip_coef", "clip_vloss", "vf_coef", "log_std_init",
+                       "norm_reward")
 BACKENDS = ("torch", "pennylane", "pennylane:lightning.qubit", "qiskit")
 # Settings of the circuit's execution; a --classical run must leave them at their defaults.
 QUANTUM_FIELDS = ("backend", "shots", "noise", "grad", "spsa_c", "spsa_samples")
@@ -101,6 +102,8 @@ class TrainConfig:
     clip_coef: float = _f(0.2, "ppo: clip range of the probability ratio")
     clip_vloss: bool = _f(False, "ppo: clip the value loss around the old values as well")
     vf_coef: float = _f(0.5, "a2c/ppo: weight of the value loss")
+    norm_reward: bool = _f(False, "a2c/ppo: divide rewards by the running std of the "
+                                  "discounted return (SB3's VecNormalize reward scaling)")
     log_std_init: float = _f(0.0, "a2c/ppo with continuous actions: initial log standard "
                                   "deviation of the Gaussian head (a trained parameter)")
     total_steps: int | None = _f(None, "stop at the first update boundary after this many env "

@@ -33,7 +33,7 @@ from torch import Tensor
 
 from ..rl.actor_critic import ActorCritic, gaussian_log_prob
 from ..rl.policy import Actor, GaussianActor, make_actor
-from ..rl.returns import gae
+from ..rl.returns import RewardScaler, gae
 from ..rl.steps import StepBatch
 from .base import make_optimizer
 
@@ -88,7 +88,8 @@ class PPO:
         model: the actor-critic.
         config: ``gamma``, ``gae_lambda``, ``update_epochs``, ``num_minibatches``,
             ``clip_coef``, ``clip_vloss``, ``vf_coef``, ``entropy``, ``max_grad_norm``
-            (none: 0.5), ``lr``, ``mapping_lr``.
+            (none: 0.5), ``lr``, ``mapping_lr``, ``norm_reward`` (scale rewards by
+            :class:`~qtrl.rl.returns.RewardScaler`), ``vector_envs``.
     """
 
     collects = "steps"
@@ -107,6 +108,8 @@ class PPO:
         self.max_grad_norm = (config.max_grad_norm if config.max_grad_norm is not None
                               else 0.5)
         self.params = [p for p in model.parameters() if p.requires_grad]
+        self.scale_rewards = (RewardScaler(config.vector_envs, self.gamma)
+                              if config.norm_reward else None)
 
     # ---- the roll-out's actor -----------------------------------------------------------
 
@@ -130,9 +133,11 @@ class PPO:
         obs = torch.from_numpy(batch.obs.reshape(size, -1))
         actions = torch.from_numpy(batch.actions.reshape(size, *batch.actions.shape[2:]))
         old_log_prob, old_values, next_values = self._old(batch, obs, actions)
-        advantages = gae(batch.rewards, old_values.reshape(steps, copies), next_values,
-                         batch.terminated, batch.terminated | batch.truncated_steps,
-                         self.gamma, self.lam).reshape(size)
+        dones = batch.terminated | batch.truncated_steps
+        rewards = (batch.rewards if self.scale_rewards is None
+                   else self.scale_rewards(batch.rewards, dones))
+        advantages = gae(rewards, old_values.reshape(steps, copies), next_values,
+                         batch.terminated, dones, self.gamma, self.lam).reshape(size)
         returns = advantages + old_values.numpy().astype(np.float64)
         if self.normalise_advantages and size > 1:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)

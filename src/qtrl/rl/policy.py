@@ -17,6 +17,7 @@ environment step: no autograd, no torch dispatch, no per-step generation.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -84,14 +85,33 @@ def build_model(config: Any, obs_dim: int, n_actions: int, rank: int = 0,
     """
     activation = getattr(config, "activation", "relu")
     if getattr(config, "actor_critic", False):
-        policy = _generator(config, build_policy(obs_dim, config.hidden, n_actions, activation),
-                            rank, config.classical)
-        critic = _generator(config, build_policy(obs_dim, config.critic_hidden or config.hidden,
-                                                 1, activation),
-                            rank, config.classical or config.critic == "classical")
+        actor_net = build_policy(obs_dim, config.hidden, n_actions, activation)
+        critic_net = build_policy(obs_dim, config.critic_hidden or config.hidden, 1, activation)
+        critic_classical = config.classical or config.critic == "classical"
+        if config.classical:
+            orthogonal_init(actor_net, output_gain=0.01)
+        if critic_classical:
+            orthogonal_init(critic_net, output_gain=1.0)
+        policy = _generator(config, actor_net, rank, config.classical)
+        critic = _generator(config, critic_net, rank, critic_classical)
         return ActorCritic(policy, critic, n_actions, continuous, config.log_std_init)
     return _generator(config, build_policy(obs_dim, config.hidden, n_actions, activation),
                       rank, config.classical)
+
+
+@torch.no_grad()
+def orthogonal_init(net: nn.Module, output_gain: float) -> None:
+    """The actor-critic initialisation of CleanRL and Stable-Baselines3 for a
+    network trained directly: orthogonal weights of gain √2, zero biases, and
+    ``output_gain`` for the last layer (0.01 for a policy: near-uniform actions
+    at the start; 1 for a value). Quantum-Train networks get their weights from
+    the generator instead (``--qt-init-std`` scales them)."""
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    for i, layer in enumerate(linears):
+        nn.init.orthogonal_(layer.weight, gain=output_gain if i == len(linears) - 1
+                            else math.sqrt(2))
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)
 
 
 def _generator(config: Any, target: nn.Module, rank: int,

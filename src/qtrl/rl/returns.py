@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import jit
 
-__all__ = ["discounted_returns", "gae"]
+__all__ = ["RewardScaler", "discounted_returns", "gae"]
 
 
 def discounted_returns(rewards: np.ndarray, lengths: np.ndarray, discount: float) -> np.ndarray:
@@ -74,3 +74,41 @@ def gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray,
         last = deltas[t] + carry[t] * last
         advantages[t] = last
     return advantages
+
+
+class RewardScaler:
+    """Rewards divided by the running standard deviation of the discounted return
+    (Stable-Baselines3's ``VecNormalize(norm_reward=True)``): value targets of
+    order one whatever the task's reward scale, so that the value loss does not
+    swamp the policy's gradient under norm clipping.
+
+    Args:
+        copies: ``N``, the vector env's copies (each keeps its running return).
+        gamma: ``γ`` of the running return.
+        clip: scaled rewards are clipped to ``±clip``.
+    """
+
+    def __init__(self, copies: int, gamma: float, clip: float = 10.0) -> None:
+        self.gamma, self.clip = gamma, clip
+        self.running = np.zeros(copies)
+        self.count, self.mean, self.var = 1e-4, 0.0, 1.0
+
+    def __call__(self, rewards: np.ndarray, dones: np.ndarray) -> np.ndarray:
+        """Scaled ``(T, N)`` rewards of a roll-out (``dones``: the step ended its
+        episode); the statistics are updated with its returns first."""
+        returns = np.empty_like(rewards, dtype=np.float64)
+        for t in range(len(rewards)):
+            self.running = self.running * self.gamma + rewards[t]
+            returns[t] = self.running
+            self.running[dones[t]] = 0.0
+        self._update(returns.reshape(-1))
+        return np.clip(rewards / np.sqrt(self.var + 1e-8), -self.clip, self.clip)
+
+    def _update(self, x: np.ndarray) -> None:
+        """Merge the batch's mean and variance into the running ones (Chan et al.)."""
+        n, mean, var = len(x), float(x.mean()), float(x.var())
+        total = self.count + n
+        delta = mean - self.mean
+        self.mean += delta * n / total
+        self.var = (self.var * self.count + var * n + delta ** 2 * self.count * n / total) / total
+        self.count = total
