@@ -18,7 +18,7 @@ def test_bench_inference_quick(tmp_path, capsys) -> None:
         assert title in text
     rows = json.loads(out.read_text())["rows"]
     assert [(r["preset"], r["batch"]) for r in rows] == \
-        [(p, b) for p in ("cartpole", "minigrid") for b in BATCHES]
+        [(p, b) for p in ("cartpole-paper", "minigrid-paper") for b in BATCHES]
     assert {r["policy"] for r in rows} == {"4-128-2", "147-32-3"}
     for r in rows:
         for _, fmt in BACKENDS:

@@ -14,8 +14,8 @@ from qtrl.quantum.memory import StatevectorTooLarge, check_statevector_fits, sta
 
 # (preset, obs_dim, n_actions) -> k, n, L, QNN, mapping, total (the reference presets)
 PRESET_NUMBERS = {
-    "cartpole": ((4, 2), (898, 10, 5, 300, 351, 651)),
-    "minigrid": ((147, 3), (4835, 13, 13, 1014, 1515, 2529)),
+    "cartpole-paper": ((4, 2), (898, 10, 5, 300, 351, 651)),
+    "minigrid-paper": ((147, 3), (4835, 13, 13, 1014, 1515, 2529)),
 }
 
 
@@ -96,7 +96,7 @@ def test_weight_i_comes_from_basis_state_i(activation: str) -> None:
 
 
 def test_generated_weights_have_zero_mean() -> None:
-    qt = _preset_qt("cartpole")
+    qt = _preset_qt("cartpole-paper")
     flat = qt.generate_flat()
     assert abs(flat.mean().item()) < 1e-6
     assert flat.std().item() > 0

@@ -172,7 +172,8 @@ def test_same_seed_twice_is_identical(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("argv,match", [
     (["--env", "NoSuchEnv-v9"], "unknown environment id 'NoSuchEnv-v9'"),
-    (["--env", "Pendulum-v1"], "only Discrete action spaces are supported"),
+    (["--env", "Pendulum-v1", "--algo", "reinforce"],
+     "has continuous actions; --algo reinforce takes Discrete ones only"),
     (["--episodes", "0"], "--episodes 0: must be a positive integer"),
     (["--layers", "0"], "--layers 0"),
     (["--lr", "0"], "--lr 0.0"),
@@ -232,7 +233,7 @@ def test_resume_truncated_checkpoint(run_copy: Path, capsys) -> None:
 
 
 @pytest.mark.parametrize("argv,match", [
-    (["--preset", "minigrid-paper"], "trained with --preset cartpole, not minigrid"),
+    (["--preset", "minigrid-paper"], "trained with --preset cartpole-paper, not minigrid-paper"),
     (["--env", "Acrobot-v1"], "trained with --env CartPole-v1, not Acrobot-v1"),
     (["--classical"], "trained with --classical false"),
 ])

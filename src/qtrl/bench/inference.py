@@ -56,7 +56,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 BATCHES: list[int] = [1, 64, 4096]
-PRESET_NAMES: list[str] = ["cartpole", "minigrid"]
+PRESET_NAMES: list[str] = ["cartpole-paper", "minigrid-paper"]
 BACKENDS: list[tuple[str, str]] = [("torch eager", "state_dict"),
                                    ("torch.export", "exported"),
                                    ("ONNX Runtime", "onnx")]

@@ -42,6 +42,8 @@ seeds for every model. Four measurements:
    controller's; the same-episodes regime (random actions) is shown only.
 5. **Memory**: peak RSS growth of one update with short vs long episodes, each
    measured in a fresh process, for our update and for the per-step formulation.
+6. **PPO** (:mod:`qtrl.bench.actor_critic`): the cartpole preset's whole run,
+   Quantum-Train actor and critic against ``--classical``, per env step.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ import numpy as np
 
 from ..rl.policy import Actor
 from ..run.callbacks import Callback
+from .actor_critic import ppo_whole_runs
 from .per_step import _controller_actor, per_step_formulation
 
 __all__ = ["register_args", "run"]
@@ -471,6 +474,9 @@ def run(args: argparse.Namespace) -> int:
         long_ = peak_memory_growth(kind, True)
         print(f"    {label:<34} {lengths[0]:>4}-step episodes {short / 2**20:7.1f} MiB   "
               f"{lengths[1]}-step episodes {long_ / 2**20:7.1f} MiB")
+    print()
+    for line in ppo_whole_runs(seeds[0], 4096 if args.quick else 50_000):
+        print(line)
     return 0
 
 
