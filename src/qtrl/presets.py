@@ -71,7 +71,7 @@ PRESETS: dict[str, Preset] = {
                        mapping_hidden=(10, 10, 10), lr=1e-3, episodes=1_000_000,
                        max_steps=100, n_actions=3, solve_threshold=0.9,
                        settings={"algo": "ppo", "activation": "relu", "total_steps": 100_000,
-                                 "anneal_lr": True, "qt_init_std": 0.1, "num_envs": 8,
+                                 "anneal_lr": True, "qt_init_std": 0.02, "num_envs": 8,
                                  "num_steps": 128, "update_epochs": 4, "num_minibatches": 4}),
     "pendulum": Preset("Pendulum-v1", hidden=(128,), layers=3, mapping_hidden=(10, 10),
                        lr=1e-3, discount=0.9, episodes=1_000_000, solve_threshold=-250.0,
