@@ -94,6 +94,27 @@ def test_continuous_actions_train_export_and_evaluate(tmp_path: Path, capsys) ->
     assert main(["eval", str(onnx), "--episodes", "2", "--greedy"]) == 0
 
 
+def test_two_agents_sync_ppo_and_async_a2c(tmp_path: Path) -> None:
+    """Dist-QTRL for the actor-critics: sync PPO all-reduces every minibatch step
+    (two agents' roll-outs per update), async A2C has one worker push gradients."""
+    tiny = ["--env", "CartPole-v1", "--hidden", "8", "--layers", "1", "--mapping-hidden", "4",
+            "--num-envs", "2", "--no-tensorboard", "--agent-timeout", "60"]
+    sync = tmp_path / "sync"
+    assert main(["train", *tiny, "--num-steps", "16", "--num-minibatches", "2",
+                 "--total-steps", "128", "--agents", "2", "--out", str(sync)]) == 0
+    summary = _summary(sync)
+    assert summary["agents"] == 2 and summary["steps_collected"] == 128
+    assert summary["updates"] == 2                          # 2 agents x 2 copies x 16 steps
+    rows = (sync / "metrics.csv").read_text().splitlines()[1:]
+    assert {r.split(",")[-1] for r in rows} <= {"0", "1"}
+    run = tmp_path / "async"
+    assert main(["train", *tiny, "--algo", "a2c", "--total-steps", "200", "--agents", "2",
+                 "--mode", "async", "--out", str(run)]) == 0
+    summary = _summary(run)
+    assert summary["dist_mode"] == "async" and summary["updates_applied"] >= 20
+    assert summary["steps_collected"] >= 200                # 10 steps a push
+
+
 @pytest.mark.parametrize("argv, match", [
     (["--algo", "reinforce", "--critic", "classical"],
      "--critic classical: only used with --algo a2c or ppo"),
@@ -105,7 +126,7 @@ def test_continuous_actions_train_export_and_evaluate(tmp_path: Path, capsys) ->
     (["--env", "CartPole-v1", "--algo", "a2c", "--update-epochs", "3"],
      "--update-epochs 3: only used with --algo ppo"),
     (["--env", "CartPole-v1", "--agents", "2", "--mode", "async"],
-     "--mode async --algo ppo: async training takes --algo reinforce"),
+     "--mode async --algo ppo: an async worker pushes one gradient per roll-out"),
     (["--env", "CartPole-v1", "--episodes-per-update", "4"],
      "--episodes-per-update 4: --algo ppo rolls out --num-steps"),
     (["--env", "CartPole-v1", "--num-envs", "2", "--num-steps", "2", "--num-minibatches", "8"],

@@ -231,10 +231,11 @@ class TrainConfig:
         if self.autoreset != "same-step":
             raise UserError(f"--autoreset {self.autoreset}: --algo {self.algo} needs same-step "
                             f"(it bootstraps from the final observation of a truncated episode)")
-        if self.dist_mode == "async":
-            raise UserError(f"--mode async --algo {self.algo}: async training takes "
-                            f"--algo reinforce; use --mode sync (every agent's gradient is "
-                            f"all-reduced at each minibatch step)")
+        if self.dist_mode == "async" and self.algo == "ppo":
+            raise UserError("--mode async --algo ppo: an async worker pushes one gradient "
+                            "per roll-out, PPO takes many steps on each; use --algo a2c "
+                            "(A3C) or reinforce, or --mode sync (all-reduced at every "
+                            "minibatch step)")
         batch = self.steps_per_update // self.agents
         if self.algo == "ppo" and self.num_minibatches > batch:
             raise UserError(f"--num-minibatches {self.num_minibatches}: a roll-out of "

@@ -110,6 +110,7 @@ class PPO:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.scale_rewards = (RewardScaler(config.vector_envs, self.gamma)
                               if config.norm_reward else None)
+        self._explained = float("nan")
 
     # ---- the roll-out's actor -----------------------------------------------------------
 
@@ -128,6 +129,27 @@ class PPO:
         """Advantages of ``batch``, then the epochs of minibatch steps (each
         all-reduced by ``average`` when given); ``rng`` shuffles the minibatches."""
         rng = rng if rng is not None else np.random.default_rng()
+        samples = self.samples(batch)
+        size = len(samples[0])
+        totals: dict[str, float] = {}
+        count = 0
+        order = np.arange(size)
+        for _ in range(self.epochs):
+            if self.minibatches > 1:
+                order = rng.permutation(size)
+            for idx in np.array_split(order, self.minibatches):
+                mb = torch.from_numpy(idx)
+                stats = self.minibatch_step(*(x[mb] for x in samples), average=average)
+                for key, value in stats.items():
+                    totals[key] = totals.get(key, 0.0) + value
+                count += 1
+        out = {key: value / count for key, value in totals.items()}
+        out["explained_variance"] = self._explained
+        return out
+
+    def samples(self, batch: StepBatch) -> tuple[Tensor, ...]:
+        """The roll-out as ``B = T·N`` training samples: ``obs``, ``actions``,
+        ``log π_old``, advantages (normalised for PPO), ``V_old`` and value targets."""
         steps, copies = batch.rewards.shape
         size = steps * copies
         obs = torch.from_numpy(batch.obs.reshape(size, -1))
@@ -139,29 +161,12 @@ class PPO:
         advantages = gae(rewards, old_values.reshape(steps, copies), next_values,
                          batch.terminated, dones, self.gamma, self.lam).reshape(size)
         returns = advantages + old_values.numpy().astype(np.float64)
+        self._explained = explained_variance(old_values.numpy().astype(np.float64), returns)
         if self.normalise_advantages and size > 1:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
         dtype = old_values.dtype
-        adv_t = torch.from_numpy(advantages).to(dtype)
-        ret_t = torch.from_numpy(returns).to(dtype)
-
-        totals: dict[str, float] = {}
-        count = 0
-        order = np.arange(size)
-        for _ in range(self.epochs):
-            if self.minibatches > 1:
-                order = rng.permutation(size)
-            for idx in np.array_split(order, self.minibatches):
-                mb = torch.from_numpy(idx)
-                stats = self.minibatch_step(obs[mb], actions[mb], old_log_prob[mb], adv_t[mb],
-                                            old_values[mb], ret_t[mb], average)
-                for key, value in stats.items():
-                    totals[key] = totals.get(key, 0.0) + value
-                count += 1
-        out = {key: value / count for key, value in totals.items()}
-        out["explained_variance"] = explained_variance(old_values.numpy().astype(np.float64),
-                                                       returns)
-        return out
+        return (obs, actions, old_log_prob, torch.from_numpy(advantages).to(dtype), old_values,
+                torch.from_numpy(returns).to(dtype))
 
     def minibatch_step(self, obs: Tensor, actions: Tensor, old_log_prob: Tensor,
                        advantages: Tensor, old_values: Tensor, returns: Tensor,
@@ -174,10 +179,15 @@ class PPO:
         loss.backward()
         if average is not None:
             average()
+        return {"loss": loss.item(), **{k: v.item() for k, v in stats.items()},
+                "grad_norm": self.step()}
+
+    def step(self) -> float:
+        """Clip the gradient's global norm to ``max_grad_norm``, take Adam's step;
+        returns the norm before clipping."""
         norm = torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm, foreach=True)
         self.optimizer.step()
-        return {"loss": loss.item(), **{k: v.item() for k, v in stats.items()},
-                "grad_norm": float(norm)}
+        return float(norm)
 
     def loss(self, obs: Tensor, actions: Tensor, old_log_prob: Tensor, advantages: Tensor,
              old_values: Tensor, returns: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -225,10 +235,20 @@ class PPO:
 
 class A2C(PPO):
     """A2C: one unclipped step per roll-out on the whole batch, advantages as
-    estimated (see the module docstring)."""
+    estimated (see the module docstring). Its update splits into
+    :meth:`gradient` and :meth:`step` for the async loop (A3C: workers push
+    gradients, the learner steps)."""
 
     def __init__(self, model: ActorCritic, config: Any) -> None:
         super().__init__(model, config)
         self.epochs, self.minibatches, self.clip = 1, 1, None
         self.clip_vloss = False
         self.normalise_advantages = False
+
+    def gradient(self, batch: StepBatch) -> dict[str, float]:
+        """The loss of the roll-out, backward into every ``p.grad`` (no step)."""
+        loss, stats = self.loss(*self.samples(batch))
+        self.optimizer.zero_grad()
+        loss.backward()
+        return {"loss": loss.item(), **{k: v.item() for k, v in stats.items()},
+                "explained_variance": self._explained}

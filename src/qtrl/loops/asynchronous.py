@@ -26,6 +26,13 @@ run is plain sequential training on that worker's seeds (with shots or SPSA
 a worker draws from its own streams). With several, the arrival order —
 hence the result — depends on timing: async runs, resumed or not, are not
 reproducible bit for bit (sync runs are).
+
+A2C (A3C): a worker plays its ``--num-steps`` roll-out instead of episodes
+(its environments carry on from one push to the next) and pushes the
+gradient with however many episodes finished; the learner answers *go* until
+the budget (:meth:`~qtrl.config.TrainConfig.budget_used`: finished episodes,
+``--total-steps``) is spent, so a run may overshoot it by a roll-out per worker.
+PPO, which takes many steps per roll-out, is sync only.
 """
 
 from __future__ import annotations
@@ -63,7 +70,7 @@ from ..run.directory import (
 )
 from ..run.recorder import Recorder, Timings
 from ..run.seeds import Stream, generator
-from .common import build, circuit_evals, play, reseed_circuits
+from .common import StepRollouts, build, circuit_evals, play, reseed_circuits
 
 __all__ = ["AgentSilent", "WorkerReport", "pack_report", "train_async", "unpack_report"]
 
@@ -136,6 +143,7 @@ def _work(config: TrainConfig, algo: Algorithm, ctx: AgentContext) -> None:
     like = flat_parameters(params)
     envs = make_vector_env(config.env, config.vector_envs, config.max_steps, config.autoreset)
     resets = EnvStreams(config.seed, config.vector_envs, agent=ctx.rank)
+    steps: StepRollouts | None = None          # A2C: roll-outs that carry on across pushes
     try:
         while True:
             reply = recv_reply(like)
@@ -145,17 +153,21 @@ def _work(config: TrainConfig, algo: Algorithm, ctx: AgentContext) -> None:
             load_flat_parameters(params, reply.params)
             # No backward pass is split between workers: own SPSA directions too.
             reseed_circuits(model, config.seed, reply.update, ctx.rank, shared=False)
-            batch, t_generate, t_rollout = play(
-                algo, envs, reply.episodes,
-                generator(config.seed, Stream.ACTIONS, ctx.rank, reply.update),
-                resets.at(reply.update))
+            if algo.collects == "steps":
+                steps = steps or StepRollouts(config, envs, ctx.rank, reply.update)
+                batch, t_generate, t_rollout = steps(algo, reply.update, None)
+            else:
+                batch, t_generate, t_rollout = play(
+                    algo, envs, reply.episodes,
+                    generator(config.seed, Stream.ACTIONS, ctx.rank, reply.update),
+                    resets.at(reply.update))
             t0 = time.perf_counter()
             stats = algo.gradient(batch)
             report = WorkerReport(stats, Timings(t_generate, t_rollout, time.perf_counter() - t0),
                                   circuit_evals(model), batch.episode_returns,
                                   batch.episode_lengths, batch.truncated)
-            send_push(reply.version, reply.episodes, reply.update, flat_gradients(params),
-                      pack_report(report, algo.stat_names))
+            send_push(reply.version, len(batch.episode_returns), reply.update,
+                      flat_gradients(params), pack_report(report, algo.stat_names))
     finally:
         envs.close()
 
@@ -183,6 +195,7 @@ def _learn(config: TrainConfig, run_dir: Path, algo: Algorithm, ctx: AgentContex
     write_config(run_dir, config)
     recorder = Recorder(run_dir, config, callback, tensorboard, resumed)
     assigned = len(recorder.returns)  # episodes handed out (played or being played)
+    collected = int(resumed.state.get("steps_collected", 0)) if resumed else 0
     traffic = {"push": 0, "reply": 0}
     last_heard = dict.fromkeys(workers, time.monotonic())
     like = flat_parameters(params)  # the flat gradient's shape and dtype
@@ -190,14 +203,18 @@ def _learn(config: TrainConfig, run_dir: Path, algo: Algorithm, ctx: AgentContex
     def checkpoint() -> None:
         save_checkpoint(run_dir / CHECKPOINT, checkpoint_state(
             config, model, optimizer, version, recorder.env_steps, recorder.wall(),
-            recorder.returns, recorder.lengths,
+            recorder.returns, recorder.lengths, steps_collected=collected,
             **{"async": {"dropped": dropped, "staleness_sum": staleness_sum,
                          "worker_updates": list(worker_updates)}}))
 
     def answer(worker: int) -> bool:
-        """Send ``worker`` the parameters and its next share of episodes (or stop)."""
+        """Send ``worker`` the parameters and its next share of episodes (or stop);
+        A2C: a roll-out (any positive count) until the budget is spent."""
         nonlocal assigned
-        n = min(config.episodes_per_update, config.episodes - assigned)
+        if algo.collects == "steps":
+            n = int(config.budget_used(version, len(recorder.returns), collected) < 1)
+        else:
+            n = min(config.episodes_per_update, config.episodes - assigned)
         assigned += max(n, 0)
         traffic["reply"] = send_reply(worker, version, max(n, 0), worker_updates[worker],
                                       flat_parameters(params))
@@ -209,7 +226,8 @@ def _learn(config: TrainConfig, run_dir: Path, algo: Algorithm, ctx: AgentContex
         staleness = version - push.version
         set_flat_gradients(params, push.grad)
         if config.anneal_lr:
-            anneal(optimizer, version / config.updates)
+            anneal(optimizer, version / config.updates if algo.collects == "episodes"
+                   else config.budget_used(version, len(recorder.returns), collected))
         stats = {**report.stats, "grad_norm": algo.step()}
         version += 1
         staleness_sum += staleness
@@ -230,6 +248,8 @@ def _learn(config: TrainConfig, run_dir: Path, algo: Algorithm, ctx: AgentContex
             worker = push.source
             traffic["push"] = push.nbytes
             worker_updates[worker] += 1
+            if algo.collects == "steps":
+                collected += config.rollout_steps * config.vector_envs
             report = unpack_report(push.info, push.episodes, algo.stat_names)
             fresh = version - push.version <= config.max_staleness
             recorder.episodes(version + fresh, report.returns.tolist(),
@@ -249,7 +269,7 @@ def _learn(config: TrainConfig, run_dir: Path, algo: Algorithm, ctx: AgentContex
     finally:
         recorder.close()
 
-    return recorder.finish(counts_dict(model),
+    return recorder.finish(counts_dict(model), steps_collected=collected,
                            updates=version, updates_applied=version, updates_dropped=dropped,
                            max_staleness=config.max_staleness,
                            mean_staleness=staleness_sum / version if version else None,
