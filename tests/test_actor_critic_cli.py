@@ -61,6 +61,16 @@ def test_ppo_stops_after_the_episode_budget(tmp_path: Path) -> None:
     assert len(before) < 5
 
 
+def test_ppo_resume_extends_the_step_budget(tmp_path: Path) -> None:
+    run = tmp_path / "resumed"
+    assert main(["train", "--env", "CartPole-v1", *TINY, "--total-steps", "64",
+                 "--out", str(run)]) == 0
+    assert _summary(run)["steps_collected"] == 64
+    assert main(["train", "--resume", str(run), "--total-steps", "128"]) == 0
+    summary = _summary(run)
+    assert summary["steps_collected"] == 128 and summary["updates"] == 4
+
+
 def test_classical_critic_and_a2c(tmp_path: Path) -> None:
     run = tmp_path / "a2c"
     assert main(["train", "--env", "CartPole-v1", "--algo", "a2c", "--hidden", "8",

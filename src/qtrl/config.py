@@ -33,6 +33,7 @@ ACTOR_CRITIC_ALGOS = ("a2c", "ppo")
 CRITICS = ("quantum", "classical")
 ACTIVATIONS_POLICY = ("relu", "tanh")
 # Fields only the actor-critic algorithms use: a REINFORCE run must leave them at their defaults.
+PPO_ONLY_FIELDS = ("num_minibatches", "update_epochs", "clip_coef", "clip_vloss")
 ACTOR_CRITIC_FIELDS = ("critic", "critic_hidden", "num_steps", "num_minibatches", "update_epochs",
                        "gae_lambda", "clip_coef", "clip_vloss", "vf_coef", "log_std_init",
                        "norm_reward")
@@ -211,8 +212,7 @@ class TrainConfig:
             raise UserError("--critic quantum with --classical: a classical run has no "
                             "circuit; drop one of them")
         if self.algo == "a2c":
-            ppo_only = [f"{_flag(k)} {_shown(getattr(self, k))}" for k in
-                        ("num_minibatches", "update_epochs", "clip_coef", "clip_vloss")
+            ppo_only = [f"{_flag(k)} {_shown(getattr(self, k))}" for k in PPO_ONLY_FIELDS
                         if getattr(self, k) != defaults[k]]
             if ppo_only:
                 raise UserError(f"{', '.join(ppo_only)}: only used with --algo ppo (a2c takes "
@@ -367,11 +367,14 @@ class TrainConfig:
                     "max_steps": p.max_steps, "qt_gamma": p.qt_gamma, "qt_beta": p.qt_beta,
                     "qt_alpha": p.qt_alpha, "n_actions": p.n_actions,
                     "solve_threshold": p.solve_threshold, **p.settings}
-            if overrides.get("algo", base.get("algo")) not in ACTOR_CRITIC_ALGOS:
+            algo = overrides.get("algo", base.get("algo"))
+            if algo not in ACTOR_CRITIC_ALGOS:
                 # e.g. --preset cartpole --algo reinforce: the preset's actor-critic
                 # settings do not apply (its network and budget do)
                 base = {k: v for k, v in base.items()
                         if k not in (*ACTOR_CRITIC_FIELDS, "num_envs", "algo")}
+            elif algo == "a2c":
+                base = {k: v for k, v in base.items() if k not in PPO_ONLY_FIELDS}
         return cls(**{**base, **overrides})
 
     def to_dict(self) -> dict[str, Any]:

@@ -21,18 +21,18 @@ from ..run.callbacks import Callback
 __all__ = ["PlainDisplay", "RichDisplay", "register", "run"]
 
 # Flags that may differ from the saved run when resuming.
-RESUMABLE = {"episodes"}
+RESUMABLE = {"episodes", "total_steps"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train", help="train a Quantum-Train policy",
         description="Train a Quantum-Train-generated policy (or, with --classical, the same "
-                    "network directly) with --algo (REINFORCE). Flags not given come from "
-                    "--preset "
-                    "(cartpole unless --env is given without a preset); the defaults shown "
-                    "are the cartpole preset's.")
-    add_dataclass_flags(p, TrainConfig, shown=TrainConfig.from_preset("cartpole-paper"))
+                    "network directly) with --algo (PPO, A2C or REINFORCE). Flags not given "
+                    "come from --preset (cartpole unless --env is given: then the defaults "
+                    "of --algo, PPO's unless given); the defaults shown are the cartpole "
+                    "preset's.")
+    add_dataclass_flags(p, TrainConfig, shown=TrainConfig.from_preset("cartpole"))
     p.add_argument("--out", type=Path, metavar="RUN_DIR",
                    help="new run directory (default: runs/<name>-<date>-<time>)")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR",
@@ -136,8 +136,9 @@ def _continued(args: argparse.Namespace, config: TrainConfig, where: str) -> Tra
         if key not in RESUMABLE and value != getattr(config, key):
             raise UserError(f"{where}: the run was trained with {_flag_of(key)} "
                             f"{_show(getattr(config, key))}, not {_show(value)}")
-    if "episodes" in given:
-        config = TrainConfig.from_dict({**config.to_dict(), "episodes": given["episodes"]})
+    changed = {k: v for k, v in given.items() if k in RESUMABLE}
+    if changed:
+        config = TrainConfig.from_dict({**config.to_dict(), **changed})
     return config
 
 

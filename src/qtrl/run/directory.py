@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 2   # 2: named seed streams (a format-1 run would resume on others)
+_BUDGETS = {"episodes": 0, "total_steps": 0}   # a continued run may change its budget
 
 
 def create_run_dir(out: Path | str | None, config: TrainConfig) -> Path:
@@ -118,7 +119,7 @@ def load_checkpoint(run_dir: Path) -> tuple[TrainConfig, dict[str, Any]]:
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path} is not a qtrl checkpoint of format {CHECKPOINT_FORMAT}")
     saved = TrainConfig.from_dict(json.loads(state["config"]))
-    if saved.to_dict() | {"episodes": 0} != config.to_dict() | {"episodes": 0}:
+    if saved.to_dict() | _BUDGETS != config.to_dict() | _BUDGETS:
         raise UserError(f"{path} was written by a different configuration than "
                         f"{run_dir / 'config.json'}")
     return config, state
@@ -155,7 +156,7 @@ def restore_run(run_dir: Path, config: TrainConfig, model: torch.nn.Module,
     """Load the checkpoint of ``run_dir`` into ``model``, ``optimizer`` and the global
     RNGs; agent 0 (``main``) drops the CSV rows written after it."""
     saved_config, state = load_checkpoint(run_dir)
-    if saved_config.to_dict() | {"episodes": 0} != config.to_dict() | {"episodes": 0}:
+    if saved_config.to_dict() | _BUDGETS != config.to_dict() | _BUDGETS:
         raise UserError(f"--resume {run_dir}: the run was trained with a different "
                         f"configuration")
     model.load_state_dict(state["model"])
