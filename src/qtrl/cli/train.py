@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
     if warning:
         print(f"qtrl train: warning: {warning}", file=sys.stderr)
-    display = RichDisplay() if sys.stdout.isatty() else PlainDisplay()
+    display = (RichDisplay(config.total_steps) if sys.stdout.isatty()
+               else PlainDisplay(total_steps=config.total_steps))
     agents = f", {config.agents} agents" if config.agents > 1 else ""
     if config.dist_mode == "async":
         agents += f", async: a learner and {config.agents - 1} worker(s)"
@@ -116,7 +117,7 @@ def _run_torchrun(args: argparse.Namespace) -> int:
     else:
         config = replace(config_from_flags(args), agents=world)
     check_config(config)
-    display = PlainDisplay()
+    display = PlainDisplay(total_steps=config.total_steps)
     train_torchrun(config, run_dir, tensorboard=not args.no_tensorboard, callbacks=[display])
     if int(os.environ.get("RANK", "0")) == 0:
         summary = json.loads((run_dir / "summary.json").read_text())
@@ -156,28 +157,35 @@ def _show(value: object) -> str:
 
 
 class PlainDisplay(Callback):
-    """One line every ``interval`` seconds (and at the end) for logs and pipes."""
+    """One line every ``interval`` seconds (and at the end) for logs and pipes.
+    ``total_steps``: the run is bounded by env steps; count those, not episodes."""
 
-    def __init__(self, interval: float = 10.0) -> None:
-        self.interval = interval
+    def __init__(self, interval: float = 10.0, total_steps: int | None = None) -> None:
+        self.interval, self.total_steps = interval, total_steps
 
     def on_start(self, total_episodes: int, done_episodes: int) -> None:
-        self.total = total_episodes
+        self.total = self.total_steps or total_episodes
+        self.unit = "env steps" if self.total_steps else "episode"
         self._last = time.monotonic()
 
     def on_update(self, episode: int, values: Mapping[str, float]) -> None:
         now = time.monotonic()
-        if now - self._last >= self.interval or episode >= self.total:
+        done = int(values.get("rollout/env_steps", 0)) if self.total_steps else episode
+        if now - self._last >= self.interval or done >= self.total:
             self._last = now
-            print(f"episode {episode}/{self.total}  avg100 "
+            print(f"{self.unit} {done}/{self.total}  avg100 "
                   f"{values.get('rollout/return_avg100', float('nan')):.2f}  "
                   f"{values.get('time/episodes_per_s', float('nan')):.1f} episodes/s",
                   flush=True)
 
 class RichDisplay(Callback):
-    """A rich progress bar: episode, 100-episode average return, episodes/s."""
+    """A rich progress bar: episodes (or env steps, with ``total_steps``),
+    100-episode average return, episodes/s."""
 
     progress = None   # until on_start: a run may end (an error) before it starts
+
+    def __init__(self, total_steps: int | None = None) -> None:
+        self.total_steps = total_steps
 
     def on_start(self, total_episodes: int, done_episodes: int) -> None:
         from rich.progress import (
@@ -189,17 +197,19 @@ class RichDisplay(Callback):
             TimeRemainingColumn,
         )
         self.progress = Progress(
-            TextColumn("episode"), MofNCompleteColumn(), BarColumn(),
+            TextColumn("env steps" if self.total_steps else "episode"), MofNCompleteColumn(),
+            BarColumn(),
             TextColumn("avg100 {task.fields[avg]:>8.2f}"),
             TextColumn("{task.fields[eps]:>6.1f} ep/s"),
             TimeElapsedColumn(), TimeRemainingColumn())
         self.progress.start()
-        self.task = self.progress.add_task("train", total=total_episodes,
-                                           completed=done_episodes, avg=float("nan"),
-                                           eps=0.0)
+        self.task = self.progress.add_task(
+            "train", total=self.total_steps or total_episodes,
+            completed=0 if self.total_steps else done_episodes, avg=float("nan"), eps=0.0)
 
     def on_update(self, episode: int, values: Mapping[str, float]) -> None:
-        self.progress.update(self.task, completed=episode,
+        done = int(values.get("rollout/env_steps", 0)) if self.total_steps else episode
+        self.progress.update(self.task, completed=done,
                              avg=values.get("rollout/return_avg100", float("nan")),
                              eps=values.get("time/episodes_per_s", 0.0))
 
