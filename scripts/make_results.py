@@ -70,9 +70,10 @@ def main() -> int:
     tables = docs / "tables"
     tables.mkdir(exist_ok=True)
 
-    def table(title: str, cmd: list[str], timeout: float) -> list[str]:
-        """A section from the command's output (or, with --skip-benches, its saved one)."""
-        saved = tables / ("_".join(a.lstrip("-").replace("/", "-") for a in cmd[3:]) + ".txt")
+    def table(title: str, cmd: list[str], timeout: float, name: str | None = None) -> list[str]:
+        """A section from the command's output (or, with --skip-benches, its saved
+        one, in ``tables/<name>.txt``: by default named after the command's flags)."""
+        saved = tables / ((name or "_".join(a.lstrip("-") for a in cmd[3:])) + ".txt")
         remeasure = cmd[3:4] == ["bench"] and cmd[4] in (args.benches or [])
         if args.skip_benches and saved.exists() and not remeasure:
             header, output = saved.read_text().split("\n", 1)
@@ -145,7 +146,7 @@ def peer_sections(table: Any, docs: Path, quick: bool) -> list[str]:
                     "--plot", str((docs / f"peer_{task}.png").relative_to(ROOT))]
         if quick:
             cmd += ["--budget-scale", "0.1"]
-        out += table(f"Peer run: {task}", cmd, 4 * 3600)
+        out += table(f"Peer run: {task}", cmd, 4 * 3600, name=f"peer_{task}")
         out += [f"![{task} learning curves](peer_{task}.png)", ""]
     return out
 

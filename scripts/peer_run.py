@@ -321,7 +321,8 @@ def plot(runs: list[dict[str, Any]], tasks: list[str], path: Path) -> None:
                 avg = (csum - np.concatenate([np.zeros(WINDOW), csum[:-WINDOW]])[:len(csum)]) \
                     / np.minimum(np.arange(1, len(ret) + 1), WINDOW)
                 curves.append((np.cumsum([e[1] for e in r["episodes"]]), avg))
-            grid = np.linspace(0, max(c[0][-1] for c in curves), 300)
+            # up to where every seed has data: a median over fewer seeds jumps
+            grid = np.linspace(0, min(c[0][-1] for c in curves), 300)
             ys = np.array([np.where(grid <= x[-1], np.interp(grid, x, y), np.nan)
                            for x, y in curves])
             lo, hi = ((np.nanpercentile(ys, 25, 0), np.nanpercentile(ys, 75, 0))
@@ -347,7 +348,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plot", type=Path, metavar="PATH", help="PNG of the learning curves")
     p.add_argument("--budget-scale", type=float, default=1.0, help="multiply every budget")
     p.add_argument("--extra-qtrl-args", default="", help="appended to the qtrl args")
+    p.add_argument("--replot", action="store_true",
+                   help="train nothing: draw --plot from the runs saved in OUT/peer.json")
     args = p.parse_args(argv)
+    if args.replot:
+        if args.plot is None or not (args.out / "peer.json").is_file():
+            print(f"peer_run: --replot needs --plot and {args.out / 'peer.json'}",
+                  file=sys.stderr)
+            return 2
+        saved = json.loads((args.out / "peer.json").read_text())
+        plot(saved["runs"], list(saved["tasks"]), args.plot)
+        return 0
     try:
         tasks = check_names("task", args.tasks, tuple(TASKS))
         trainers = check_names("trainer", args.trainers, TRAINERS)
