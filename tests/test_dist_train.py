@@ -203,7 +203,9 @@ def test_torchrun_restart_resumes_from_checkpoint(tmp_path):
         workers[-1].send_signal(signal.SIGKILL)
         _, err = proc.communicate(timeout=240)
     finally:
-        if proc.poll() is None:
+        if proc.poll() is None:   # timed out: its workers must not outlive the test
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                child.kill()
             proc.kill()
     assert proc.returncode == 0, err[-3000:]
     state = load_checkpoint(run)[1]
