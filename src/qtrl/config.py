@@ -194,14 +194,18 @@ class TrainConfig:
         self._check_distributed()
         self._check_quantum()
 
+    def _changed(self, names: tuple[str, ...]) -> list[str]:
+        """``"--flag value"`` of each field of ``names`` set away from its default."""
+        defaults = {f.name: f.default for f in fields(self)}
+        return [f"{_flag(k)} {_shown(getattr(self, k))}" for k in names
+                if getattr(self, k) != defaults[k]]
+
     def _check_algorithm(self) -> None:
         """``--algo`` and the options that belong to another algorithm."""
         if self.algo not in ALGOS:
             raise UserError(f"--algo {self.algo!r}: choose from {', '.join(ALGOS)}")
-        defaults = {f.name: f.default for f in fields(self)}
         if self.algo == "reinforce":
-            given = [f"{_flag(k)} {_shown(getattr(self, k))}" for k in ACTOR_CRITIC_FIELDS
-                     if getattr(self, k) != defaults[k]]
+            given = self._changed(ACTOR_CRITIC_FIELDS)
             if given:
                 raise UserError(f"{', '.join(given)}: only used with --algo a2c or ppo (an "
                                 f"actor-critic), not --algo reinforce")
@@ -212,8 +216,7 @@ class TrainConfig:
             raise UserError("--critic quantum with --classical: a classical run has no "
                             "circuit; drop one of them")
         if self.algo == "a2c":
-            ppo_only = [f"{_flag(k)} {_shown(getattr(self, k))}" for k in PPO_ONLY_FIELDS
-                        if getattr(self, k) != defaults[k]]
+            ppo_only = self._changed(PPO_ONLY_FIELDS)
             if ppo_only:
                 raise UserError(f"{', '.join(ppo_only)}: only used with --algo ppo (a2c takes "
                                 f"one unclipped step per roll-out)")
@@ -225,7 +228,7 @@ class TrainConfig:
                 raise UserError(f"{_flag(name)} {value}: must be a positive number")
         if not math.isfinite(self.log_std_init):
             raise UserError(f"--log-std-init {self.log_std_init}: must be a finite number")
-        if self.episodes_per_update != defaults["episodes_per_update"]:
+        if self._changed(("episodes_per_update",)):
             raise UserError(f"--episodes-per-update {self.episodes_per_update}: --algo "
                             f"{self.algo} rolls out --num-steps steps per copy, not episodes")
         if self.autoreset != "same-step":
@@ -261,8 +264,7 @@ class TrainConfig:
         """Backend, shots, noise and gradient method: each valid, and together a
         setup that can work (:func:`~qtrl.quantum.estimators.check_gradient_setup`)."""
         defaults = {f.name: f.default for f in fields(self) if f.name in QUANTUM_FIELDS}
-        changed = [f"{_flag(k)} {getattr(self, k)}" for k, v in defaults.items()
-                   if getattr(self, k) != v]
+        changed = self._changed(QUANTUM_FIELDS)
         if self.classical and changed:
             raise UserError(f"{', '.join(changed)}: a --classical run has no circuit; "
                             f"drop {'these flags' if len(changed) > 1 else 'it'} or --classical")

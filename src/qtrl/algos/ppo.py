@@ -110,14 +110,16 @@ class PPO:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.scale_rewards = (RewardScaler(config.vector_envs, self.gamma)
                               if config.norm_reward else None)
-        self._explained = float("nan")
+        self._played: dict[str, Tensor] | None = None   # the last actor()'s weights
 
     # ---- the roll-out's actor -----------------------------------------------------------
 
     @torch.no_grad()
     def actor(self) -> Actor:
-        """The policy with its current weights, generated once for the roll-out."""
-        actor = make_actor(self.model.target, self.model.policy.generate())
+        """The policy with its current weights, generated once for the roll-out
+        (kept: the update's old log-probabilities are taken with them)."""
+        self._played = self.model.policy.generate()
+        actor = make_actor(self.model.target, self._played)
         if self.model.log_std is not None:
             return GaussianActor(actor, self.model.log_std.exp().numpy())
         return actor
@@ -129,7 +131,7 @@ class PPO:
         """Advantages of ``batch``, then the epochs of minibatch steps (each
         all-reduced by ``average`` when given); ``rng`` shuffles the minibatches."""
         rng = rng if rng is not None else np.random.default_rng()
-        samples = self.samples(batch)
+        samples, explained = self.samples(batch)
         size = len(samples[0])
         totals: dict[str, float] = {}
         count = 0
@@ -144,12 +146,13 @@ class PPO:
                     totals[key] = totals.get(key, 0.0) + value
                 count += 1
         out = {key: value / count for key, value in totals.items()}
-        out["explained_variance"] = self._explained
+        out["explained_variance"] = explained
         return out
 
-    def samples(self, batch: StepBatch) -> tuple[Tensor, ...]:
+    def samples(self, batch: StepBatch) -> tuple[tuple[Tensor, ...], float]:
         """The roll-out as ``B = T·N`` training samples: ``obs``, ``actions``,
-        ``log π_old``, advantages (normalised for PPO), ``V_old`` and value targets."""
+        ``log π_old``, advantages (normalised for PPO), ``V_old`` and value targets;
+        and how much of the targets' variance ``V_old`` explains."""
         steps, copies = batch.rewards.shape
         size = steps * copies
         obs = torch.from_numpy(batch.obs.reshape(size, -1))
@@ -161,12 +164,12 @@ class PPO:
         advantages = gae(rewards, old_values.reshape(steps, copies), next_values,
                          batch.terminated, dones, self.gamma, self.lam).reshape(size)
         returns = advantages + old_values.numpy().astype(np.float64)
-        self._explained = explained_variance(old_values.numpy().astype(np.float64), returns)
+        explained = explained_variance(old_values.numpy().astype(np.float64), returns)
         if self.normalise_advantages and size > 1:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
         dtype = old_values.dtype
         return (obs, actions, old_log_prob, torch.from_numpy(advantages).to(dtype), old_values,
-                torch.from_numpy(returns).to(dtype))
+                torch.from_numpy(returns).to(dtype)), explained
 
     def minibatch_step(self, obs: Tensor, actions: Tensor, old_log_prob: Tensor,
                        advantages: Tensor, old_values: Tensor, returns: Tensor,
@@ -218,7 +221,9 @@ class PPO:
              actions: Tensor) -> tuple[Tensor, Tensor, np.ndarray]:
         """``log π_old(a|s) (T·N,)``, ``V(s) (T·N,)`` and ``V(s') (T, N)`` with the
         weights that played the roll-out (the parameters have not moved since)."""
-        log_prob, _ = self._policy(obs, actions, self.model.policy.generate())
+        played, self._played = self._played, None
+        weights = played if played is not None else self.model.policy.generate()
+        log_prob, _ = self._policy(obs, actions, weights)
         critic_weights = self.model.critic.generate()
         steps, copies = batch.rewards.shape
         tails = torch.from_numpy(np.concatenate([batch.next_obs, batch.final_obs]))
@@ -247,8 +252,9 @@ class A2C(PPO):
 
     def gradient(self, batch: StepBatch) -> dict[str, float]:
         """The loss of the roll-out, backward into every ``p.grad`` (no step)."""
-        loss, stats = self.loss(*self.samples(batch))
+        samples, explained = self.samples(batch)
+        loss, stats = self.loss(*samples)
         self.optimizer.zero_grad()
         loss.backward()
         return {"loss": loss.item(), **{k: v.item() for k, v in stats.items()},
-                "explained_variance": self._explained}
+                "explained_variance": explained}

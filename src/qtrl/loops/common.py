@@ -8,14 +8,13 @@ import random
 import time
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 from ..algos import Algorithm, make_algorithm
 from ..config import TrainConfig
 from ..errors import UserError
-from ..rl.env import EnvSpec, EnvStreams, env_spec
+from ..rl.env import EnvSpec, EnvStreams, action_bounds, env_spec
 from ..rl.policy import build_model
 from ..rl.rollout import Rollout, collect_episodes
 from ..rl.steps import StepBatch, StepCollector
@@ -89,13 +88,19 @@ def play(algo: Algorithm, envs: Any, episodes: int, rng: np.random.Generator, re
     """The first half of an update: ``algo.actor()`` (the weights, generated once),
     then ``episodes`` complete episodes played with it (``callback`` may wrap the
     actor). Returns the batch and the seconds each half took."""
+    actor, t_generate = _actor(algo, callback)
+    t0 = time.perf_counter()
+    batch = collect_episodes(envs, actor, episodes, rng, resets)
+    return batch, t_generate, time.perf_counter() - t0
+
+
+def _actor(algo: Algorithm, callback: Callback | None) -> tuple[Any, float]:
+    """``algo.actor()`` (the weights generated once), wrapped by ``callback``,
+    and the seconds the generation took."""
     t0 = time.perf_counter()
     actor = algo.actor()
-    t1 = time.perf_counter()
-    if callback is not None:
-        actor = callback.wrap_actor(actor)
-    batch = collect_episodes(envs, actor, episodes, rng, resets)
-    return batch, t1 - t0, time.perf_counter() - t1
+    seconds = time.perf_counter() - t0
+    return (callback.wrap_actor(actor) if callback is not None else actor), seconds
 
 
 class EpisodeRollouts:
@@ -123,21 +128,16 @@ class StepRollouts:
 
     def __init__(self, config: TrainConfig, envs: Any, rank: int, first_update: int) -> None:
         self.config, self.rank = config, rank
-        space = envs.single_action_space
-        bounds = (space.low, space.high) if isinstance(space, gym.spaces.Box) else None
         obs = EnvStreams(config.seed, config.vector_envs, agent=rank).reset(envs, first_update)
-        self.collector = StepCollector(envs, obs, bounds)
+        self.collector = StepCollector(envs, obs, action_bounds(envs.single_action_space))
 
     def __call__(self, algo: Algorithm, update: int,
                  callback: Callback | None) -> tuple[StepBatch, float, float]:
+        actor, t_generate = _actor(algo, callback)
         t0 = time.perf_counter()
-        actor = algo.actor()
-        t1 = time.perf_counter()
-        if callback is not None:
-            actor = callback.wrap_actor(actor)
         batch = self.collector.collect(actor, self.config.rollout_steps, generator(
             self.config.seed, Stream.ACTIONS, self.rank, update))
-        return batch, t1 - t0, time.perf_counter() - t1
+        return batch, t_generate, time.perf_counter() - t0
 
 
 def make_rollouts(config: TrainConfig, algo: Algorithm, envs: Any, rank: int,

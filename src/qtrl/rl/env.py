@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import UserError
 from ..run.seeds import Stream, seed_sequence
 
-__all__ = ["EnvSpec", "EnvStreams", "FlatImageObservation", "MaskedSyncVectorEnv", "env_dims",
+__all__ = ["EnvSpec", "EnvStreams", "action_bounds", "FlatImageObservation", "MaskedSyncVectorEnv", "env_dims",
            "env_spec", "make_env", "make_vector_env"]
 
 
@@ -391,6 +391,11 @@ class EnvSpec(NamedTuple):
     continuous: bool
     low: np.ndarray | None = None
     high: np.ndarray | None = None
+
+
+def action_bounds(space: gym.Space) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(low, high)`` of a continuous (Box) action space, None for a discrete one."""
+    return (space.low, space.high) if isinstance(space, gym.spaces.Box) else None
 
 
 def env_spec(env_id: str, n_actions: int | None = None) -> EnvSpec:

@@ -30,7 +30,7 @@ import gymnasium as gym
 import numpy as np
 
 from ..run.seeds import Stream, generator
-from .env import EnvStreams, MaskedSyncVectorEnv, make_vector_env
+from .env import EnvStreams, MaskedSyncVectorEnv, action_bounds, make_vector_env
 from .policy import ActionSampler, Actor
 
 __all__ = ["Resets", "Rollout", "collect_episodes", "evaluation_returns"]
@@ -182,8 +182,7 @@ def evaluation_returns(env_id: str, max_steps: int | None, actor: Actor, episode
     so a policy evaluates alike as a run, a state_dict or an export."""
     n_envs = min(episodes, 8)
     envs = make_vector_env(env_id, n_envs, max_steps, "same-step")
-    space = envs.single_action_space
-    bounds = (space.low, space.high) if isinstance(space, gym.spaces.Box) else None
+    bounds = action_bounds(envs.single_action_space)
     try:
         resets = EnvStreams(seed, n_envs, stream=Stream.EVAL_RESETS)
         batch = collect_episodes(envs, actor, episodes, generator(seed, Stream.EVAL_ACTIONS),
