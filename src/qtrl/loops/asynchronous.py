@@ -154,7 +154,7 @@ def _work(config: TrainConfig, algo: Algorithm, ctx: AgentContext) -> None:
             # No backward pass is split between workers: own SPSA directions too.
             reseed_circuits(model, config.seed, reply.update, ctx.rank, shared=False)
             if algo.collects == "steps":
-                steps = steps or StepRollouts(config, envs, ctx.rank, reply.update)
+                steps = steps or StepRollouts(config, algo, envs, ctx.rank, reply.update)
                 batch, t_generate, t_rollout = steps(algo, reply.update, None)
             else:
                 batch, t_generate, t_rollout = play(

@@ -126,10 +126,13 @@ class StepRollouts:
     streams once, at the first update this process plays (a resumed run starts
     fresh episodes there)."""
 
-    def __init__(self, config: TrainConfig, envs: Any, rank: int, first_update: int) -> None:
+    def __init__(self, config: TrainConfig, algo: Algorithm, envs: Any, rank: int,
+                 first_update: int) -> None:
         self.config, self.rank = config, rank
         obs = EnvStreams(config.seed, config.vector_envs, agent=rank).reset(envs, first_update)
-        self.collector = StepCollector(envs, obs, action_bounds(envs.single_action_space))
+        norm = getattr(algo.model, "obs_norm", None)
+        self.collector = StepCollector(envs, obs, action_bounds(envs.single_action_space),
+                                       *((norm.observe, norm.normalize) if norm else ()))
 
     def __call__(self, algo: Algorithm, update: int,
                  callback: Callback | None) -> tuple[StepBatch, float, float]:
@@ -144,5 +147,5 @@ def make_rollouts(config: TrainConfig, algo: Algorithm, envs: Any, rank: int,
                   first_update: int) -> EpisodeRollouts | StepRollouts:
     """What ``algo`` collects per update (``algo.collects``)."""
     if algo.collects == "steps":
-        return StepRollouts(config, envs, rank, first_update)
+        return StepRollouts(config, algo, envs, rank, first_update)
     return EpisodeRollouts(config, envs, rank)

@@ -93,6 +93,8 @@ def train_sync(config: TrainConfig, run_dir: Path, *, resume: bool, callback: Ca
             t0 = time.perf_counter()
             stats = algo.update(batch, average if ctx.distributed else None,
                                 generator(config.seed, Stream.MINIBATCHES, ctx.rank, update))
+            if getattr(model, "obs_norm", None) is not None:
+                model.obs_norm.commit(sum_over_agents(ctx) if ctx.distributed else None)
             timings = Timings(t_generate, t_rollout, time.perf_counter() - t0)
             update += 1
 

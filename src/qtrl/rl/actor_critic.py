@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .normalize import ObsNormalizer
+
 __all__ = ["ActorCritic", "gaussian_log_prob"]
 
 
@@ -30,15 +32,20 @@ class ActorCritic(nn.Module):
         continuous: a Gaussian head: ``log_std`` ``(action_dim,)`` is a
             state-independent trained parameter (classical, also under Quantum-Train).
         log_std_init: its initial value.
+        obs_norm: with ``--norm-obs``, the observations' running statistics
+            (both networks take scaled observations; :meth:`materialize` folds
+            the scaling into the policy network's first layer).
     """
 
     def __init__(self, policy: nn.Module, critic: nn.Module, action_dim: int,
-                 continuous: bool, log_std_init: float = 0.0) -> None:
+                 continuous: bool, log_std_init: float = 0.0,
+                 obs_norm: ObsNormalizer | None = None) -> None:
         super().__init__()
         self.policy = policy
         self.critic = critic
         self.log_std = (nn.Parameter(torch.full((action_dim,), float(log_std_init)))
                         if continuous else None)
+        self.obs_norm = obs_norm
 
     @property
     def target(self) -> nn.Module:
@@ -55,8 +62,10 @@ class ActorCritic(nn.Module):
 
     @torch.no_grad()
     def materialize(self) -> nn.Module:
-        """A plain copy of the policy network with its current weights."""
-        return self.policy.materialize()
+        """A plain copy of the policy network with its current weights, taking
+        raw observations (any normalisation folded in)."""
+        net = self.policy.materialize()
+        return net if self.obs_norm is None else self.obs_norm.fold(net)
 
     def parameter_counts(self) -> dict[str, Any]:
         """Trained parameters of actor and critic, each against the weights of

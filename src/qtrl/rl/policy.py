@@ -31,6 +31,7 @@ from ..generator import QuantumTrain, call_with
 from ..presets import build_policy
 from ..run.seeds import Stream, integer_seed
 from .actor_critic import ActorCritic
+from .normalize import ObsNormalizer
 
 __all__ = ["ActionSampler", "Actor", "ClassicalPolicy", "CompiledActor", "GaussianActor",
            "build_model", "make_actor", "sample_actions"]
@@ -94,7 +95,9 @@ def build_model(config: Any, obs_dim: int, n_actions: int, rank: int = 0,
             orthogonal_init(critic_net, output_gain=1.0)
         policy = _generator(config, actor_net, rank, config.classical)
         critic = _generator(config, critic_net, rank, critic_classical)
-        return ActorCritic(policy, critic, n_actions, continuous, config.log_std_init)
+        obs_norm = ObsNormalizer(obs_dim) if getattr(config, "norm_obs", False) else None
+        return ActorCritic(policy, critic, n_actions, continuous, config.log_std_init,
+                           obs_norm)
     return _generator(config, build_policy(obs_dim, config.hidden, n_actions, activation),
                       rank, config.classical)
 

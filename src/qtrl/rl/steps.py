@@ -11,6 +11,7 @@ one's is not).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import gymnasium as gym
@@ -61,13 +62,22 @@ class StepCollector:
         obs: the copies' first observations ``(N, obs_dim)`` (after a reset).
         bounds: continuous actions: ``(low, high)`` the environment's actions are
             clipped to (the batch keeps the sampled ones).
+        observe: with ``--norm-obs``, :meth:`~qtrl.rl.normalize.ObsNormalizer.observe`
+            (scales each step's observations, keeps them for its statistics) and
+            ``normalize`` (scales the bootstrap observations); the batch holds
+            scaled observations.
+        normalize: see ``observe``.
     """
 
     def __init__(self, envs: gym.vector.VectorEnv, obs: np.ndarray,
-                 bounds: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+                 bounds: tuple[np.ndarray, np.ndarray] | None = None,
+                 observe: Callable[[np.ndarray], np.ndarray] | None = None,
+                 normalize: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         if envs.metadata.get("autoreset_mode") != gym.vector.AutoresetMode.SAME_STEP:
             raise ValueError("fixed-step roll-outs need a SAME_STEP autoreset vector env")
         self.envs, self.bounds = envs, bounds
+        self.observe = observe or (lambda o: o)
+        self.normalize = normalize or (lambda o: o)
         self.obs = np.array(obs, dtype=np.float32)
         n = envs.num_envs
         self.ep_return = np.zeros(n)
@@ -90,8 +100,8 @@ class StepCollector:
         ep_truncated: list[bool] = []
         obs = self.obs
         for t in range(steps):
-            obs_log[t] = obs
-            actions = sample.act(actor, obs)
+            seen = obs_log[t] = self.observe(obs)
+            actions = sample.act(actor, seen)
             act_log.append(actions)
             moves = actions if self.bounds is None else np.clip(actions, *self.bounds)
             obs, rewards[t], terms[t], truncs[t], infos = self.envs.step(moves)
@@ -108,12 +118,14 @@ class StepCollector:
                 self.ep_return[i], self.ep_length[i] = 0.0, 0
         self.obs = np.array(obs, dtype=np.float32)    # the env rewrites its buffer
         dim = self.obs.shape[1]
+        final = np.array(final_obs, dtype=np.float32).reshape(-1, dim)
         return StepBatch(
             obs=obs_log, actions=np.stack(act_log), rewards=rewards, terminated=terms,
             truncated_steps=truncs & ~terms,
-            final_obs=np.array(final_obs, dtype=np.float32).reshape(-1, dim),
+            final_obs=self.normalize(final) if len(final) else final,
             final_at=np.array(final_at, dtype=np.int64).reshape(-1, 2),
-            next_obs=self.obs.copy(), episode_returns=np.array(ep_returns),
+            next_obs=np.array(self.normalize(self.obs), dtype=np.float32),
+            episode_returns=np.array(ep_returns),
             episode_lengths=np.array(ep_lengths, dtype=np.int64),
             truncated=np.array(ep_truncated, dtype=bool), env_steps=steps * n)
 
