@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         raise RunDirBusy(f"{where}: in use by another qtrl process ({holder})")
     config, state = load_checkpoint(run_dir)      # validates the directory and checkpoint
     config = _continued(args, config, where)
-    _check_budget_left(config, state, where)
+    _check_budget_left(args, state, where)
     warning = check_agent_count(config.agents)
     with RunDirLock(run_dir):
         return _train(args, config, run_dir, warning)
@@ -122,20 +122,20 @@ def _train(args: argparse.Namespace, config: TrainConfig, run_dir: Path,
     return 0
 
 
-def _check_budget_left(config: TrainConfig, state: Mapping[str, object], where: str) -> None:
-    """Refuse continuing a run whose budget (``--episodes``, ``--total-steps``) is
-    already spent: it would train nothing and rewrite its config.json."""
+def _check_budget_left(args: argparse.Namespace, state: Mapping[str, object],
+                       where: str) -> None:
+    """Refuse ``--episodes`` or ``--total-steps`` below what the run has already done:
+    it would train nothing and rewrite its config.json to a budget it overran."""
     from ..errors import UserError
-    update, episodes = int(state["update"]), len(state["episode_returns"])
-    steps = int(state.get("steps_collected", 0))
-    if config.budget_used(update, episodes, steps) < 1 and episodes < config.episodes:
-        return
-    done = f"{episodes} episodes in {update} updates" + (
-        f", {steps} env steps" if config.total_steps is not None else "")
-    budget = f"--episodes {config.episodes}" + (
-        f" --total-steps {config.total_steps}" if config.total_steps is not None else "")
-    raise UserError(f"{where}: the run has already done {done}, as much as {budget} allows; "
-                    f"give a larger --episodes (or --total-steps) to continue it")
+    given = given_flags(args)
+    done = {"episodes": len(state["episode_returns"]),
+            "total_steps": max(int(state.get("steps_collected", 0)), int(state["env_steps"]))}
+    for key, value in given.items():
+        if key in done and value is not None and value < done[key]:
+            raise UserError(f"{where}: {_flag_of(key)} {value} is below the {done[key]} "
+                            f"{'episodes' if key == 'episodes' else 'env steps'} the run has "
+                            f"already done (in {state['update']} updates); give more to "
+                            f"continue it")
 
 
 def _run_torchrun(args: argparse.Namespace) -> int:
