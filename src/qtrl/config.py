@@ -13,18 +13,20 @@ import json
 import math
 import types
 import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from .errors import UserError
 from .generator import ACTIVATIONS
+from .limits import check_int_fields
 from .presets import ALGO_DEFAULTS, PRESETS
 from .quantum.backends import parse_noise
 from .quantum.estimators import GRAD_METHODS, check_gradient_setup
 
-__all__ = ["ACTOR_CRITIC_ALGOS", "ACTOR_CRITIC_FIELDS", "ALGOS", "AUTORESET_MODES", "CRITICS", "BACKENDS", "DIST_MODES", "QUANTUM_FIELDS", "TrainConfig",
-           "add_dataclass_flags", "config_from_flags"]
+__all__ = ["ACTOR_CRITIC_ALGOS", "ACTOR_CRITIC_FIELDS", "ALGOS", "AUTORESET_MODES", "BACKENDS",
+           "BUDGET_FIELDS", "CRITICS", "DIST_MODES", "QUANTUM_FIELDS", "RESUMABLE_FIELDS",
+           "RUNTIME_FIELDS", "TrainConfig", "add_dataclass_flags", "config_from_flags"]
 
 AUTORESET_MODES = ("same-step", "next-step")
 DIST_MODES = ("sync", "async")
@@ -40,6 +42,11 @@ ACTOR_CRITIC_FIELDS = ("critic", "critic_hidden", "num_steps", "num_minibatches"
 BACKENDS = ("torch", "pennylane", "pennylane:lightning.qubit", "qiskit")
 # Settings of the circuit's execution; a --classical run must leave them at their defaults.
 QUANTUM_FIELDS = ("backend", "shots", "noise", "grad", "spsa_c", "spsa_samples")
+# What a continued run (--resume) may change: its length, and settings that do not
+# change what is learned (time-outs, how often to checkpoint or check, the summary's).
+BUDGET_FIELDS = ("episodes", "total_steps")
+RUNTIME_FIELDS = ("agent_timeout", "checkpoint_every", "sync_check_every", "solve_threshold")
+RESUMABLE_FIELDS = BUDGET_FIELDS + RUNTIME_FIELDS
 
 
 def _f(default: Any, help: str, **meta: Any) -> Any:
@@ -143,6 +150,7 @@ class TrainConfig:
     solve_threshold: float | None = _f(None, "100-episode average return that counts as solved")
 
     def __post_init__(self) -> None:
+        check_int_fields(self)   # before any check below computes with a huge integer
         for name in ("layers", "episodes", "episodes_per_update", "chunks", "checkpoint_every",
                      "agents", "sync_check_every"):
             _positive(name, getattr(self, name))
@@ -404,16 +412,21 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: Path) -> TrainConfig:
+        """JSON file ``path``'s configuration; else ``UserError``, one line."""
         try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise UserError(f"cannot read the run configuration {path}: {err}") from None
+            data = json.loads(Path(path).read_bytes().decode("utf-8"))
+        except OSError as err:
+            raise UserError(f"cannot read the run configuration {path}: "
+                            f"{err.strerror or err}") from None
+        except ValueError as err:   # not UTF-8, not JSON
+            raise UserError(f"the run configuration {path} is not UTF-8 JSON text "
+                            f"({type(err).__name__}: {err})") from None
         if not isinstance(data, dict):
             raise UserError(f"{path} does not hold a configuration object")
         try:
             return cls.from_dict(data)
-        except TypeError as err:
-            raise UserError(f"{path}: {err}") from None
+        except (UserError, TypeError, AttributeError, KeyError) as err:
+            raise UserError(f"{path}: not a valid configuration ({err})") from None
 
 
 def _positive(name: str, value: Any) -> None:
@@ -507,7 +520,3 @@ def given_flags(args: argparse.Namespace) -> dict[str, Any]:
     return {f.name: (tuple(v) if isinstance(v := getattr(args, f.name), list) else v)
             for f in fields(TrainConfig) if hasattr(args, f.name)}
 
-
-def with_episodes(config: TrainConfig, episodes: int) -> TrainConfig:
-    """``config`` trained for ``episodes`` episodes in all (used by ``--resume``)."""
-    return replace(config, episodes=episodes)

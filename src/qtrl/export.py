@@ -275,9 +275,9 @@ def _pt2_bytes(program: torch.export.ExportedProgram, meta: PolicyMeta) -> bytes
 
 
 @contextlib.contextmanager
-def _quiet_onnx_exporter() -> Iterator[None]:
-    """Silence the exporter's chatter (missing torchvision ops, deprecations)."""
-    names = ("torch.onnx", "torch.onnx._internal.exporter._registration", "onnxscript")
+def _quiet(*names: str) -> Iterator[None]:
+    """Silence these loggers below ERROR, and deprecations: the exporter's chatter, or
+    the traceback torch.export.load logs before raising on a bad file (ours is one line)."""
     loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
@@ -295,7 +295,7 @@ def _quiet_onnx_exporter() -> Iterator[None]:
 def _onnx_bytes(program: torch.export.ExportedProgram, meta: PolicyMeta) -> bytes:
     onnx = _require("onnx")
     _require("onnxscript")
-    with _quiet_onnx_exporter():
+    with _quiet("torch.onnx", "torch.onnx._internal.exporter._registration", "onnxscript"):
         onnx_program = torch.onnx.export(program, input_names=[ONNX_INPUT],
                                          output_names=[ONNX_OUTPUT], dynamo=True,
                                          external_data=False, verbose=False)
@@ -405,7 +405,7 @@ def _load_state_dict(path: Path) -> ExportedPolicy:
     if payload.get("version") != STATE_DICT_VERSION:
         raise UserError(f"{path}: state_dict export version {payload.get('version')!r}, this "
                         f"qtrl reads version {STATE_DICT_VERSION}")
-    meta = PolicyMeta.from_dict(payload["meta"])
+    meta = _meta(lambda: PolicyMeta.from_dict(payload["meta"]), path)
     net = build_policy(meta.obs_dim, meta.hidden, meta.n_actions, meta.activation)
     try:
         net.load_state_dict(payload["state_dict"])
@@ -418,16 +418,29 @@ def _load_state_dict(path: Path) -> ExportedPolicy:
 def _load_pt2(path: Path) -> ExportedPolicy:
     extra = {META_FILE: ""}
     try:
-        program = torch.export.load(path, extra_files=extra)
+        with _quiet("torch.export"):
+            program = torch.export.load(path, extra_files=extra)
     except Exception as err:  # noqa: BLE001 - any unreadable archive is a user error here
         raise UserError(f"{path} is not a readable torch.export program "
                         f"({type(err).__name__}: {err})") from None
     if not extra[META_FILE]:
         raise UserError(f"{path} holds no qtrl metadata ({META_FILE}); was it written by "
                         f"qtrl export?")
-    meta = PolicyMeta.from_dict(json.loads(extra[META_FILE]))
+    meta = _meta(lambda: PolicyMeta.from_dict(json.loads(extra[META_FILE])), path)
     return ExportedPolicy(path, "exported", meta, "torch.export",
                           _torch_runner(program.module()))
+
+
+def _meta(decode: Callable[[], PolicyMeta], path: Path) -> PolicyMeta:
+    """The file's metadata (``decode()``); one line when it does not describe a policy."""
+    try:
+        meta = decode()
+        sizes = (meta.obs_dim, *meta.hidden, meta.n_actions)
+        if not (isinstance(meta.env_id, str) and all(type(n) is int and n > 0 for n in sizes)):
+            raise ValueError(f"env_id {meta.env_id!r}, sizes {sizes}")
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
+        raise UserError(f"{path}: its qtrl metadata is not valid ({err})") from None
+    return meta
 
 
 def _torch_runner(module: Callable[[Tensor], Tensor]) -> Callable[[np.ndarray], np.ndarray]:
@@ -460,7 +473,7 @@ def _load_onnx(path: Path, threads: int | None) -> ExportedPolicy:
     if "env_id" not in props:
         raise UserError(f"{path} holds no qtrl metadata (metadata_props env_id, obs_dim, …); "
                         f"was it written by qtrl export?")
-    meta = PolicyMeta.from_strings(props)
+    meta = _meta(lambda: PolicyMeta.from_strings(props), path)
     name = session.get_inputs()[0].name
 
     def run(obs: np.ndarray) -> np.ndarray:

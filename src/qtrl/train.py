@@ -15,6 +15,8 @@ plays it.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 from collections.abc import Sequence
@@ -28,7 +30,7 @@ from torch import nn
 
 from .config import QUANTUM_FIELDS, TrainConfig
 from .distributed import AgentContext, init_torchrun, launch_local, shutdown
-from .errors import UserError
+from .errors import RunWriteError, UserError
 from .generator import QuantumTrain
 from .loops.asynchronous import train_async
 from .loops.common import check_config
@@ -38,7 +40,9 @@ from .rl.env import env_dims, env_spec
 from .rl.policy import ClassicalPolicy, build_model, make_actor
 from .rl.rollout import evaluation_returns
 from .run.callbacks import Callback, CallbackList, LogProgress
-from .run.directory import CHECKPOINT, create_run_dir, load_checkpoint
+from .run.checks import check_state_fits
+from .run.directory import CHECKPOINT, create_run_dir, load_checkpoint, write_failure
+from .run.lock import RunDirLock
 
 __all__ = ["check_config", "create_run_dir", "evaluate", "load_checkpoint", "load_policy",
            "load_trained_model", "train", "train_local", "train_torchrun"]
@@ -46,6 +50,8 @@ __all__ = ["check_config", "create_run_dir", "evaluate", "load_checkpoint", "loa
 log = logging.getLogger(__name__)
 
 SINGLE_AGENT = AgentContext()  # not distributed
+# A file of the run could not be written: the run stops with one line, not a traceback.
+DISK_ERRORS = frozenset({errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 
 
 def train(config: TrainConfig, run_dir: Path | str, *, resume: bool = False,
@@ -57,12 +63,23 @@ def train(config: TrainConfig, run_dir: Path | str, *, resume: bool = False,
 
     ``callbacks``: progress displays and benchmark hooks
     (:class:`~qtrl.run.callbacks.Callback`); none given logs progress lines.
+
+    A single agent holds ``run_dir``'s lock for the run (:class:`~qtrl.run.lock.RunDirLock`;
+    in a group, its launcher or agent 0 does). A run file that cannot be written
+    (disk full, I/O error) raises :class:`~qtrl.errors.RunWriteError` naming the
+    last good checkpoint.
     """
     callback = CallbackList(list(callbacks) or [LogProgress()])
     loop = train_async if config.dist_mode == "async" else train_sync
+    run_dir = Path(run_dir)
     try:
-        return loop(config, Path(run_dir), resume=resume, callback=callback,
-                    tensorboard=tensorboard, ctx=ctx)
+        with RunDirLock(run_dir) if not ctx.distributed else contextlib.nullcontext():
+            return loop(config, run_dir, resume=resume, callback=callback,
+                        tensorboard=tensorboard, ctx=ctx)
+    except OSError as err:
+        if err.errno not in DISK_ERRORS:
+            raise
+        raise RunWriteError(write_failure(run_dir, err)) from None
     finally:
         if ctx.is_main:
             callback.on_end()
@@ -94,7 +111,8 @@ def train_local(config: TrainConfig, run_dir: Path, *, resume: bool, tensorboard
     before = os.environ.get("NUMBA_NUM_THREADS")
     os.environ["NUMBA_NUM_THREADS"] = str(max(1, threads))
     try:
-        launch_local(_agent_entry, config.agents, payload, timeout_s=config.agent_timeout)
+        with RunDirLock(run_dir):   # the launcher holds it for its agents
+            launch_local(_agent_entry, config.agents, payload, timeout_s=config.agent_timeout)
     finally:
         if before is None:
             os.environ.pop("NUMBA_NUM_THREADS", None)
@@ -111,14 +129,18 @@ def train_torchrun(config: TrainConfig, run_dir: Path, *, tensorboard: bool,
     """
     ctx = init_torchrun(config.agent_timeout)
     try:
-        resume = (run_dir / CHECKPOINT).exists()
-        if ctx.is_main and not resume and not (run_dir / "config.json").exists():
-            create_run_dir(run_dir, config)
-        dist.barrier()
-        if resume:
-            log.warning("agent %d: resuming %s after restart %d", ctx.rank, run_dir, ctx.restart)
-        train(config, run_dir, resume=resume, callbacks=callbacks if ctx.is_main else (),
-              tensorboard=tensorboard, ctx=ctx)
+        with contextlib.ExitStack() as held:
+            resume = (run_dir / CHECKPOINT).exists()
+            if ctx.is_main:   # agent 0 is the group's writer: it holds the lock
+                if not resume and not (run_dir / "config.json").exists():
+                    create_run_dir(run_dir, config)
+                held.enter_context(RunDirLock(run_dir))
+            dist.barrier()
+            if resume:
+                log.warning("agent %d: resuming %s after restart %d", ctx.rank, run_dir,
+                            ctx.restart)
+            train(config, run_dir, resume=resume, callbacks=callbacks if ctx.is_main else (),
+                  tensorboard=tensorboard, ctx=ctx)
     finally:
         shutdown(ctx)
 
@@ -155,11 +177,8 @@ def load_trained_model(run_dir: Path | str) -> tuple[QuantumTrain | ClassicalPol
 def _load_saved(module: nn.Module, state: dict[str, Any], key: str,
                 run_dir: Path | str) -> nn.Module:
     """``module`` with the checkpoint's ``state[key]`` loaded, in eval mode."""
-    try:
-        module.load_state_dict(state[key])
-    except (KeyError, RuntimeError) as err:
-        raise UserError(f"{run_dir}: the checkpoint's {key} does not fit the configured "
-                        f"network ({err})") from None
+    check_state_fits(module, state[key], key, Path(run_dir) / CHECKPOINT)
+    module.load_state_dict(state[key])
     return module.eval()
 
 

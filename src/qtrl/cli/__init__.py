@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import typing
 from collections.abc import Sequence
 
 from ..distributed.launch import AgentFailure
-from ..errors import UserError
+from ..errors import RunWriteError, UserError
 from ..quantum.memory import StatevectorTooLarge
 from . import bench, circuit, export, info
 from . import eval as eval_cmd
@@ -23,8 +24,15 @@ __all__ = ["build_parser", "main"]
 SUBCOMMANDS = [info, bench, train_cmd, eval_cmd, export, circuit]
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Bad flags give one line (not the whole usage), exit 2, like every other error."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="qtrl", description="Quantum-Train reinforcement learning, distributed (Dist-QTRL).")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -43,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UserError, StatevectorTooLarge) as err:
         print(f"qtrl {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except AgentFailure as err:
+    except (AgentFailure, RunWriteError) as err:
         print(f"qtrl {args.command}: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -30,9 +30,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from ..limits import INT_MAX, check_seed, shown_int
     from ..train import evaluate, load_policy
     from .export import is_policy_file, run_eval_file
 
+    check_seed("--seed", args.seed)
+    if not 1 <= args.episodes <= INT_MAX:
+        raise UserError(f"--episodes {shown_int(args.episodes)}: must be a positive integer "
+                        f"(at most 2**63-1)")
     if is_policy_file(args.run_dir):
         return run_eval_file(args)
     if args.env is not None:

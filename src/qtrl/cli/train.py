@@ -14,14 +14,23 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..config import TrainConfig, add_dataclass_flags, config_from_flags, given_flags
+from ..config import (
+    RESUMABLE_FIELDS,
+    TrainConfig,
+    add_dataclass_flags,
+    config_from_flags,
+    given_flags,
+)
 from ..distributed import check_agent_count, under_torchrun
+from ..limits import shown_int
 from ..run.callbacks import Callback
 
 __all__ = ["PlainDisplay", "RichDisplay", "register", "run"]
 
-# Flags that may differ from the saved run when resuming.
-RESUMABLE = {"episodes", "total_steps"}
+# Flags that may differ from the saved run when resuming: its budget and its
+# run-time-only settings.
+RESUMABLE = set(RESUMABLE_FIELDS)
+MAX_THREADS = 1024
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="new run directory (default: runs/<name>-<date>-<time>)")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its last checkpoint "
-                        "(--episodes may raise its length)")
+                        "(--episodes or --total-steps may raise its length; "
+                        "--agent-timeout, --checkpoint-every, --sync-check-every and "
+                        "--solve-threshold may change)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--no-tensorboard", action="store_true", help="skip TensorBoard events")
     p.set_defaults(func=run)
@@ -47,26 +58,41 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..errors import UserError
-    from ..train import check_config, create_run_dir, load_checkpoint, train, train_local
+    from ..run.directory import new_run
+    from ..run.lock import RunDirBusy, RunDirLock, lock_holder
+    from ..train import check_config, load_checkpoint
 
-    if args.threads < 1:
-        raise UserError(f"--threads {args.threads}: must be a positive integer")
+    if not 1 <= args.threads <= MAX_THREADS:
+        raise UserError(f"--threads {shown_int(args.threads)}: must be an integer from 1 to "
+                        f"{MAX_THREADS}")
     torch.set_num_threads(args.threads)
     if under_torchrun():
         return _run_torchrun(args)
-    if args.resume is not None:
-        if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
-            raise UserError("give either --out (a new run) or --resume RUN_DIR, not both")
-        config, _ = load_checkpoint(args.resume)          # validates dir and checkpoint
-        config = _continued(args, config, f"--resume {args.resume}")
-        run_dir = Path(args.resume)
-    else:
+    if args.resume is None:
         config = config_from_flags(args)
-        check_config(config)                                # before anything is written
-        run_dir = None
-    warning = check_agent_count(config.agents)              # refuses absurd counts
-    if run_dir is None:
-        run_dir = create_run_dir(args.out, config)
+        check_config(config)                     # everything checked before anything is written
+        warning = check_agent_count(config.agents)          # refuses absurd counts
+        with new_run(args.out, config) as run_dir:          # this process its only writer
+            return _train(args, config, run_dir, warning)
+    if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
+        raise UserError("give either --out (a new run) or --resume RUN_DIR, not both")
+    run_dir = Path(args.resume)
+    where = f"--resume {run_dir}"
+    holder = lock_holder(run_dir)
+    if holder:
+        raise RunDirBusy(f"{where}: in use by another qtrl process ({holder})")
+    config, state = load_checkpoint(run_dir)      # validates the directory and checkpoint
+    config = _continued(args, config, where)
+    _check_budget_left(args, state, where)
+    warning = check_agent_count(config.agents)
+    with RunDirLock(run_dir):
+        return _train(args, config, run_dir, warning)
+
+
+def _train(args: argparse.Namespace, config: TrainConfig, run_dir: Path,
+           warning: str | None) -> int:
+    """Train ``config`` into ``run_dir`` (held by this process) and print the outcome."""
+    from ..train import train, train_local
 
     if warning:
         print(f"qtrl train: warning: {warning}", file=sys.stderr)
@@ -94,6 +120,22 @@ def run(args: argparse.Namespace) -> int:
           + (f"; solved at episode {solved}" if solved else "")
           + f"\nrun directory: {run_dir}")
     return 0
+
+
+def _check_budget_left(args: argparse.Namespace, state: Mapping[str, object],
+                       where: str) -> None:
+    """Refuse ``--episodes`` or ``--total-steps`` below what the run has already done:
+    it would train nothing and rewrite its config.json to a budget it overran."""
+    from ..errors import UserError
+    given = given_flags(args)
+    done = {"episodes": len(state["episode_returns"]),
+            "total_steps": max(int(state.get("steps_collected", 0)), int(state["env_steps"]))}
+    for key, value in given.items():
+        if key in done and value is not None and value < done[key]:
+            raise UserError(f"{where}: {_flag_of(key)} {value} is below the {done[key]} "
+                            f"{'episodes' if key == 'episodes' else 'env steps'} the run has "
+                            f"already done (in {state['update']} updates); give more to "
+                            f"continue it")
 
 
 def _run_torchrun(args: argparse.Namespace) -> int:

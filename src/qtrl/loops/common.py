@@ -32,7 +32,11 @@ def check_config(config: TrainConfig) -> EnvSpec:
     if spec.continuous and not config.actor_critic:
         raise UserError(f"--env {config.env} has continuous actions; --algo {config.algo} "
                         f"takes Discrete ones only: use --algo ppo or a2c")
-    _model(config, spec, rank=0)
+    model = _model(config, spec, rank=0)
+    if config.noise is not None and config.backend == "torch" and not config.classical:
+        # Exact noisy circuits check their density matrices' memory when they run,
+        # not when built: run one generation here, before the run writes anything.
+        model.generate()
     return spec
 
 

@@ -10,10 +10,13 @@ bar, for one); library code itself only logs through :mod:`logging`.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 from pathlib import Path
 from typing import Self
 
+from .atomic import atomic_write_text
 from .callbacks import Callback, LogProgress
 
 __all__ = ["EPISODE_FIELDS", "Logger", "truncate_csv"]
@@ -41,15 +44,15 @@ class Logger:
         self._progress_keys: list[str] | None = None
         metrics = self.run_dir / "metrics.csv"
         new = not metrics.exists()
-        self._metrics_file = open(metrics, "a", newline="")  # noqa: SIM115 (closed by close())
+        self._metrics_file = open(metrics, "a", newline="", encoding="utf-8")  # noqa: SIM115
         self._metrics = csv.writer(self._metrics_file)
         if new:
             self._metrics.writerow(EPISODE_FIELDS)
         progress = self.run_dir / "progress.csv"
         if progress.exists() and progress.stat().st_size:
-            with open(progress, newline="") as fh:
+            with open(progress, newline="", encoding="utf-8") as fh:
                 self._progress_keys = next(csv.reader(fh), None)
-        self._progress_file = open(progress, "a", newline="")  # noqa: SIM115
+        self._progress_file = open(progress, "a", newline="", encoding="utf-8")  # noqa: SIM115
         self._progress = csv.writer(self._progress_file)
         self._tb = None
         if tensorboard:
@@ -86,11 +89,14 @@ class Logger:
             self._tb.flush()
 
     def close(self) -> None:
-        self.flush()
-        self._metrics_file.close()
-        self._progress_file.close()
-        if self._tb is not None:
-            self._tb.close()
+        """Flush and close every file; each is closed even when another fails (a
+        full disk), and the first failure is raised after."""
+        with contextlib.ExitStack() as stack:
+            stack.callback(self._metrics_file.close)
+            stack.callback(self._progress_file.close)
+            if self._tb is not None:
+                stack.callback(self._tb.close)
+            self.flush()
 
     def __enter__(self) -> Self:
         return self
@@ -102,14 +108,12 @@ class Logger:
 def truncate_csv(path: Path, keep: int) -> None:
     """Keep the header and the first ``keep`` rows of ``path`` (resume drops the
     rows written after the checkpoint). Rewritten atomically."""
-    import os
     if not path.exists():
         return
-    with open(path, newline="") as fh:
+    with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.reader(fh))
     if len(rows) <= keep + 1:
         return
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", newline="") as fh:
-        csv.writer(fh).writerows(rows[: keep + 1])
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    csv.writer(text).writerows(rows[: keep + 1])
+    atomic_write_text(path, text.getvalue())

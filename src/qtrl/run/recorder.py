@@ -5,8 +5,8 @@ through one :class:`Recorder`, so their bookkeeping cannot drift apart.
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,8 +15,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..config import TrainConfig
+from .atomic import atomic_write_bytes, atomic_write_text
 from .callbacks import Callback
-from .directory import Resumed, atomic_write_text
+from .directory import Resumed
 from .logger import Logger
 
 __all__ = ["WINDOW", "Recorder", "Timings", "first_solved", "moving_average",
@@ -188,7 +189,9 @@ def plot_learning_curve(path: Path, returns: np.ndarray, config: TrainConfig) ->
     ax.set_title(f"{config.env} — {config.mode}, seed {config.seed}")
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    image = io.BytesIO()
+    try:
+        fig.savefig(image, format="png")
+    finally:
+        plt.close(fig)
+    atomic_write_bytes(path, image.getvalue())
