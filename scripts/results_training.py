@@ -165,7 +165,7 @@ class Job:
 
 def _config_of(job: Job) -> TrainConfig:
     from qtrl.cli import build_parser
-    from qtrl.config import config_from_flags
+    from qtrl.flags import config_from_flags
     return config_from_flags(build_parser().parse_args(["train", *job.argv()]))
 
 

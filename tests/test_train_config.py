@@ -9,8 +9,9 @@ from dataclasses import fields
 import pytest
 
 from qtrl.cli import build_parser
-from qtrl.config import TrainConfig, add_dataclass_flags, config_from_flags
+from qtrl.config import TrainConfig
 from qtrl.errors import UserError
+from qtrl.flags import add_dataclass_flags, config_from_flags
 from qtrl.presets import PRESETS
 
 

@@ -1,32 +1,30 @@
 """Training configuration: one frozen dataclass, saved as ``config.json``.
 
-Every field carries a one-line ``help`` in its metadata; :func:`add_dataclass_flags`
-turns the fields into ``argparse`` flags, so the CLI and the JSON file can never
-disagree. Sizes that follow from the fields (updates, vector-env copies) are
+Every field carries a one-line ``help`` in its metadata;
+:func:`qtrl.flags.add_dataclass_flags` turns the fields into ``argparse`` flags,
+so the CLI and the JSON file can never disagree. Sizes that follow from the fields (updates, vector-env copies) are
 properties, never fields patched after parsing.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import types
 import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from .errors import UserError
 from .generator import ACTIVATIONS
 from .limits import check_int_fields
-from .presets import ALGO_DEFAULTS, PRESETS
+from .presets import PRESETS
 from .quantum.backends import parse_noise
 from .quantum.estimators import GRAD_METHODS, check_gradient_setup
 
 __all__ = ["ACTOR_CRITIC_ALGOS", "ACTOR_CRITIC_FIELDS", "ALGOS", "AUTORESET_MODES", "BACKENDS",
            "BUDGET_FIELDS", "CRITICS", "DIST_MODES", "QUANTUM_FIELDS", "RESUMABLE_FIELDS",
-           "RUNTIME_FIELDS", "TrainConfig", "add_dataclass_flags", "config_from_flags"]
+           "RUNTIME_FIELDS", "TrainConfig"]
 
 AUTORESET_MODES = ("same-step", "next-step")
 DIST_MODES = ("sync", "async")
@@ -403,7 +401,7 @@ class TrainConfig:
         if unknown:
             raise UserError(f"unknown configuration keys {unknown}; known are {sorted(known)}")
         hints = typing.get_type_hints(cls)
-        values = {k: tuple(v) if _is_tuple(hints[k]) and v is not None else v
+        values = {k: tuple(v) if typing.get_origin(hints[k]) is tuple and v is not None else v
                   for k, v in data.items()}
         return cls(**values)
 
@@ -440,83 +438,3 @@ def _shown(value: Any) -> str:
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
-
-
-def _is_tuple(tp: Any) -> bool:
-    return typing.get_origin(tp) is tuple
-
-
-def _optional_inner(tp: Any) -> tuple[Any, bool]:
-    """``X | None`` -> ``(X, True)``; anything else -> ``(tp, False)``."""
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return args[0], True
-    return tp, False
-
-
-def _none_or(kind: type) -> Any:
-    def parse(text: str) -> Any:
-        return None if text.lower() == "none" else kind(text)
-    parse.__name__ = kind.__name__  # argparse names the type in its error messages
-    return parse
-
-
-def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type,
-                        shown: Any | None = None) -> None:
-    """Add one ``--flag`` per field of dataclass ``cls``.
-
-    Every flag defaults to :data:`argparse.SUPPRESS`, so the parsed namespace
-    holds exactly the flags the user gave (preset defaults fill in the rest).
-    Types: ``int``/``float``/``str``; ``X | None`` also accepts ``none``;
-    ``tuple[int, ...]`` takes one or more values; ``bool`` is a switch.
-    ``shown``: an instance whose values the help lists as defaults (default:
-    the dataclass defaults).
-    """
-    hints = typing.get_type_hints(cls)
-    for f in fields(cls):
-        tp, optional = _optional_inner(hints[f.name])
-        meta = f.metadata
-        default = getattr(shown, f.name) if shown is not None else (
-            None if f.default is MISSING else f.default)
-        help_text = meta.get("help", "")
-        if default is not None and not isinstance(default, bool):
-            text = " ".join(map(str, default)) if isinstance(default, tuple) else default
-            help_text += f" (default: {text})"
-        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS,
-                                  "help": help_text}
-        if tp is bool:
-            kwargs["action"] = "store_true"
-        else:
-            if _is_tuple(tp):
-                inner = typing.get_args(tp)[0]
-                kwargs.update(nargs="+", type=inner, metavar=f.name[0].upper())
-            else:
-                kwargs["type"] = _none_or(tp) if optional else tp
-            if "choices" in meta:
-                kwargs["choices"] = meta["choices"]
-            else:
-                kwargs["metavar"] = kwargs.get("metavar", f.name.upper())
-        parser.add_argument(meta.get("flag", _flag(f.name)), **kwargs)
-
-
-def config_from_flags(args: argparse.Namespace) -> TrainConfig:
-    """The :class:`TrainConfig` of parsed flags: the preset's defaults (``cartpole``
-    when neither ``--preset`` nor ``--env`` is given), then the given flags.
-    ``--env`` without a preset starts from the defaults of ``--algo`` (PPO's
-    when not given, :data:`qtrl.presets.ALGO_DEFAULTS`)."""
-    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
-    preset = given.pop("preset", None)
-    if preset is None and "env" not in given:
-        preset = "cartpole"
-    given = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
-    if preset is None:
-        given = {**ALGO_DEFAULTS[given.get("algo", "ppo")], **given}
-    return TrainConfig.from_preset(preset, **given)
-
-
-def given_flags(args: argparse.Namespace) -> dict[str, Any]:
-    """Fields of :class:`TrainConfig` that the user set explicitly."""
-    return {f.name: (tuple(v) if isinstance(v := getattr(args, f.name), list) else v)
-            for f in fields(TrainConfig) if hasattr(args, f.name)}
-

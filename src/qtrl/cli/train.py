@@ -14,14 +14,9 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..config import (
-    RESUMABLE_FIELDS,
-    TrainConfig,
-    add_dataclass_flags,
-    config_from_flags,
-    given_flags,
-)
+from ..config import RESUMABLE_FIELDS, TrainConfig
 from ..distributed import check_agent_count, under_torchrun
+from ..flags import add_dataclass_flags, config_from_flags, given_flags
 from ..limits import shown_int
 from ..run.callbacks import Callback
 
