@@ -110,6 +110,11 @@ def _run_torchrun(args: argparse.Namespace) -> int:
         raise UserError("under torchrun give --out RUN_DIR (a directory every agent sees)")
     run_dir = Path(run_dir)
     world = int(os.environ["WORLD_SIZE"])
+    agents = given_flags(args).get("agents")
+    if agents is not None and agents != world:
+        raise UserError(f"--agents {agents}: under torchrun the agents are its processes "
+                        f"(WORLD_SIZE={world}); leave --agents out, or unset the launcher "
+                        f"variables for a local run")
     if (run_dir / "config.json").exists():   # a restarted or re-launched group
         config, _ = load_checkpoint(run_dir) if (run_dir / "checkpoint.pt").exists() else (
             TrainConfig.load(run_dir / "config.json"), None)
