@@ -71,7 +71,7 @@ from ..run.directory import (
 from ..run.recorder import Recorder, Timings
 from ..run.seeds import Stream, generator
 from .common import StepRollouts, build, circuit_evals, play, reseed_circuits
-from .finite import check_finite
+from .finite import check_checkpoint_finite, check_finite
 
 __all__ = ["AgentSilent", "WorkerReport", "pack_report", "train_async", "unpack_report"]
 
@@ -204,11 +204,13 @@ def _learn(config: TrainConfig, run_dir: Path, algo: Algorithm, ctx: AgentContex
     saved = {"at": version if resumed else None}   # the last good checkpoint's update
 
     def checkpoint() -> None:
-        save_checkpoint(run_dir / CHECKPOINT, checkpoint_state(
+        state = checkpoint_state(
             config, model, optimizer, version, recorder.env_steps, recorder.wall(),
             recorder.returns, recorder.lengths, steps_collected=collected,
             **{"async": {"dropped": dropped, "staleness_sum": staleness_sum,
-                         "worker_updates": list(worker_updates)}}))
+                         "worker_updates": list(worker_updates)}})
+        check_checkpoint_finite(version, state, run_dir / CHECKPOINT, saved["at"])
+        save_checkpoint(run_dir / CHECKPOINT, state)
         saved["at"] = version
 
     def answer(worker: int) -> bool:

@@ -53,7 +53,7 @@ from ..run.directory import (
 from ..run.recorder import Recorder, Timings
 from ..run.seeds import Stream, generator
 from .common import build, circuit_evals, make_rollouts, reseed_circuits
-from .finite import check_finite
+from .finite import check_checkpoint_finite, check_finite
 
 __all__ = ["spread_over_agents", "train_sync"]
 
@@ -121,10 +121,11 @@ def train_sync(config: TrainConfig, run_dir: Path, *, resume: bool, callback: Ca
             if (update % config.checkpoint_every == 0
                     or config.budget_used(update, episodes, steps) >= 1):
                 recorder.logger.flush()
-                save_checkpoint(run_dir / CHECKPOINT, checkpoint_state(
-                    config, model, algo.optimizer, update, recorder.env_steps,
-                    recorder.wall(), recorder.returns, recorder.lengths,
-                    steps_collected=steps))
+                state = checkpoint_state(config, model, algo.optimizer, update,
+                                         recorder.env_steps, recorder.wall(), recorder.returns,
+                                         recorder.lengths, steps_collected=steps)
+                check_checkpoint_finite(update, state, run_dir / CHECKPOINT, saved_at)
+                save_checkpoint(run_dir / CHECKPOINT, state)
                 saved_at = update
     finally:
         envs.close()
