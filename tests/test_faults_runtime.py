@@ -192,7 +192,7 @@ def test_half_set_or_bad_launcher_variables_are_refused(env, names):
 
 def _refused(tmp_path: Path, env: dict[str, str], *argv: str) -> str:
     run = tmp_path / "run"
-    proc = subprocess.run([*QTRL, "train", *TINY, "--episodes", "2", *argv, "--out", str(run)],
+    proc = subprocess.run(check=False, args=[*QTRL, "train", *TINY, "--episodes", "2", *argv, "--out", str(run)],
                           env=_clean_env(**env), capture_output=True, text=True, timeout=120,
                           cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
@@ -270,7 +270,7 @@ def _ended(proc: subprocess.Popen, agents: list[psutil.Process]) -> tuple[int, s
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate(timeout=10)
-    gone, alive = psutil.wait_procs(agents, timeout=10)
+    _, alive = psutil.wait_procs(agents, timeout=10)
     assert not alive, alive
     return proc.returncode, err
 
@@ -302,7 +302,7 @@ def test_sigterm_ends_every_agent_and_removes_the_rendezvous_folder(tmp_path):
 
 
 def test_ctrl_c_during_start_up_leaves_nothing_behind(tmp_path):
-    proc, run, tmp = _start(tmp_path, "--agents", "2")
+    proc, _, tmp = _start(tmp_path, "--agents", "2")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not _leftovers(tmp):
         time.sleep(0.05)

@@ -121,7 +121,7 @@ def _run_torchrun(args: argparse.Namespace) -> int:
         config = _continued(args, replace(config, agents=world), f"--out {run_dir}")
     else:
         config = replace(config_from_flags(args), agents=world)
-    check_config(config)
+    check_config(config, processes=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     display = PlainDisplay(total_steps=config.total_steps)
     train_torchrun(config, run_dir, tensorboard=not args.no_tensorboard, callbacks=[display])
     if int(os.environ.get("RANK", "0")) == 0:
