@@ -102,7 +102,7 @@ def _run_torchrun(args: argparse.Namespace) -> int:
     import os
     from dataclasses import replace
 
-    from ..errors import UserError
+    from ..errors import RunStopped, UserError
     from ..train import check_config, load_checkpoint, train_torchrun
 
     run_dir = args.resume or args.out
@@ -123,7 +123,12 @@ def _run_torchrun(args: argparse.Namespace) -> int:
         config = replace(config_from_flags(args), agents=world)
     check_config(config, processes=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     display = PlainDisplay(total_steps=config.total_steps)
-    train_torchrun(config, run_dir, tensorboard=not args.no_tensorboard, callbacks=[display])
+    try:
+        train_torchrun(config, run_dir, tensorboard=not args.no_tensorboard, callbacks=[display])
+    except RunStopped:
+        if int(os.environ["RANK"]) != 0:
+            return 1        # every agent stopped alike; agent 0 says why, once
+        raise
     if int(os.environ.get("RANK", "0")) == 0:
         summary = json.loads((run_dir / "summary.json").read_text())
         print(f"done: {summary['episodes']} episodes by {summary['agents']} agents in "
