@@ -259,8 +259,14 @@ def _start(tmp_path: Path, *argv: str) -> tuple[subprocess.Popen, Path, Path]:
     proc = subprocess.Popen([*QTRL, "train", *TINY, "--episodes", "100000", *argv,
                              "--out", str(run)], env=_clean_env(TMPDIR=str(tmp)),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=tmp_path, start_new_session=True)
+                            cwd=tmp_path, start_new_session=True, preexec_fn=_sigint_default)
     return proc, run, tmp
+
+
+def _sigint_default() -> None:
+    """Ctrl-C as in a terminal: this test process may run with SIGINT ignored
+    (a shell's background job), which a child would inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _ended(proc: subprocess.Popen, agents: list[psutil.Process]) -> tuple[int, str]:
