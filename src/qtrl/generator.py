@@ -47,7 +47,8 @@ from .quantum.qasm import ansatz_to_qasm
 from .quantum.sharding import RowShards, gather_shards
 from .run.seeds import Stream, integer_seed
 
-__all__ = ["ACTIVATIONS", "ParameterCounts", "QuantumTrain", "call_with", "qubits_for"]
+__all__ = ["ACTIVATIONS", "ParameterCounts", "QuantumTrain", "call_with", "check_chunks",
+           "qubits_for"]
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class ParameterCounts:
         return {**asdict(self), "compression": self.compression}
 
 
-def _check_chunks(chunks: int, k: int) -> None:
+def check_chunks(chunks: int, k: int) -> None:
     """Every chunk must get its own circuit of >= 2 qubits and at least one weight."""
     def ok(q: int) -> bool:
         return q == 1 or (q >= 2 and math.ceil(k / q) >= 3
@@ -190,7 +191,7 @@ class QuantumTrain(nn.Module):
         self.spec = [(name, tuple(p.shape)) for name, p in target.named_parameters()
                      if p.requires_grad]
         self.k = sum(math.prod(shape) for _, shape in self.spec)
-        _check_chunks(chunks, self.k)
+        check_chunks(chunks, self.k)
         self.chunks = chunks
         self.chunk_size = math.ceil(self.k / chunks)
         self.n_qubits = qubits_for(self.chunk_size) if chunks > 1 else qubits_for(self.k)

@@ -7,13 +7,16 @@ Only this package prints; library code logs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
+import threading
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from ..distributed.launch import AgentFailure
-from ..errors import RunWriteError, UserError
+from ..errors import RunStopped, Terminated, UserError
 from ..quantum.memory import StatevectorTooLarge
 from . import bench, circuit, export, info
 from . import eval as eval_cmd
@@ -47,16 +50,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        return int(args.func(args) or 0)
+        with _sigterm_unwinds():
+            return int(args.func(args) or 0)
     except (UserError, StatevectorTooLarge) as err:
         print(f"qtrl {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except (AgentFailure, RunWriteError) as err:
+    except (AgentFailure, RunStopped) as err:
         print(f"qtrl {args.command}: error: {err}", file=sys.stderr)
         return 1
+    except Terminated:
+        print(f"qtrl {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"qtrl {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM raises :class:`~qtrl.errors.Terminated` (a KeyboardInterrupt)
+    while a command runs, so it ends like Ctrl-C: every ``finally`` runs (agents
+    ended, temporary folders removed) and one line says so."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated("SIGTERM")
+
+    before = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""``qtrl info``: the parameter table of a preset or of any environment's policy."""
+"""``qtrl info``: the parameter table of a preset or of any environment's policy, and
+the memory its training needs, computed from the sizes without building anything."""
 
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..config import TrainConfig
     from ..presets import ALGO_DEFAULTS
+    from ..quantum.memory import human_bytes
     from ..rl.env import env_spec  # imports gymnasium only when needed
-    from ..rl.policy import build_model, counts_dict
+    from ..run.memory_estimate import estimate_memory, model_counts
 
     if args.preset is None and args.env is None:
         raise UserError("give --preset (one of: " + ", ".join(sorted(PRESETS)) + ") or --env ENV_ID")
@@ -44,8 +46,8 @@ def run(args: argparse.Namespace) -> int:
         given["env"] = args.env
     config = TrainConfig.from_preset(args.preset, chunks=args.chunks, **given)
     spec = env_spec(config.env, config.n_actions)
-    counts = counts_dict(build_model(config, spec.obs_dim, spec.n_actions,
-                                     continuous=spec.continuous))
+    # From the sizes alone: nothing is built, so any size answers at once.
+    counts = model_counts(config, spec.obs_dim, spec.n_actions, spec.continuous)
     rows: list[tuple[str, object]] = [("environment", config.env), ("algorithm", config.algo)]
     parts = ([("actor", counts["actor"], spec.n_actions), ("critic", counts["critic"], 1)]
              if "actor" in counts else [("policy", counts, spec.n_actions)])
@@ -69,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
         rows += [("classical actor-critic weights", counts["target_weights"]),
                  ("total trainable", counts["total"])]
     rows.append(("compression k/total", f"{counts['compression']:.2f}x"))
+    memory = estimate_memory(config, spec.obs_dim, spec.n_actions, spec.continuous)
+    rows.append(("training memory (one agent)",
+                 f"about {human_bytes(memory.total)} ({memory.describe()})"))
     width = max(len(r[0]) for r in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")

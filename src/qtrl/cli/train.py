@@ -139,7 +139,7 @@ def _run_torchrun(args: argparse.Namespace) -> int:
     import os
     from dataclasses import replace
 
-    from ..errors import UserError
+    from ..errors import RunStopped, UserError
     from ..train import check_config, load_checkpoint, train_torchrun
 
     run_dir = args.resume or args.out
@@ -147,15 +147,25 @@ def _run_torchrun(args: argparse.Namespace) -> int:
         raise UserError("under torchrun give --out RUN_DIR (a directory every agent sees)")
     run_dir = Path(run_dir)
     world = int(os.environ["WORLD_SIZE"])
+    agents = given_flags(args).get("agents")
+    if agents is not None and agents != world:
+        raise UserError(f"--agents {agents}: under torchrun the agents are its processes "
+                        f"(WORLD_SIZE={world}); leave --agents out, or unset the launcher "
+                        f"variables for a local run")
     if (run_dir / "config.json").exists():   # a restarted or re-launched group
         config, _ = load_checkpoint(run_dir) if (run_dir / "checkpoint.pt").exists() else (
             TrainConfig.load(run_dir / "config.json"), None)
         config = _continued(args, replace(config, agents=world), f"--out {run_dir}")
     else:
         config = replace(config_from_flags(args), agents=world)
-    check_config(config)
+    check_config(config, processes=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     display = PlainDisplay(total_steps=config.total_steps)
-    train_torchrun(config, run_dir, tensorboard=not args.no_tensorboard, callbacks=[display])
+    try:
+        train_torchrun(config, run_dir, tensorboard=not args.no_tensorboard, callbacks=[display])
+    except RunStopped:
+        if int(os.environ["RANK"]) != 0:
+            return 1        # every agent stopped alike; agent 0 says why, once
+        raise
     if int(os.environ.get("RANK", "0")) == 0:
         summary = json.loads((run_dir / "summary.json").read_text())
         print(f"done: {summary['episodes']} episodes by {summary['agents']} agents in "

@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["AgentContext", "init_local", "init_torchrun", "shutdown", "under_torchrun"]
+from ..errors import UserError
+
+__all__ = ["LAUNCHER_VARIABLES", "LOOPBACK", "TORCHRUN_VARIABLES", "AgentContext", "init_local",
+           "init_torchrun", "shutdown", "under_torchrun"]
 
 log = logging.getLogger(__name__)
+
+LOOPBACK = "lo"
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,9 @@ def init_local(rank: int, world_size: int, store_path: str, timeout_s: float) ->
         store_path: a file path private to this run (created by the launcher).
         timeout_s: collectives that wait longer than this raise (dead agent).
     """
-    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    # Whatever the environment says: a local run listens on loopback only
+    # (the launcher has said so once when the variable named another interface).
+    os.environ["GLOO_SOCKET_IFNAME"] = LOOPBACK
     store = dist.FileStore(store_path, world_size)
     backend = _backend()
     dist.init_process_group(backend, store=store, rank=rank, world_size=world_size,
@@ -64,10 +72,48 @@ def init_local(rank: int, world_size: int, store_path: str, timeout_s: float) ->
     return AgentContext(rank, world_size, rank, backend)
 
 
-def under_torchrun() -> bool:
-    """True when launched by torchrun (it sets these variables)."""
-    return "TORCHELASTIC_RUN_ID" in os.environ or (
-        "RANK" in os.environ and "WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ)
+# What torchrun always sets and the ``env://`` rendezvous needs; LOCAL_RANK is
+# set by torchrun too but has a default. See docs/DISTRIBUTED.md.
+TORCHRUN_VARIABLES = ("TORCHELASTIC_RUN_ID", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+LAUNCHER_VARIABLES = (*TORCHRUN_VARIABLES, "LOCAL_RANK")
+
+
+def under_torchrun(environ: Mapping[str, str] | None = None) -> bool:
+    """True when launched by torchrun: every one of :data:`TORCHRUN_VARIABLES`
+    is set, with valid values; False when none of :data:`LAUNCHER_VARIABLES` is.
+
+    Raises :class:`~qtrl.errors.UserError` naming the variables for anything in
+    between (leftovers of another shell, a hand-made launch): it would otherwise
+    switch modes or fail deep inside the rendezvous.
+    """
+    env = os.environ if environ is None else environ
+    present = [v for v in LAUNCHER_VARIABLES if v in env]
+    if not present:
+        return False
+    missing = [v for v in TORCHRUN_VARIABLES if v not in env]
+    if missing:
+        shown = ", ".join(f"{v}={env[v]}" for v in present)
+        raise UserError(f"launcher variables {shown} are set but {', '.join(missing)} "
+                        f"{'is' if len(missing) == 1 else 'are'} not: torchrun sets all of "
+                        f"them; for a local run unset them (env -u {' -u '.join(present)} "
+                        f"qtrl train ...)")
+    world = _int_variable(env, "WORLD_SIZE", 1, None)
+    _int_variable(env, "RANK", 0, world - 1)
+    _int_variable(env, "MASTER_PORT", 1, 65535)
+    if "LOCAL_RANK" in env:
+        _int_variable(env, "LOCAL_RANK", 0, None)
+    return True
+
+
+def _int_variable(env: Mapping[str, str], name: str, low: int, high: int | None) -> int:
+    """The integer in environment variable ``name``, within ``low..high``, or a UserError."""
+    text = env[name].strip()
+    value = int(text) if text.lstrip("-").isdigit() and len(text) < 20 else None
+    if value is None or value < low or (high is not None and value > high):
+        accepted = f"an integer from {low} to {high}" if high is not None else \
+            f"an integer >= {low}"
+        raise UserError(f"launcher variable {name}={env[name]!r}: must be {accepted}")
+    return value
 
 
 def init_torchrun(timeout_s: float) -> AgentContext:

@@ -9,6 +9,7 @@ agent is terminated and :class:`AgentFailure` names the agent at fault.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import os
@@ -19,12 +20,13 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch.distributed as dist
 
-from .context import AgentContext, init_local, shutdown
+from ..errors import RunStopped, Terminated
+from .context import LOOPBACK, AgentContext, init_local, shutdown
 
 __all__ = ["AgentFailure", "check_agent_count", "launch_local"]
 
@@ -50,17 +52,28 @@ def _exit_with_parent(parent: int) -> None:
 
 def _agent_main(rank: int, world_size: int, store_path: str, timeout_s: float,
                 entry: Callable[[AgentContext, Any], None], payload: Any,
-                errors: mp.Queue[tuple[int, str]], parent: int) -> None:
+                errors: mp.Queue[tuple[int, str, bool]], parent: int) -> None:
     _exit_with_parent(parent)
+    # SIGTERM (the launcher ending the run) unwinds like Ctrl-C: files closed.
+    signal.signal(signal.SIGTERM, _raise_terminated)
     ctx = None
     try:
         ctx = init_local(rank, world_size, store_path, timeout_s)
         entry(ctx, payload)
         dist.barrier()  # leave together: no agent tears down a mesh a peer still uses
         shutdown(ctx)
+    except Terminated:
+        # Cleaned up; now end as the signal would have, so that the launcher
+        # still sees "killed by SIGTERM" when someone else sent it.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        os._exit(128 + signal.SIGTERM)
     except BaseException as err:  # noqa: BLE001 - reported to the launcher, then exit 1
-        last = traceback.format_exception_only(type(err), err)[-1].strip()
-        errors.put((rank, last))
+        if isinstance(err, RunStopped):   # the run's own verdict, reported as it is
+            errors.put((rank, str(err), True))
+        else:
+            last = traceback.format_exception_only(type(err), err)[-1].strip()
+            errors.put((rank, last, False))
         log.debug("agent %d failed:\n%s", rank, traceback.format_exc())
         errors.close()
         errors.join_thread()  # flush the report before the hard exit below
@@ -70,6 +83,10 @@ def _agent_main(rank: int, world_size: int, store_path: str, timeout_s: float,
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated(f"terminated by {signal.Signals(signum).name}")
 
 
 def _describe(rank: int, proc: mp.Process, messages: dict[int, str]) -> str:
@@ -116,40 +133,68 @@ def launch_local(entry: Callable[[AgentContext, Any], None], n_agents: int, payl
     processes). Returns when all agents finished; raises :class:`AgentFailure`
     naming the agent at fault otherwise, with no agent left running.
     """
+    ifname = os.environ.get("GLOO_SOCKET_IFNAME")
+    if ifname not in (None, LOOPBACK):
+        log.warning("GLOO_SOCKET_IFNAME=%s ignored: local agents bind gloo to loopback (%s) "
+                    "only; the variable applies under torchrun", ifname, LOOPBACK)
     context = mp.get_context("spawn")
     errors: mp.Queue = context.Queue()
-    workdir = tempfile.mkdtemp(prefix="qtrl-rendezvous-")
-    store_path = os.path.join(workdir, "store")
-    procs = [context.Process(target=_agent_main, name=f"qtrl-agent-{r}",
-                             args=(r, n_agents, store_path, timeout_s, entry, payload, errors,
-                                   os.getpid()))
-             for r in range(n_agents)]
+    procs: list[mp.Process] = []
+    workdir = None
     try:
-        for p in procs:
-            p.start()
+        workdir = tempfile.mkdtemp(prefix="qtrl-rendezvous-")
+        store_path = os.path.join(workdir, "store")
+        procs += [context.Process(target=_agent_main, name=f"qtrl-agent-{r}",
+                                  args=(r, n_agents, store_path, timeout_s, entry, payload,
+                                        errors, os.getpid()))
+                  for r in range(n_agents)]
+        with _children_ignore_sigint():
+            for p in procs:
+                p.start()
         log.info("started %d agents: pids %s", n_agents, [p.pid for p in procs])
         _wait(procs, errors, timeout_s)
     finally:
         _terminate(procs)
-        shutil.rmtree(workdir, ignore_errors=True)
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _drain(errors: mp.Queue, messages: dict[int, str], wait: float = 0.5) -> None:
-    """Collect the agents' failure reports (waiting up to ``wait`` s for late ones)."""
+@contextlib.contextmanager
+def _children_ignore_sigint() -> Iterator[None]:
+    """Start agents with SIGINT ignored (spawned interpreters inherit that and
+    keep it): Ctrl-C reaches the launcher alone, which ends the agents with
+    SIGTERM, so none dies half-imported with a traceback of its own."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def _drain(errors: mp.Queue, messages: dict[int, str], stopped: dict[int, str],
+           wait: float = 0.5) -> None:
+    """Collect the agents' failure reports (waiting up to ``wait`` s for late ones);
+    a run that stopped itself (:class:`~qtrl.errors.RunStopped`) goes to ``stopped``."""
     import queue
     while True:
         try:
-            rank, msg = errors.get(timeout=wait) if wait else errors.get_nowait()
+            rank, msg, is_stop = errors.get(timeout=wait) if wait else errors.get_nowait()
         except queue.Empty:
             return
-        messages[rank] = msg
+        (stopped if is_stop else messages)[rank] = msg
 
 
 def _wait(procs: list[mp.Process], errors: mp.Queue, timeout_s: float) -> None:
     messages: dict[int, str] = {}
+    stopped: dict[int, str] = {}
     failed_at: float | None = None
     while True:
-        _drain(errors, messages, wait=0.0)
+        _drain(errors, messages, stopped, wait=0.0)
+        if 0 in stopped:  # agent 0 owns the run: its verdict is the run's, at once
+            raise RunStopped(stopped[0])
         codes = [p.exitcode for p in procs]
         if all(c == 0 for c in codes):
             return
@@ -158,7 +203,9 @@ def _wait(procs: list[mp.Process], errors: mp.Queue, timeout_s: float) -> None:
             # Give the others a moment to report (their collectives fail too).
             settle = all(c is not None for c in codes) or time.monotonic() - failed_at > _GRACE_S
             if settle:
-                _drain(errors, messages)
+                _drain(errors, messages, stopped)
+                if stopped:
+                    raise RunStopped(stopped[min(stopped)])
                 culprits = _culprits(procs, messages)
                 raise AgentFailure("; ".join(_describe(r, procs[r], messages) for r in culprits)
                                    + "; the run was stopped")

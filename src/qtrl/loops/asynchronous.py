@@ -71,6 +71,7 @@ from ..run.directory import (
 from ..run.recorder import Recorder, Timings
 from ..run.seeds import Stream, generator
 from .common import StepRollouts, build, circuit_evals, play, reseed_circuits
+from .finite import check_checkpoint_finite, check_finite
 
 __all__ = ["AgentSilent", "WorkerReport", "pack_report", "train_async", "unpack_report"]
 
@@ -200,12 +201,17 @@ def _learn(config: TrainConfig, run_dir: Path, algo: Algorithm, ctx: AgentContex
     last_heard = dict.fromkeys(workers, time.monotonic())
     like = flat_parameters(params)  # the flat gradient's shape and dtype
 
+    saved = {"at": version if resumed else None}   # the last good checkpoint's update
+
     def checkpoint() -> None:
-        save_checkpoint(run_dir / CHECKPOINT, checkpoint_state(
+        state = checkpoint_state(
             config, model, optimizer, version, recorder.env_steps, recorder.wall(),
             recorder.returns, recorder.lengths, steps_collected=collected,
             **{"async": {"dropped": dropped, "staleness_sum": staleness_sum,
-                         "worker_updates": list(worker_updates)}}))
+                         "worker_updates": list(worker_updates)}})
+        check_checkpoint_finite(version, state, run_dir / CHECKPOINT, saved["at"])
+        save_checkpoint(run_dir / CHECKPOINT, state)
+        saved["at"] = version
 
     def answer(worker: int) -> bool:
         """Send ``worker`` the parameters and its next share of episodes (or stop);
@@ -230,6 +236,8 @@ def _learn(config: TrainConfig, run_dir: Path, algo: Algorithm, ctx: AgentContex
                    else config.budget_used(version, len(recorder.returns), collected))
         stats = {**report.stats, "grad_norm": algo.step()}
         version += 1
+        check_finite(version, [stats["loss"]], stats["grad_norm"], params,
+                     run_dir / CHECKPOINT, saved["at"])
         staleness_sum += staleness
         recorder.update(version, report.returns.tolist(), report.lengths, report.truncated,
                         stats, report.timings, optimizer.param_groups[0]["lr"],

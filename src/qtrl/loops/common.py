@@ -19,19 +19,24 @@ from ..rl.policy import build_model
 from ..rl.rollout import Rollout, collect_episodes
 from ..rl.steps import StepBatch, StepCollector
 from ..run.callbacks import Callback
+from ..run.memory_estimate import check_memory_fits
 from ..run.seeds import Stream, generator, integer_seed
 
 __all__ = ["EpisodeRollouts", "StepRollouts", "build", "check_config", "circuit_evals",
            "make_rollouts", "play", "reseed_circuits"]
 
 
-def check_config(config: TrainConfig) -> EnvSpec:
+def check_config(config: TrainConfig, processes: int | None = None) -> EnvSpec:
     """Fail early (``UserError``) on what the dataclass cannot check alone: the
-    environment, its action space against the algorithm, and the model's size."""
+    environment, its action space against the algorithm, the memory the run
+    needs (``processes`` agents on this host; default ``config.agents``,
+    estimated from the sizes before anything is built) and the model's size."""
     spec = env_spec(config.env, config.n_actions)
     if spec.continuous and not config.actor_critic:
         raise UserError(f"--env {config.env} has continuous actions; --algo {config.algo} "
                         f"takes Discrete ones only: use --algo ppo or a2c")
+    check_memory_fits(config, spec.obs_dim, spec.n_actions, spec.continuous,
+                      processes=config.agents if processes is None else processes)
     model = _model(config, spec, rank=0)
     if config.noise is not None and config.backend == "torch" and not config.classical:
         # Exact noisy circuits check their density matrices' memory when they run,

@@ -53,6 +53,7 @@ from ..run.directory import (
 from ..run.recorder import Recorder, Timings
 from ..run.seeds import Stream, generator
 from .common import build, circuit_evals, make_rollouts, reseed_circuits
+from .finite import check_checkpoint_finite, check_finite
 
 __all__ = ["spread_over_agents", "train_sync"]
 
@@ -74,6 +75,7 @@ def train_sync(config: TrainConfig, run_dir: Path, *, resume: bool, callback: Ca
     resumed = (restore_run(run_dir, config, model, algo.optimizer, ctx.is_main)
                if resume else None)
     update = resumed.update if resumed else 0
+    saved_at = resumed.update if resumed else None                  # the last good checkpoint
     episodes = len(resumed.returns) if resumed else 0               # every agent's
     steps = int(resumed.state.get("steps_collected", 0)) if resumed else 0
     envs = make_vector_env(config.env, config.vector_envs, config.max_steps, config.autoreset)
@@ -98,28 +100,35 @@ def train_sync(config: TrainConfig, run_dir: Path, *, resume: bool, callback: Ca
             timings = Timings(t_generate, t_rollout, time.perf_counter() - t0)
             update += 1
 
-            # ---- agents agree? then agent 0 records everyone's episodes, checkpoints ---
+            # ---- all finite, agents agree? then agent 0 records everyone's episodes -----
+            every_agent = gather_objects((batch.episode_returns.tolist(),
+                                          batch.episode_lengths.tolist(), batch.env_steps,
+                                          stats["loss"]), ctx)
+            # Every agent sees every loss and holds the same gradient norm and
+            # parameters, so all stop here together.
+            check_finite(update, [loss for *_, loss in every_agent], stats.get("grad_norm"),
+                         params, run_dir / CHECKPOINT, saved_at)
             if ctx.distributed and update % config.sync_check_every == 0:
                 check_agreement(params, ctx, update)
-            every_agent = gather_objects((batch.episode_returns.tolist(),
-                                          batch.episode_lengths.tolist(), batch.env_steps), ctx)
-            episodes += sum(len(rets) for rets, _, _ in every_agent)
-            steps += sum(n for _, _, n in every_agent)
+            episodes += sum(len(rets) for rets, *_ in every_agent)
+            steps += sum(n for _, _, n, _ in every_agent)
             if recorder is None:
                 continue
-            for agent, (rets, lens, _) in enumerate(every_agent):
+            for agent, (rets, lens, *_) in enumerate(every_agent):
                 recorder.episodes(update, rets, lens, agent)
-            recorder.update(update, [r for rets, _, _ in every_agent for r in rets],
+            recorder.update(update, [r for rets, *_ in every_agent for r in rets],
                             batch.episode_lengths, batch.truncated, stats, timings,
                             algo.optimizer.param_groups[0]["lr"], circuit_evals(model),
                             env_steps=batch.env_steps)
             if (update % config.checkpoint_every == 0
                     or config.budget_used(update, episodes, steps) >= 1):
                 recorder.logger.flush()
-                save_checkpoint(run_dir / CHECKPOINT, checkpoint_state(
-                    config, model, algo.optimizer, update, recorder.env_steps,
-                    recorder.wall(), recorder.returns, recorder.lengths,
-                    steps_collected=steps))
+                state = checkpoint_state(config, model, algo.optimizer, update,
+                                         recorder.env_steps, recorder.wall(), recorder.returns,
+                                         recorder.lengths, steps_collected=steps)
+                check_checkpoint_finite(update, state, run_dir / CHECKPOINT, saved_at)
+                save_checkpoint(run_dir / CHECKPOINT, state)
+                saved_at = update
     finally:
         envs.close()
         if recorder is not None:
