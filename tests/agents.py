@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -20,3 +22,28 @@ def python_children(pid: int) -> list[psutil.Process]:
     """The Python processes below ``pid`` (the launcher's agents)."""
     return [c for c in psutil.Process(pid).children(recursive=True)
             if c.name().startswith("python")]
+
+
+def launch_and_watch_listeners(launch: Callable[[], object],
+                               seconds: float = 25) -> tuple[list, list, bool]:
+    """Run ``launch`` (a local multi-agent launch) in a thread and poll its child
+    processes until one listens on a socket (or it ends, or ``seconds`` pass).
+
+    Returns ``launch``'s result (a one-item list once it returned), the listening
+    addresses seen, and whether the thread is still alive after a bounded join."""
+    done: list = []
+    thread = threading.Thread(target=lambda: done.append(launch()))
+    thread.start()
+    me = psutil.Process()
+    listening: list = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and thread.is_alive() and not listening:
+        for child in me.children(recursive=True):
+            try:
+                conns = child.net_connections(kind="inet")
+            except psutil.Error:
+                continue
+            listening += [c.laddr for c in conns if c.status == psutil.CONN_LISTEN]
+        time.sleep(0.2)
+    thread.join(30)
+    return done, listening, thread.is_alive()

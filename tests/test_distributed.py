@@ -23,6 +23,8 @@ from qtrl.distributed import (
     parameter_checksum,
 )
 
+from .agents import launch_and_watch_listeners
+
 
 def _entry_allreduce(ctx: AgentContext, out_dir: str) -> None:
     p = torch.nn.Parameter(torch.zeros(3))
@@ -110,28 +112,7 @@ def _entry_linger(ctx: AgentContext, _: None) -> None:
 
 
 def test_local_run_listens_on_loopback_only():
-    import threading
-
-    import psutil
-
-    done: list[BaseException | None] = []
-    thread = threading.Thread(target=lambda: done.append(
-        launch_local(_entry_linger, 2, None, timeout_s=30)))
-    thread.start()
-    me = psutil.Process()
-    listening = []
-    deadline = time.monotonic() + 25
-    while time.monotonic() < deadline and thread.is_alive():
-        for child in me.children(recursive=True):
-            try:
-                conns = child.net_connections(kind="inet")
-            except psutil.Error:
-                continue
-            listening += [c.laddr for c in conns if c.status == psutil.CONN_LISTEN]
-        if listening:
-            time.sleep(0.5)
-            break
-        time.sleep(0.2)
-    thread.join(30)
+    _, listening, _ = launch_and_watch_listeners(
+        lambda: launch_local(_entry_linger, 2, None, timeout_s=30))
     assert listening, "agents opened no listening socket at all (gloo should, on loopback)"
     assert all(addr.ip in ("127.0.0.1", "::1") for addr in listening), listening

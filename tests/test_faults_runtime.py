@@ -15,7 +15,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from qtrl.errors import UserError
 from qtrl.loops.finite import first_non_finite
 from qtrl.train import load_checkpoint
 
-from .agents import python_children, wait_for_checkpoint
+from .agents import launch_and_watch_listeners, python_children, wait_for_checkpoint
 from .test_distributed import _entry_linger
 
 SRC = Path(__file__).resolve().parent.parent / "src"
@@ -228,24 +227,10 @@ def test_local_run_ignores_gloo_socket_ifname(monkeypatch, caplog):
     if ifname is None:
         pytest.skip("no network interface besides loopback")
     monkeypatch.setenv("GLOO_SOCKET_IFNAME", ifname)
-    done: list[object] = []
     with caplog.at_level(logging.WARNING, logger="qtrl.distributed.launch"):
-        thread = threading.Thread(target=lambda: done.append(
-            launch_local(_entry_linger, 2, None, timeout_s=30)))
-        thread.start()
-        me = psutil.Process()
-        listening: list = []
-        deadline = time.monotonic() + 25
-        while time.monotonic() < deadline and thread.is_alive() and not listening:
-            for child in me.children(recursive=True):
-                try:
-                    conns = child.net_connections(kind="inet")
-                except psutil.Error:
-                    continue
-                listening += [c.laddr for c in conns if c.status == psutil.CONN_LISTEN]
-            time.sleep(0.2)
-        thread.join(30)
-    assert not thread.is_alive() and done == [None]
+        done, listening, alive = launch_and_watch_listeners(
+            lambda: launch_local(_entry_linger, 2, None, timeout_s=30))
+    assert not alive and done == [None]
     assert listening and all(a.ip in ("127.0.0.1", "::1") for a in listening), listening
     warnings = [r.getMessage() for r in caplog.records if "GLOO_SOCKET_IFNAME" in r.getMessage()]
     assert len(warnings) == 1 and f"GLOO_SOCKET_IFNAME={ifname} ignored" in warnings[0]

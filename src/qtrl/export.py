@@ -44,6 +44,7 @@ from torch import Tensor, nn
 from . import __version__
 from .errors import UserError
 from .presets import ACTIVATION_LAYERS, build_policy
+from .run.atomic import atomic_write_bytes
 
 __all__ = [
     "FORMATS",
@@ -322,20 +323,12 @@ def _require(module: str) -> Any:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync, then ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """:func:`~qtrl.run.atomic.atomic_write_bytes` through a temporary file of
+    this process's own (two exports may target one path); a failure is one line."""
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        atomic_write_bytes(path, data, tmp=path.with_name(f".{path.name}.{os.getpid()}.tmp"))
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise UserError(f"cannot write {path}: {err.strerror or err}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # ------------------------------------------------------------------------------------

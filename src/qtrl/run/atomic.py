@@ -17,15 +17,16 @@ def temporary_of(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, tmp: Path | None = None) -> None:
     """Write ``data`` to a temporary file, fsync, then ``os.replace`` it onto ``path``.
 
     On any failure the temporary file is removed and ``path`` is untouched; an
     ``OSError`` is raised again with ``path`` as its file name (a failed
-    ``write`` names no file itself).
+    ``write`` names no file itself). ``tmp``: the temporary file (default
+    :func:`temporary_of` ``path``; writers that may race give their own).
     """
     path = Path(path)
-    tmp = temporary_of(path)
+    tmp = temporary_of(path) if tmp is None else tmp
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)
