@@ -303,3 +303,23 @@ def test_ctrl_c_during_start_up_leaves_nothing_behind(tmp_path):
     code, err = _ended(proc, agents)
     assert code == 130 and _one_line(err) == "qtrl train: interrupted"
     assert not _leftovers(tmp)
+
+
+def test_ctrl_c_while_agents_start_is_deferred_not_lost():
+    """The launcher blocks SIGINT while it starts agents (they inherit that);
+    a Ctrl-C landing in that window must still reach it afterwards."""
+    from qtrl.distributed.launch import _sigint_deferred
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    inside = False
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with _sigint_deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)   # deferred: nothing is raised here
+                inside = True
+        assert inside
+        assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)

@@ -54,6 +54,10 @@ def _agent_main(rank: int, world_size: int, store_path: str, timeout_s: float,
                 entry: Callable[[AgentContext, Any], None], payload: Any,
                 errors: mp.Queue[tuple[int, str, bool]], parent: int) -> None:
     _exit_with_parent(parent)
+    # Started with SIGINT blocked (see _sigint_deferred): ignore it, then lift
+    # the block, which discards a Ctrl-C pending since start.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     # SIGTERM (the launcher ending the run) unwinds like Ctrl-C: files closed.
     signal.signal(signal.SIGTERM, _raise_terminated)
     ctx = None
@@ -142,13 +146,13 @@ def launch_local(entry: Callable[[AgentContext, Any], None], n_agents: int, payl
     procs: list[mp.Process] = []
     workdir = None
     try:
-        workdir = tempfile.mkdtemp(prefix="qtrl-rendezvous-")
-        store_path = os.path.join(workdir, "store")
-        procs += [context.Process(target=_agent_main, name=f"qtrl-agent-{r}",
-                                  args=(r, n_agents, store_path, timeout_s, entry, payload,
-                                        errors, os.getpid()))
-                  for r in range(n_agents)]
-        with _children_ignore_sigint():
+        with _sigint_deferred():
+            workdir = tempfile.mkdtemp(prefix="qtrl-rendezvous-")
+            store_path = os.path.join(workdir, "store")
+            procs += [context.Process(target=_agent_main, name=f"qtrl-agent-{r}",
+                                      args=(r, n_agents, store_path, timeout_s, entry, payload,
+                                            errors, os.getpid()))
+                      for r in range(n_agents)]
             for p in procs:
                 p.start()
         log.info("started %d agents: pids %s", n_agents, [p.pid for p in procs])
@@ -160,18 +164,29 @@ def launch_local(entry: Callable[[AgentContext, Any], None], n_agents: int, payl
 
 
 @contextlib.contextmanager
-def _children_ignore_sigint() -> Iterator[None]:
-    """Start agents with SIGINT ignored (spawned interpreters inherit that and
-    keep it): Ctrl-C reaches the launcher alone, which ends the agents with
-    SIGTERM, so none dies half-imported with a traceback of its own."""
+def _sigint_deferred() -> Iterator[None]:
+    """Start agents with SIGINT blocked: Ctrl-C reaches the launcher alone,
+    which ends the agents with SIGTERM, so none dies half-imported with a
+    traceback of its own.
+
+    The block is per thread and inherited by the spawned interpreters, which
+    turn it into "ignored" once running (``_agent_main``). In the launcher a
+    Ctrl-C landing meanwhile (kept pending, or taken by another thread) is
+    recorded and raised as KeyboardInterrupt when the block lifts, once the
+    agents and the rendezvous folder are known to the clean-up."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    pending: list[int] = []
+    before = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         signal.signal(signal.SIGINT, before)
+    if pending:
+        raise KeyboardInterrupt
 
 
 def _drain(errors: mp.Queue, messages: dict[int, str], stopped: dict[int, str],
