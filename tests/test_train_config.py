@@ -50,6 +50,15 @@ def test_preset_defaults_and_overrides() -> None:
     assert plain.preset is None and plain.env == "Acrobot-v1"
 
 
+def test_a_presets_switch_turns_off_with_its_no_flag() -> None:
+    assert _parse().norm_obs and _parse().anneal_lr           # the cartpole preset's
+    config = _parse("--no-norm-obs", "--no-anneal-lr", "--algo", "a2c", "--agents", "2",
+                    "--mode", "async")
+    assert not config.norm_obs and not config.anneal_lr
+    with pytest.raises(UserError, match="--no-norm-obs"):
+        _parse("--algo", "a2c", "--agents", "2", "--mode", "async")
+
+
 def test_flag_types() -> None:
     config = _parse("--algo", "reinforce", "--gamma", "0.9", "--episodes-per-update", "4", "--num-envs", "2",
                     "--max-steps", "none", "--classical", "--mapping-activation", "none",

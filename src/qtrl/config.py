@@ -249,7 +249,7 @@ class TrainConfig:
                             "minibatch step)")
         if self.dist_mode == "async" and self.norm_obs:
             raise UserError("--norm-obs with --mode async: async workers would each keep "
-                            "their own statistics; use --mode sync")
+                            "their own statistics; use --mode sync, or --no-norm-obs")
         batch = self.steps_per_update // self.agents
         if self.algo == "ppo" and self.num_minibatches > batch:
             raise UserError(f"--num-minibatches {self.num_minibatches}: a roll-out of "

@@ -47,7 +47,8 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type,
     Every flag defaults to :data:`argparse.SUPPRESS`, so the parsed namespace
     holds exactly the flags the user gave (preset defaults fill in the rest).
     Types: ``int``/``float``/``str``; ``X | None`` also accepts ``none``;
-    ``tuple[int, ...]`` takes one or more values; ``bool`` is a switch.
+    ``tuple[int, ...]`` takes one or more values; ``bool`` is a switch
+    ``--x`` with its ``--no-x``.
     ``shown``: an instance whose values the help lists as defaults (default:
     the dataclass defaults).
     """
@@ -63,8 +64,8 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type,
             help_text += f" (default: {text})"
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS,
                                   "help": help_text}
-        if tp is bool:
-            kwargs["action"] = "store_true"
+        if tp is bool:   # --x and --no-x: a preset's switch can be turned off
+            kwargs["action"] = argparse.BooleanOptionalAction
         else:
             if _is_tuple(tp):
                 inner = typing.get_args(tp)[0]
