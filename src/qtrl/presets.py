@@ -86,7 +86,8 @@ PRESETS: dict[str, Preset] = {
                                     "total_steps": 1_000_000, "anneal_lr": True,
                                     "qt_init_std": 0.1, "num_envs": 16, "num_steps": 256,
                                     "update_epochs": 10, "num_minibatches": 16,
-                                    "gae_lambda": 0.98, "norm_reward": True}),
+                                    "gae_lambda": 0.98, "norm_reward": True,
+                                    "norm_obs": True}),
     "cartpole-paper": _PAPER_CARTPOLE,
     "minigrid-paper": _PAPER_MINIGRID,
 }
