@@ -215,3 +215,19 @@ def test_torchrun_restart_resumes_from_checkpoint(tmp_path):
     state = load_checkpoint(run)[1]
     assert len(state["episode_returns"]) == episodes
     assert int(state["update"]) == episodes // 2
+
+
+def test_torchrun_async_takes_its_agents_from_the_world_size(tmp_path):
+    """--mode async needs 2 or more agents: under torchrun the count is the world
+    size, known before the flags are checked (it was refused as --agents 1)."""
+    run = tmp_path / "run"
+    cmd = TORCHRUN + ["--standalone", "--nproc-per-node", "2", "-m", "qtrl", "train",
+                      "--preset", "cartpole-paper", "--mode", "async", "--episodes", "4",
+                      "--no-tensorboard", "--out", str(run)]
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    import json
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["agents"] == 2 and summary["dist_mode"] == "async"
+    assert summary["episodes"] == 4

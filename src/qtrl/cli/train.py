@@ -153,12 +153,13 @@ def _run_torchrun(args: argparse.Namespace) -> int:
         raise UserError(f"--agents {agents}: under torchrun the agents are its processes "
                         f"(WORLD_SIZE={world}); leave --agents out, or unset the launcher "
                         f"variables for a local run")
+    args.agents = world   # before the config is checked: --mode async needs 2 or more
     if (run_dir / "config.json").exists():   # a restarted or re-launched group
         config, _ = load_checkpoint(run_dir) if (run_dir / "checkpoint.pt").exists() else (
             TrainConfig.load(run_dir / "config.json"), None)
         config = _continued(args, replace(config, agents=world), f"--out {run_dir}")
     else:
-        config = replace(config_from_flags(args), agents=world)
+        config = config_from_flags(args)
     check_config(config, processes=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     display = PlainDisplay(total_steps=config.total_steps)
     # torchrun ends a failed group's workers with SIGTERM and waits 30 s before
