@@ -72,10 +72,10 @@ def train_sync(config: TrainConfig, run_dir: Path, *, resume: bool, callback: Ca
     spent = {"wall": 0.0, "cpu": 0.0}   # this update's all-reduces
 
     def average() -> None:  # between backward and the optimizer step
-        t0, c0 = time.perf_counter(), time.thread_time()
+        t0, c0 = time.perf_counter(), time.process_time()
         traffic["bytes"] = allreduce_gradients(params, ctx)
         spent["wall"] += time.perf_counter() - t0
-        spent["cpu"] += time.thread_time() - c0
+        spent["cpu"] += time.process_time() - c0
 
     resumed = (restore_run(run_dir, config, model, algo.optimizer, ctx.is_main)
                if resume else None)
@@ -87,7 +87,7 @@ def train_sync(config: TrainConfig, run_dir: Path, *, resume: bool, callback: Ca
     recorder = None
     try:
         rollouts = make_rollouts(config, algo, envs, ctx.rank, update)
-        cpu0 = time.thread_time()   # this agent's CPU seconds: see qtrl.run.timing
+        cpu0 = time.process_time()   # this agent's CPU seconds (all its threads): see qtrl.run.timing
         if ctx.is_main:
             write_config(run_dir, config)
             recorder = Recorder(run_dir, config, callback, tensorboard, resumed)
@@ -107,7 +107,7 @@ def train_sync(config: TrainConfig, run_dir: Path, *, resume: bool, callback: Ca
             learn = time.perf_counter() - t0 - spent["wall"]
             timings = Timings(t_generate, t_rollout, learn)
             mine = AgentTimes(t_generate, t_rollout, learn, spent["wall"],
-                              time.thread_time() - cpu0 - spent["cpu"])  # + bookkeeping
+                              time.process_time() - cpu0 - spent["cpu"])  # + bookkeeping
             update += 1
 
             # ---- all finite, agents agree? then agent 0 records everyone's episodes -----
@@ -116,7 +116,7 @@ def train_sync(config: TrainConfig, run_dir: Path, *, resume: bool, callback: Ca
                                           stats["loss"], tuple(mine)), ctx)
             # The next update's compute starts here: agent 0's recording and
             # checkpoint below delay its next all-reduce like any computation.
-            cpu0 = time.thread_time()
+            cpu0 = time.process_time()
             # Every agent sees every loss and holds the same gradient norm and
             # parameters, so all stop here together.
             check_finite(update, [loss for *_, loss, _ in every_agent], stats.get("grad_norm"),

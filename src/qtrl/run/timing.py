@@ -2,8 +2,8 @@
 
 Every agent measures its own update: generating the weights, the roll-out,
 the learning step (loss, backward, optimizer step) and the gradient
-all-reduce(s), all in wall-clock seconds, plus the CPU seconds its thread
-spent computing (everything but the all-reduce). Agent 0 gathers them and
+all-reduce(s), all in wall-clock seconds, plus the CPU seconds its process
+(all threads: Numba's too) spent computing (everything but the all-reduce). Agent 0 gathers them and
 splits each agent's all-reduce time into
 
 * **communicate**: the all-reduce of the agent that arrived last, which waits
@@ -36,7 +36,7 @@ class AgentTimes(NamedTuple):
     rollout: float       # the episodes or steps played
     learn: float         # loss, backward, optimizer step: the all-reduce excluded
     allreduce: float     # inside the gradient all-reduce(s): waiting plus transfer
-    compute_cpu: float   # this agent's CPU seconds of generate + rollout + learn
+    compute_cpu: float   # this agent's process CPU seconds, the all-reduce's excepted
 
 
 class UpdateSplit(NamedTuple):
