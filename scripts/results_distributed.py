@@ -165,6 +165,8 @@ def main() -> int:
     p.add_argument("--tts-seeds", type=time_to_solve.seed_list,
                    default=time_to_solve.seed_list("0-9"), help="time to solve: seeds, e.g. 0-9")
     p.add_argument("--tts-algos", nargs="+", default=list(time_to_solve.RECIPES))
+    p.add_argument("--tts-reinforce-agents", type=int, nargs="+",
+                   help="time to solve: REINFORCE's agent counts, when not --tts-agents")
     p.add_argument("--ppo-updates", type=int, default=200, help="time to solve: PPO updates")
     p.add_argument("--hosts-args", default="",
                    help="flags for `qtrl bench hosts` (default: its own; quick: --quick)")
@@ -175,11 +177,14 @@ def main() -> int:
     if args.quick:  # a smoke run of the pipeline; the published docs/ stay untouched
         args.agents, args.seeds, args.updates = [1, 2], [0], 20
         args.tts_agents, args.tts_seeds, args.ppo_updates = [1, 2], [0, 1], 20
+        args.tts_reinforce_agents = None
         args.hosts_args = args.hosts_args or "--quick"
         args.docs = ROOT / "runs" / "results-quick"
     command = " ".join(["python scripts/results_distributed.py",
                         *(shlex.quote(a) for a in sys.argv[1:])])
-    new = time_to_solve.section(args.tts_algos, args.tts_agents, args.tts_seeds,
+    agents = {"ppo": args.tts_agents,
+              "reinforce": args.tts_reinforce_agents or args.tts_agents}
+    new = time_to_solve.section(args.tts_algos, agents, args.tts_seeds,
                                 {"reinforce": args.updates, "ppo": args.ppo_updates}, args.docs)
     new += hosts_section(args.hosts_args)
     if args.only_new:

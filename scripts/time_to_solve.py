@@ -168,13 +168,13 @@ def plot(stats: dict[tuple[str, int], list[dict]], path: Path) -> None:
     plt.close(fig)
 
 
-def section(algos: list[str], agents: list[int], seeds: list[int], updates: dict[str, int],
-            docs: Path) -> list[str]:
+def section(algos: list[str], agents: dict[str, list[int]], seeds: list[int],
+            updates: dict[str, int], docs: Path) -> list[str]:
     """Train what is missing; the markdown of the time-to-solve section (the plot
-    written to ``docs/time_to_solve.png``)."""
+    written to ``docs/time_to_solve.png``). ``agents``: the Ns of each algorithm."""
     stats: dict[tuple[str, int], list[dict]] = {}
     for algo in algos:
-        for n in agents:
+        for n in agents[algo]:
             for seed in seeds:
                 print(f"{algo} N={n} seed={seed} ...", flush=True)
                 stats.setdefault((algo, n), []).append(
@@ -230,6 +230,8 @@ def seed_list(text: str) -> list[int]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--agents", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    p.add_argument("--reinforce-agents", type=int, nargs="+",
+                   help="REINFORCE's Ns when they differ from --agents")
     p.add_argument("--algos", nargs="+", default=["reinforce", "ppo"], choices=list(RECIPES))
     p.add_argument("--seeds", type=seed_list, default=seed_list("0-9"),
                    help="e.g. 0-9 (the issue asks for at least 10) or 0,1,2")
@@ -241,7 +243,9 @@ def main() -> int:
     updates = {"reinforce": args.reinforce_updates, "ppo": args.ppo_updates}
     if args.quick:
         args.agents, args.seeds, updates = [1, 2], [0, 1], {"reinforce": 100, "ppo": 20}
-    lines = section(args.algos, args.agents, args.seeds, updates, args.docs)
+        args.reinforce_agents = None
+    agents = {"ppo": args.agents, "reinforce": args.reinforce_agents or args.agents}
+    lines = section(args.algos, agents, args.seeds, updates, args.docs)
     print("\n".join(lines))
     return 0
 
