@@ -209,8 +209,8 @@ def section(algos: list[str], agents: dict[str, list[int]], seeds: list[int],
                      f"{_cell([s['final'] for s in runs], 1)} | {ratio} |")
     docs.mkdir(parents=True, exist_ok=True)
     plot(stats, docs / "time_to_solve.png")
-    lines += ["", "Figure: `time_to_solve.png` (critical path with its interval, the wall clock "
-              "of this machine, and the ideal line T(1)/N).", ""]
+    lines += ["", ("Figure: `time_to_solve.png` (critical path with its interval, the wall "
+                   "clock of this machine, and the ideal line T(1)/N)."), ""]
     return lines
 
 

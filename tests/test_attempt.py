@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import timedelta
 
 import pytest
 import torch.distributed as dist

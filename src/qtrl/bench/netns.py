@@ -36,6 +36,7 @@ import threading
 import time
 from collections.abc import Sequence
 from types import TracebackType
+from typing import Self
 
 __all__ = ["SUBNET", "Hosts", "missing_privilege", "netem_available"]
 
@@ -107,7 +108,7 @@ class Hosts:
         """``argv`` run inside host ``host``'s namespace."""
         return ["ip", "netns", "exec", self.names[host], *argv]
 
-    def __enter__(self) -> Hosts:
+    def __enter__(self) -> Self:
         try:
             for name in self.names:
                 _ip("netns", "add", name)

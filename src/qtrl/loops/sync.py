@@ -51,8 +51,8 @@ from ..run.directory import (
     write_config,
 )
 from ..run.recorder import Recorder, Timings
-from ..run.timing import AgentTimes, split_update
 from ..run.seeds import Stream, generator
+from ..run.timing import AgentTimes, split_update
 from .common import build, circuit_evals, make_rollouts, reseed_circuits
 from .finite import check_checkpoint_finite, check_finite
 
