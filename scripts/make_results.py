@@ -94,7 +94,8 @@ def main() -> int:
                ("Generation cost vs k (issue 2)", ["generation"]),
                ("Training throughput (issue 3)", ["training"]),
                ("Dist-QTRL weak scaling (issue 4)", ["scaling"]),
-               ("Inference throughput of the exported policy (issue 6)", ["inference"])]
+               ("Inference throughput of the exported policy (issue 6)", ["inference"]),
+               ("Start-up: launch to first update (issue 18)", ["startup"])]
     if _has_backends():
         benches.append(("Backends and gradient estimators (issue 5)", ["backends"]))
     for title, what in benches:

@@ -13,6 +13,8 @@ BENCHES = {
     "inference": "inference",
     "scaling": "scaling",
     "backends": "backends",
+    "startup": "startup",
+    "hosts": "hosts",
 }
 
 

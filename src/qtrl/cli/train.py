@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..config import RESUMABLE_FIELDS, TrainConfig
-from ..distributed import check_agent_count, under_torchrun
+from ..distributed import check_agent_count, exit_soon_after_sigterm, under_torchrun
 from ..flags import add_dataclass_flags, config_from_flags, given_flags
 from ..limits import shown_int
 from ..run.callbacks import Callback
@@ -26,6 +26,7 @@ __all__ = ["PlainDisplay", "RichDisplay", "register", "run"]
 # run-time-only settings.
 RESUMABLE = set(RESUMABLE_FIELDS)
 MAX_THREADS = 1024
+SIGTERM_GRACE_S = 5.0   # a torchrun worker's time to close its files after SIGTERM
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -152,14 +153,18 @@ def _run_torchrun(args: argparse.Namespace) -> int:
         raise UserError(f"--agents {agents}: under torchrun the agents are its processes "
                         f"(WORLD_SIZE={world}); leave --agents out, or unset the launcher "
                         f"variables for a local run")
+    args.agents = world   # before the config is checked: --mode async needs 2 or more
     if (run_dir / "config.json").exists():   # a restarted or re-launched group
         config, _ = load_checkpoint(run_dir) if (run_dir / "checkpoint.pt").exists() else (
             TrainConfig.load(run_dir / "config.json"), None)
         config = _continued(args, replace(config, agents=world), f"--out {run_dir}")
     else:
-        config = replace(config_from_flags(args), agents=world)
+        config = config_from_flags(args)
     check_config(config, processes=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     display = PlainDisplay(total_steps=config.total_steps)
+    # torchrun ends a failed group's workers with SIGTERM and waits 30 s before
+    # SIGKILL; one blocked in a store or mesh wait must not hold the restart up.
+    exit_soon_after_sigterm(SIGTERM_GRACE_S)
     try:
         train_torchrun(config, run_dir, tensorboard=not args.no_tensorboard, callbacks=[display])
     except RunStopped:

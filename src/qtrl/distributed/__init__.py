@@ -5,6 +5,7 @@ own episodes and computes a local gradient, the gradients are averaged by one
 flat all-reduce, and every agent applies the same optimizer step (docs/DISTRIBUTED.md).
 """
 
+from .attempt import exit_soon_after_sigterm
 from .context import AgentContext, init_local, init_torchrun, shutdown, under_torchrun
 from .launch import AgentFailure, check_agent_count, launch_local
 from .sync import (
@@ -26,6 +27,7 @@ __all__ = [
                    "broadcast_parameters",
                    "check_agent_count",
                    "check_agreement",
+                   "exit_soon_after_sigterm",
                    "gather_objects",
                    "gather_over_agents",
                    "init_local",

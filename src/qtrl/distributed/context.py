@@ -18,6 +18,7 @@ import torch
 import torch.distributed as dist
 
 from ..errors import UserError
+from .attempt import attempt_token
 
 __all__ = ["LAUNCHER_VARIABLES", "LOOPBACK", "TORCHRUN_VARIABLES", "AgentContext", "init_local",
            "init_torchrun", "shutdown", "under_torchrun"]
@@ -117,11 +118,24 @@ def _int_variable(env: Mapping[str, str], name: str, low: int, high: int | None)
 
 
 def init_torchrun(timeout_s: float) -> AgentContext:
-    """Join the group torchrun set up (``env://``)."""
+    """Join the group torchrun set up, on the store it hands its workers
+    (``MASTER_ADDR``/``MASTER_PORT``), under a prefix fresh for this attempt
+    (:mod:`qtrl.distributed.attempt`: a restarted group must not read the
+    addresses its dead predecessors published)."""
     backend = _backend()
-    dist.init_process_group(backend, init_method="env://", timeout=timedelta(seconds=timeout_s))
-    ctx = AgentContext(dist.get_rank(), dist.get_world_size(),
-                       int(os.environ.get("LOCAL_RANK", "0")), backend,
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    timeout = timedelta(seconds=timeout_s)
+    # torchrun's own store (its agent hosts it), or, with
+    # TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1, one that agent 0 hosts per attempt.
+    agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == str(True)
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
+                          is_master=not agent_store and rank == 0, timeout=timeout,
+                          multi_tenant=not agent_store)
+    namespace = f"qtrl/{os.environ['TORCHELASTIC_RUN_ID']}"
+    token = attempt_token(store, rank, world, namespace, timeout_s)
+    dist.init_process_group(backend, store=dist.PrefixStore(f"{namespace}/{token}", store),
+                            rank=rank, world_size=world, timeout=timeout)
+    ctx = AgentContext(rank, world, int(os.environ.get("LOCAL_RANK", "0")), backend,
                        int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")))
     log.debug("agent %d/%d joined via torchrun (restart %d)", ctx.rank, ctx.world_size, ctx.restart)
     return ctx

@@ -52,6 +52,7 @@ from ..run.directory import (
 )
 from ..run.recorder import Recorder, Timings
 from ..run.seeds import Stream, generator
+from ..run.timing import AgentTimes, split_update
 from .common import build, circuit_evals, make_rollouts, reseed_circuits
 from .finite import check_checkpoint_finite, check_finite
 
@@ -68,9 +69,13 @@ def train_sync(config: TrainConfig, run_dir: Path, *, resume: bool, callback: Ca
     params = list(model.parameters())
     broadcast_parameters(params, ctx)  # the same seed gives the same start; make sure
     traffic = {"bytes": 0}
+    spent = {"wall": 0.0, "cpu": 0.0}   # this update's all-reduces
 
     def average() -> None:  # between backward and the optimizer step
+        t0, c0 = time.perf_counter(), time.process_time()
         traffic["bytes"] = allreduce_gradients(params, ctx)
+        spent["wall"] += time.perf_counter() - t0
+        spent["cpu"] += time.process_time() - c0
 
     resumed = (restore_run(run_dir, config, model, algo.optimizer, ctx.is_main)
                if resume else None)
@@ -82,6 +87,7 @@ def train_sync(config: TrainConfig, run_dir: Path, *, resume: bool, callback: Ca
     recorder = None
     try:
         rollouts = make_rollouts(config, algo, envs, ctx.rank, update)
+        cpu0 = time.process_time()   # this agent's CPU seconds (all its threads): see qtrl.run.timing
         if ctx.is_main:
             write_config(run_dir, config)
             recorder = Recorder(run_dir, config, callback, tensorboard, resumed)
@@ -91,27 +97,34 @@ def train_sync(config: TrainConfig, run_dir: Path, *, resume: bool, callback: Ca
             reseed_circuits(model, config.seed, update, ctx.rank, shared=True)
 
             # ---- generate once → roll out → update (with the all-reduces) --------------
+            spent["wall"] = spent["cpu"] = 0.0
             batch, t_generate, t_rollout = rollouts(algo, update, callback)
             t0 = time.perf_counter()
             stats = algo.update(batch, average if ctx.distributed else None,
                                 generator(config.seed, Stream.MINIBATCHES, ctx.rank, update))
             if getattr(model, "obs_norm", None) is not None:
                 model.obs_norm.commit(sum_over_agents(ctx) if ctx.distributed else None)
-            timings = Timings(t_generate, t_rollout, time.perf_counter() - t0)
+            learn = time.perf_counter() - t0 - spent["wall"]
+            timings = Timings(t_generate, t_rollout, learn)
+            mine = AgentTimes(t_generate, t_rollout, learn, spent["wall"],
+                              time.process_time() - cpu0 - spent["cpu"])  # + bookkeeping
             update += 1
 
             # ---- all finite, agents agree? then agent 0 records everyone's episodes -----
             every_agent = gather_objects((batch.episode_returns.tolist(),
                                           batch.episode_lengths.tolist(), batch.env_steps,
-                                          stats["loss"]), ctx)
+                                          stats["loss"], tuple(mine)), ctx)
+            # The next update's compute starts here: agent 0's recording and
+            # checkpoint below delay its next all-reduce like any computation.
+            cpu0 = time.process_time()
             # Every agent sees every loss and holds the same gradient norm and
             # parameters, so all stop here together.
-            check_finite(update, [loss for *_, loss in every_agent], stats.get("grad_norm"),
+            check_finite(update, [loss for *_, loss, _ in every_agent], stats.get("grad_norm"),
                          params, run_dir / CHECKPOINT, saved_at)
             if ctx.distributed and update % config.sync_check_every == 0:
                 check_agreement(params, ctx, update)
             episodes += sum(len(rets) for rets, *_ in every_agent)
-            steps += sum(n for _, _, n, _ in every_agent)
+            steps += sum(n for _, _, n, *_ in every_agent)
             if recorder is None:
                 continue
             for agent, (rets, lens, *_) in enumerate(every_agent):
@@ -119,7 +132,8 @@ def train_sync(config: TrainConfig, run_dir: Path, *, resume: bool, callback: Ca
             recorder.update(update, [r for rets, *_ in every_agent for r in rets],
                             batch.episode_lengths, batch.truncated, stats, timings,
                             algo.optimizer.param_groups[0]["lr"], circuit_evals(model),
-                            env_steps=batch.env_steps)
+                            env_steps=batch.env_steps,
+                            split=split_update([times for *_, times in every_agent]))
             if (update % config.checkpoint_every == 0
                     or config.budget_used(update, episodes, steps) >= 1):
                 recorder.logger.flush()
@@ -139,6 +153,7 @@ def train_sync(config: TrainConfig, run_dir: Path, *, resume: bool, callback: Ca
     weight_bytes = params[0].element_size()   # classical DP would send weights of this dtype
     return recorder.finish(counts, updates=update, steps_collected=steps,
                            bytes_allreduced_per_update=traffic["bytes"],
+                           critical_path_s=round(recorder.critical_path, 3),
                            bytes_allreduced_per_update_classical_dp=weight_bytes * counts[
                                "target_weights"])
 

@@ -19,6 +19,7 @@ from .atomic import atomic_write_bytes, atomic_write_text
 from .callbacks import Callback
 from .directory import Resumed
 from .logger import Logger
+from .timing import UpdateSplit
 
 __all__ = ["WINDOW", "Recorder", "Timings", "first_solved", "moving_average",
            "plot_learning_curve"]
@@ -45,7 +46,8 @@ def first_solved(returns: np.ndarray, threshold: float | None, window: int = WIN
 
 
 class Timings(NamedTuple):
-    """Seconds one update spent generating weights, rolling out and learning."""
+    """Seconds one update spent generating weights, rolling out and learning
+    (in a sync group, learning excludes the all-reduce: :mod:`qtrl.run.timing`)."""
 
     generate: float
     rollout: float
@@ -82,6 +84,9 @@ class Recorder:
         self._t_start = time.perf_counter()
         self.started_unix = time.time() - self._wall_offset
         self._episodes_at_start = len(self.returns)
+        # Sum of the updates' critical paths (qtrl.run.timing), this process's
+        # updates only: a resumed run starts it afresh.
+        self.critical_path = 0.0
 
     def wall(self) -> float:
         """Seconds of training, the resumed run's included."""
@@ -100,14 +105,15 @@ class Recorder:
     def update(self, step: int, returns: Sequence[float], lengths: Sequence[int],
                truncated: Sequence[bool], stats: Mapping[str, float], timings: Timings,
                lr: float, extra: Mapping[str, float] = {},
-               env_steps: int | None = None) -> None:
+               env_steps: int | None = None, split: UpdateSplit | None = None) -> None:
         """Record update ``step``'s scalars and dump them.
 
         ``returns``: the update's episode returns (every agent's); ``lengths``,
         ``truncated``: those of the episodes this process played; ``stats``: the
         algorithm's (``train/`` keys); ``extra``: fully named keys (``quantum/``,
         ``async/``); ``env_steps``: the steps this process simulated (default:
-        the sum of ``lengths``). An update may finish no episode (an
+        the sum of ``lengths``); ``split``: a sync update's times, every agent's
+        (:mod:`qtrl.run.timing`). An update may finish no episode (an
         actor-critic's short roll-out): its episode scalars are then NaN."""
         log = self.logger
         log.record("rollout/return_mean", _mean(returns))
@@ -124,9 +130,16 @@ class Recorder:
         log.record("time/generate_s", timings.generate)
         log.record("time/rollout_s", timings.rollout)
         log.record("time/learn_s", timings.learn)
-        log.record("time/update_s", timings.total)
+        total = timings.total
+        if split is not None:
+            for key, value in split.columns().items():
+                log.record(key, value)
+            total += split.communicate + split.waits[0]
+            self.critical_path += split.critical_path
+            log.record("time/critical_path_total_s", self.critical_path)
+        log.record("time/update_s", total)
         steps = float(np.sum(lengths)) if env_steps is None else float(env_steps)
-        log.record("time/env_steps_per_s", steps / max(timings.total, 1e-9))
+        log.record("time/env_steps_per_s", steps / max(total, 1e-9))
         done = len(self.returns) - self._episodes_at_start
         log.record("time/episodes_per_s", done / max(time.perf_counter() - self._t_start, 1e-9))
         log.record("time/wall_s", self.wall())

@@ -1,0 +1,254 @@
+"""Time to solve CartPole-v1 with N agents (issue 18): the measure Dist-QTRL's
+claim is about.
+
+    .venv/bin/python scripts/time_to_solve.py --agents 1 2 4 8 16 --seeds 0-9
+    .venv/bin/python scripts/time_to_solve.py --quick      # smoke run of the pipeline
+
+For each algorithm (sync REINFORCE on the ``cartpole-paper`` recipe, sync PPO on
+the ``cartpole`` preset), each N and each seed, one ordinary ``qtrl train
+--agents N`` run of a fixed number of *updates* (every N the same), then from
+its files: the updates, env steps and seconds until the 100-episode average
+first reaches 475, and the final 100-episode average.
+
+Two clocks. **Wall clock** is the run's own (``metrics.csv``), measured on this
+machine, where N agents share its cores. **Critical path** is what the run
+would take with a core per agent: per update, the slowest agent's measured
+compute (CPU seconds) plus the measured transfer of the all-reduce, summed
+(``time/critical_path_total_s`` of ``progress.csv``, :mod:`qtrl.run.timing`).
+Intervals: 95% percentile bootstrap over the seeds that reached the target
+(10 000 resamples); a ratio's interval resamples both Ns' seeds.
+
+Runs go under ``runs/time-to-solve/`` and a finished run is reused, so more
+seeds can be added later. Imported by scripts/results_distributed.py, which
+puts :func:`section` into docs/RESULTS_distributed.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+WINDOW, TARGET = 100, 475.0
+# Per algorithm: the qtrl train flags and how the budget of U updates for N agents is given.
+RECIPES = {
+    "reinforce": ["--preset", "cartpole-paper", "--mapping-activation", "relu", "--lr", "3e-3",
+                  "--qt-init-std", "0.1", "--anneal-lr"],
+    "ppo": ["--preset", "cartpole"],
+}
+PPO_STEPS_PER_AGENT = 8 * 64   # the cartpole preset's num_envs x num_steps
+GOALS = {("ppo", 4): 0.5, ("ppo", 8): 0.35}   # critical path vs N = 1 (issue 18)
+
+
+def run_dir(algo: str, n: int, seed: int, updates: int) -> Path:
+    return ROOT / "runs" / "time-to-solve" / f"{algo}-u{updates}-agents{n}-seed{seed}"
+
+
+def train(algo: str, n: int, seed: int, updates: int) -> Path:
+    """The run (reused when finished), trained for ``updates`` updates of ``n`` agents."""
+    out = run_dir(algo, n, seed, updates)
+    if (out / "summary.json").exists():
+        return out
+    if out.exists():
+        shutil.rmtree(out)  # an unfinished run of ours: start it again
+    out.parent.mkdir(parents=True, exist_ok=True)
+    budget = (["--episodes", str(n * updates)] if algo == "reinforce"
+              else ["--total-steps", str(n * updates * PPO_STEPS_PER_AGENT)])
+    cmd = [sys.executable, "-m", "qtrl", "train", *RECIPES[algo], "--seed", str(seed),
+           "--agents", str(n), *budget, "--checkpoint-every", "1000", "--no-tensorboard",
+           "--out", str(out)]
+    with open(out.with_suffix(".log"), "w") as log:
+        proc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed; see {out.with_suffix('.log')}")
+    return out
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def solve_stats(out: Path) -> dict[str, float | None]:
+    """Updates, env steps, wall-clock and critical-path seconds until the target
+    (None each when not reached), and the final 100-episode average."""
+    episodes = _rows(out / "metrics.csv")
+    returns = np.array([float(r["return"]) for r in episodes])
+    summary = json.loads((out / "summary.json").read_text())
+    config = json.loads((out / "config.json").read_text())
+    stats: dict[str, float | None] = {"final": float(returns[-WINDOW:].mean()),
+                                      "updates": None, "steps": None, "wall": None,
+                                      "critical": None,
+                                      "total_wall": summary["wall_time_s"],
+                                      "total_critical": summary.get("critical_path_s")}
+    if len(returns) < WINDOW:
+        return stats
+    csum = np.concatenate(([0.0], np.cumsum(returns)))
+    hits = np.flatnonzero((csum[WINDOW:] - csum[:-WINDOW]) / WINDOW >= TARGET)
+    if not len(hits):
+        return stats
+    row = episodes[hits[0] + WINDOW - 1]
+    update = int(row["update"])
+    progress = {int(r["update"]): r for r in _rows(out / "progress.csv")}
+    if config["algo"] == "ppo":    # fixed-length roll-outs: every agent's steps so far
+        steps = update * config["num_envs"] * config["num_steps"] * config["agents"]
+    else:                          # every episode of the updates so far
+        steps = sum(int(r["length"]) for r in episodes if int(r["update"]) <= update)
+    stats.update(updates=update, steps=steps, wall=float(row["wall_time"]),
+                 critical=float(progress[update]["time/critical_path_total_s"]))
+    return stats
+
+
+def bootstrap(values: list[float], resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile interval of the mean of ``values`` over resampled seeds."""
+    rng = np.random.default_rng(seed)
+    v = np.asarray(values, dtype=np.float64)
+    means = v[rng.integers(0, len(v), (resamples, len(v)))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def ratio_interval(a: list[float], b: list[float], resamples: int = 10_000,
+                   seed: int = 0) -> tuple[float, float]:
+    """95% interval of mean(a) / mean(b), each resampled over its own seeds."""
+    rng = np.random.default_rng(seed)
+    va, vb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    ma = va[rng.integers(0, len(va), (resamples, len(va)))].mean(axis=1)
+    mb = vb[rng.integers(0, len(vb), (resamples, len(vb)))].mean(axis=1)
+    return float(np.percentile(ma / mb, 2.5)), float(np.percentile(ma / mb, 97.5))
+
+
+def _cell(values: list[float], digits: int) -> str:
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f} (1 seed)"
+    lo, hi = bootstrap(values)
+    return f"{np.mean(values):.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def plot(stats: dict[tuple[str, int], list[dict]], path: Path) -> None:
+    """Critical-path and wall-clock seconds to the target against N, ideal line T(1)/N."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=110)
+    for algo, color in (("reinforce", "tab:blue"), ("ppo", "tab:orange")):
+        ns = sorted(n for a, n in stats if a == algo)
+        points = [(n, [s["critical"] for s in stats[algo, n] if s["critical"] is not None],
+                   [s["wall"] for s in stats[algo, n] if s["wall"] is not None]) for n in ns]
+        points = [p for p in points if p[1]]
+        if not points:
+            continue
+        x = np.array([n for n, _, _ in points])
+        mean = np.array([np.mean(c) for _, c, _ in points])
+        ci = np.array([bootstrap(c) if len(c) > 1 else (np.mean(c),) * 2 for _, c, _ in points])
+        ax.errorbar(x, mean, yerr=[mean - ci[:, 0], ci[:, 1] - mean], color=color, marker="o",
+                    capsize=3, lw=2, label=f"{algo}: critical path (mean, 95% CI)")
+        ax.plot(x, [np.mean(w) for _, _, w in points], color=color, marker="s", ls=":",
+                mfc="none", label=f"{algo}: wall clock on this machine")
+        if x[0] == 1:
+            ax.plot(x, mean[0] / x, color=color, ls="--", lw=1, alpha=0.7,
+                    label=f"{algo}: ideal T(1)/N")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("agents N")
+    ax.set_ylabel("seconds to a 100-episode average of 475")
+    ax.set_title("Dist-QTRL on CartPole-v1: time to solve against N")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def section(algos: list[str], agents: dict[str, list[int]], seeds: list[int],
+            updates: dict[str, int], docs: Path) -> list[str]:
+    """Train what is missing; the markdown of the time-to-solve section (the plot
+    written to ``docs/time_to_solve.png``). ``agents``: the Ns of each algorithm."""
+    stats: dict[tuple[str, int], list[dict]] = {}
+    for algo in algos:
+        for n in agents[algo]:
+            for seed in seeds:
+                print(f"{algo} N={n} seed={seed} ...", flush=True)
+                stats.setdefault((algo, n), []).append(
+                    solve_stats(train(algo, n, seed, updates[algo])))
+    lines = ["## Time to solve against N (issue 18)", "",
+             (f"Seeds {', '.join(map(str, seeds))}; every N trains the same number of updates "
+              f"({', '.join(f'{a}: {updates[a]}' for a in algos)}); target: 100-episode "
+              f"average ≥ {TARGET:g}. Mean [95% bootstrap interval] over the seeds that reached "
+              "it. **Critical path**: per update the slowest agent's compute (CPU seconds) plus "
+              "the all-reduce's transfer, summed: the run's time with a core per agent. "
+              f"**Wall clock**: measured on this machine ({_cores()} cores shared by all N agents "
+              "and other work). Neither counts process start-up."), "",
+             ("| algo | N | reached | updates | env steps | critical path (s) | wall clock (s) "
+              "| final 100-ep avg | critical path vs N=1 |"),
+             "|---|---|---|---|---|---|---|---|---|"]
+    for (algo, n), runs in stats.items():
+        got = [s for s in runs if s["updates"] is not None]
+        crit = [s["critical"] for s in got]
+        base = [s["critical"] for s in stats.get((algo, 1), []) if s["critical"] is not None]
+        ratio = "—"
+        if n > 1 and crit and base:
+            ratio = f"{np.mean(crit) / np.mean(base):.2f}"
+            if len(crit) > 1 and len(base) > 1:
+                lo, hi = ratio_interval(crit, base)
+                ratio += f" [{lo:.2f}, {hi:.2f}]"
+            if (algo, n) in GOALS:
+                ratio += f" (goal ≤ {GOALS[algo, n]})"
+        lines.append(f"| {algo} | {n} | {len(got)} of {len(runs)} | "
+                     f"{_cell([s['updates'] for s in got], 0)} | "
+                     f"{_cell([s['steps'] for s in got], 0)} | {_cell(crit, 1)} | "
+                     f"{_cell([s['wall'] for s in got], 1)} | "
+                     f"{_cell([s['final'] for s in runs], 1)} | {ratio} |")
+    docs.mkdir(parents=True, exist_ok=True)
+    plot(stats, docs / "time_to_solve.png")
+    lines += ["", ("Figure: `time_to_solve.png` (critical path with its interval, the wall "
+                   "clock of this machine, and the ideal line T(1)/N)."), ""]
+    return lines
+
+
+def _cores() -> int:
+    import os
+    return os.cpu_count() or 1
+
+
+def seed_list(text: str) -> list[int]:
+    """``"0-9"`` or ``"0,3,5"`` -> seeds."""
+    if "-" in text:
+        lo, hi = text.split("-")
+        return list(range(int(lo), int(hi) + 1))
+    return [int(s) for s in text.split(",")]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--agents", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    p.add_argument("--reinforce-agents", type=int, nargs="+",
+                   help="REINFORCE's Ns when they differ from --agents")
+    p.add_argument("--algos", nargs="+", default=["reinforce", "ppo"], choices=list(RECIPES))
+    p.add_argument("--seeds", type=seed_list, default=seed_list("0-9"),
+                   help="e.g. 0-9 (the issue asks for at least 10) or 0,1,2")
+    p.add_argument("--reinforce-updates", type=int, default=800)
+    p.add_argument("--ppo-updates", type=int, default=200)
+    p.add_argument("--quick", action="store_true", help="N = 1, 2; seeds 0, 1; short runs")
+    p.add_argument("--docs", type=Path, default=ROOT / "runs" / "time-to-solve")
+    args = p.parse_args()
+    updates = {"reinforce": args.reinforce_updates, "ppo": args.ppo_updates}
+    if args.quick:
+        args.agents, args.seeds, updates = [1, 2], [0, 1], {"reinforce": 100, "ppo": 20}
+        args.reinforce_agents = None
+    agents = {"ppo": args.agents, "reinforce": args.reinforce_agents or args.agents}
+    lines = section(args.algos, agents, args.seeds, updates, args.docs)
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

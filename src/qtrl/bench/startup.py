@@ -1,0 +1,98 @@
+"""Start-up: seconds from launching ``qtrl train`` to its first update.
+
+Each N launches ``qtrl train --preset cartpole --agents N`` as a new process
+(two updates, no TensorBoard) and reads from the run's files when its training
+loop started (``summary.json``: ``train_started_unix``) and when the first
+update was recorded (that plus ``progress.csv``'s first ``time/wall_s``), both
+against the moment of the launch. The median of ``--repeats`` launches is shown.
+Then one launch with ``python -X importtime`` says which imports the time goes to.
+
+Goals (issue 18): one agent's first update within 1.5 s of the launch, N local
+agents within 1.5 s + 0.3 s per agent.
+
+Reproduce: ``qtrl bench startup`` (``--quick`` for a smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+__all__ = ["launch", "register_args", "run"]
+
+STEPS_PER_AGENT_UPDATE = 8 * 64      # the cartpole preset's roll-out
+# Top-level imports worth naming (cumulative microseconds of -X importtime).
+_NAMED = ("torch", "torch._dynamo", "numba", "gymnasium", "scipy", "qtrl")
+
+
+def register_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--agents", type=int, nargs="+", default=[1, 2, 4], help="agent counts N")
+    p.add_argument("--repeats", type=int, default=3, help="launches per N (median shown)")
+    p.add_argument("--quick", action="store_true", help="N = 1 only, one launch")
+
+
+def launch(agents: int, extra: tuple[str, ...] = ()) -> dict[str, float]:
+    """One ``qtrl train`` launch of ``agents`` agents: seconds to its training loop
+    (``loop``) and to the end of its first update (``first_update``)."""
+    with tempfile.TemporaryDirectory(prefix="qtrl-startup-") as tmp:
+        out = Path(tmp) / "run"
+        cmd = [sys.executable, *extra, "-m", "qtrl", "train", "--preset", "cartpole",
+               "--agents", str(agents), "--total-steps", str(2 * agents * STEPS_PER_AGENT_UPDATE),
+               "--no-tensorboard", "--out", str(out)]
+        launched = time.time()
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr.strip()[-500:]}")
+        started = json.loads((out / "summary.json").read_text())["train_started_unix"]
+        with open(out / "progress.csv", newline="") as fh:
+            first = next(csv.DictReader(fh))
+        return {"loop": started - launched,
+                "first_update": started + float(first["time/wall_s"]) - launched,
+                "stderr": proc.stderr}
+
+
+def imports(text: str) -> dict[str, float]:
+    """Seconds of the named imports (cumulative) in ``-X importtime`` output."""
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        _, cumulative, name = line.split("|")
+        name = name.strip()
+        if name in _NAMED and cumulative.strip().isdigit():
+            found[name] = max(found.get(name, 0.0), int(cumulative) / 1e6)
+    return found
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.quick:
+        args.agents, args.repeats = [1], 1
+    if any(n < 1 for n in args.agents) or args.repeats < 1:
+        print("qtrl bench startup: --agents and --repeats must be positive", file=sys.stderr)
+        return 2
+    print(f"Start-up of `qtrl train --preset cartpole`, launch to first update; "
+          f"{os.cpu_count()} cores; median of {args.repeats} launch(es) per N")
+    print(f"{'agents':>6}  {'to training loop (s)':>20}  {'to first update (s)':>19}  "
+          f"{'goal (s)':>8}  verdict")
+    for n in args.agents:
+        runs = [launch(n) for _ in range(args.repeats)]
+        loop = statistics.median(r["loop"] for r in runs)
+        first = statistics.median(r["first_update"] for r in runs)
+        goal = 1.5 if n == 1 else 1.5 + 0.3 * n
+        print(f"{n:>6}  {loop:>20.2f}  {first:>19.2f}  {goal:>8.2f}  "
+              f"{'met' if first <= goal else 'NOT met'}")
+    named = imports(launch(1, ("-X", "importtime"))["stderr"])
+    print("imports of one launch (cumulative s, under -X importtime, which slows them): "
+          + ", ".join(f"{k} {v:.2f}" for k, v in sorted(named.items(), key=lambda kv: -kv[1])))
+    print("torch._dynamo is imported by torch.optim.Adam itself (Optimizer.__init__'s "
+          "add_param_group and step are wrapped for torch.compile); no public Adam option "
+          "avoids it in this torch")
+    return 0

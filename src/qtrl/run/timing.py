@@ -1,0 +1,79 @@
+"""Where a synchronous update's time goes, agent by agent.
+
+Every agent measures its own update: generating the weights, the roll-out,
+the learning step (loss, backward, optimizer step) and the gradient
+all-reduce(s), all in wall-clock seconds, plus the CPU seconds its process
+(all threads: Numba's too) spent computing (everything but the all-reduce). Agent 0 gathers them and
+splits each agent's all-reduce time into
+
+* **communicate**: the all-reduce of the agent that arrived last, which waits
+  for no one: the transfer itself, the same for every agent;
+* **wait**: the rest of that agent's all-reduce, spent waiting for the slowest
+  agent to arrive.
+
+The **critical path** of the update is the slowest agent's compute plus the
+communication: the wall-clock time of the update if every agent had a core of
+its own. An agent's compute runs from the end of the previous update's
+bookkeeping gather to its next one, so agent 0's recording and checkpoints
+count as its compute. Compute is taken as CPU seconds, which do not grow when agents share
+cores (their wall-clock seconds do); on a machine with a core per agent the
+two agree. ``progress.csv`` and TensorBoard get every agent's split under
+``time/agent<r>/…`` and the update's under ``time/…``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+__all__ = ["AgentTimes", "UpdateSplit", "split_update"]
+
+
+class AgentTimes(NamedTuple):
+    """One agent's seconds in one update (wall clock unless named ``cpu``)."""
+
+    generate: float      # the policy weights, generated once
+    rollout: float       # the episodes or steps played
+    learn: float         # loss, backward, optimizer step: the all-reduce excluded
+    allreduce: float     # inside the gradient all-reduce(s): waiting plus transfer
+    compute_cpu: float   # this agent's process CPU seconds, the all-reduce's excepted
+
+
+class UpdateSplit(NamedTuple):
+    """One update split over its ``N`` agents (agent 0's view)."""
+
+    agents: tuple[AgentTimes, ...]   # (N,) in rank order
+    communicate: float               # the transfer: the last-arriving agent's all-reduce
+    waits: tuple[float, ...]         # (N,) each agent's all-reduce minus the transfer
+    slowest_agent: int               # the agent with the most compute
+    critical_path: float             # the slowest agent's compute + the transfer
+
+    def columns(self) -> dict[str, float]:
+        """The ``time/`` scalars of this update (progress.csv and TensorBoard)."""
+        out = {"time/communicate_s": self.communicate,
+               "time/wait_s": self.waits[0],
+               "time/compute_max_s": self.agents[self.slowest_agent].compute_cpu,
+               "time/slowest_agent": float(self.slowest_agent),
+               "time/critical_path_s": self.critical_path}
+        for rank, (times, wait) in enumerate(zip(self.agents, self.waits, strict=True)):
+            prefix = f"time/agent{rank}/"
+            out[prefix + "generate_s"] = times.generate
+            out[prefix + "rollout_s"] = times.rollout
+            out[prefix + "learn_s"] = times.learn
+            out[prefix + "communicate_s"] = self.communicate
+            out[prefix + "wait_s"] = wait
+            out[prefix + "compute_cpu_s"] = times.compute_cpu
+        return out
+
+
+def split_update(agents: Sequence[AgentTimes]) -> UpdateSplit:
+    """Split one update's measured times (one :class:`AgentTimes` per agent, rank
+    order) into transfer, waits and the critical path."""
+    agents = tuple(AgentTimes(*a) for a in agents)
+    if not agents:
+        raise ValueError("split_update needs at least one agent's times")
+    communicate = min(a.allreduce for a in agents)
+    waits = tuple(a.allreduce - communicate for a in agents)
+    slowest = max(range(len(agents)), key=lambda r: agents[r].compute_cpu)
+    return UpdateSplit(agents, communicate, waits, slowest,
+                       agents[slowest].compute_cpu + communicate)
