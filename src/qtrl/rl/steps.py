@@ -136,7 +136,9 @@ class StepCollector:
         drain = getattr(self.envs, "drain_episodes", None)
         if drain is not None:   # a multi-agent task: episodes are the worlds', not the rows'
             worlds = drain()
-            players = np.array([w.returns for w in worlds]).reshape(len(worlds), -1)
+            players = np.zeros((len(worlds), n // len(self.envs.envs)))
+            for i, world in enumerate(worlds):
+                players[i] = world.returns
             ep_returns = players.sum(1).tolist()
             ep_lengths = [w.length for w in worlds]
             ep_truncated = [w.truncated for w in worlds]
