@@ -31,7 +31,7 @@ DIST_MODES = ("sync", "async")
 ALGOS = ("reinforce", "a2c", "ppo")
 ACTOR_CRITIC_ALGOS = ("a2c", "ppo")
 CRITICS = ("quantum", "classical")
-POLICIES = ("shared",)
+POLICIES = ("shared", "per-agent", "shared-bits")
 CRITIC_INPUTS = ("global", "local")
 
 
@@ -76,8 +76,11 @@ class TrainConfig:
     env_kwarg: tuple[str, ...] = _f((), "multi-agent task: KEY=VALUE passed to its "
                                         "parallel_env() (repeatable; int/float/bool/str)",
                                     repeat=True)
-    policy: str = _f("shared", "multi-agent task: one generator for every player, which "
-                               "gets its index as a one-hot input", choices=POLICIES)
+    policy: str = _f("shared", "multi-agent task: one network and generator for every "
+                               "player, its index a one-hot input (shared); a generator per "
+                               "player (per-agent); or one circuit and mapping making each "
+                               "player's network, the player as index bits (shared-bits)",
+                     choices=POLICIES)
     critic_input: str | None = _f(None, "multi-agent a2c/ppo: the critic sees every "
                                         "player's observation (global: MAPPO) or its own "
                                         "(local: IPPO); none: global",

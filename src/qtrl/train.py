@@ -154,9 +154,13 @@ def load_policy(run_dir: Path | str) -> tuple[nn.Module, TrainConfig]:
     (the generated weights saved in its checkpoint) and the run's configuration."""
     config, state = load_checkpoint(Path(run_dir))
     spec = task_spec(config)
-    views = task_views(config, spec)
-    obs_dim = spec.obs_dim if views is None else len(range(spec.obs_dim)[views[0]])
-    policy = build_policy(obs_dim, config.hidden, spec.n_actions, config.activation)
+    if is_multiagent(config.env):   # the players' network(s), as the run built them
+        exact = {f.name: f.default for f in fields(TrainConfig) if f.name in QUANTUM_FIELDS}
+        policy = build_model(replace(config, **exact), spec.obs_dim, spec.n_actions,
+                             views=task_views(config, spec),
+                             players=len(spec.players)).target
+    else:
+        policy = build_policy(spec.obs_dim, config.hidden, spec.n_actions, config.activation)
     return _load_saved(policy, state, "policy", run_dir), config
 
 
@@ -173,7 +177,8 @@ def load_trained_model(run_dir: Path | str) -> tuple[QuantumTrain | ClassicalPol
     exact = {f.name: f.default for f in fields(TrainConfig) if f.name in QUANTUM_FIELDS}
     model = build_model(config if config.classical else replace(config, **exact),
                         spec.obs_dim, spec.n_actions, continuous=spec.continuous,
-                        views=task_views(config, spec))
+                        views=task_views(config, spec),
+                        players=len(getattr(spec, "players", ())) or 1)
     return _load_saved(model, state, "model", run_dir), config
 
 

@@ -161,6 +161,9 @@ class PPO:
         actions = torch.from_numpy(batch.actions.reshape(size, *batch.actions.shape[2:]))
         old_log_prob, old_values, next_values = self._old(batch, obs, actions)
         dones = batch.terminated | batch.truncated_steps
+        if self.scale_rewards is not None and len(self.scale_rewards.running) != copies:
+            # a multi-agent task's rows: vector_envs copies x its players
+            self.scale_rewards = RewardScaler(copies, self.gamma)
         rewards = (batch.rewards if self.scale_rewards is None
                    else self.scale_rewards(batch.rewards, dones))
         advantages = gae(rewards, old_values.reshape(steps, copies), next_values,

@@ -60,7 +60,8 @@ def _model(config: TrainConfig, spec: EnvSpec | PlayerSpec, rank: int) -> Any:
     """:func:`~qtrl.rl.policy.build_model`, a size it refuses as a ``UserError``."""
     try:
         return build_model(config, spec.obs_dim, spec.n_actions, rank=rank,
-                           continuous=spec.continuous, views=task_views(config, spec))
+                           continuous=spec.continuous, views=task_views(config, spec),
+                           players=len(getattr(spec, "players", ())) or 1)
     except ValueError as err:
         raise UserError(f"cannot build the policy for {config.env}: {err}") from None
 

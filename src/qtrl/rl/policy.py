@@ -32,6 +32,7 @@ from ..presets import build_policy
 from ..run.seeds import Stream, integer_seed
 from .actor_critic import ActorCritic
 from .normalize import ObsNormalizer
+from .players import player_policy
 
 __all__ = ["ActionSampler", "Actor", "ClassicalPolicy", "ColumnsActor", "CompiledActor",
            "GaussianActor",
@@ -71,8 +72,8 @@ class ClassicalPolicy(nn.Module):
 
 
 def build_model(config: Any, obs_dim: int, n_actions: int, rank: int = 0,
-                continuous: bool = False, views: tuple[slice, slice] | None = None
-                ) -> QuantumTrain | ClassicalPolicy | ActorCritic:
+                continuous: bool = False, views: tuple[slice, slice] | None = None,
+                players: int = 1) -> QuantumTrain | ClassicalPolicy | ActorCritic:
     """The trainable model of ``config`` (a :class:`qtrl.config.TrainConfig`):
     ``QuantumTrain`` around the policy network, or the network itself; for
     PPO and A2C an :class:`~qtrl.rl.actor_critic.ActorCritic` of a policy and
@@ -88,7 +89,9 @@ def build_model(config: Any, obs_dim: int, n_actions: int, rank: int = 0,
 
     ``views``: a multi-agent task's ``(policy's columns, critic's columns)`` of
     its ``obs_dim``-wide rows (:func:`qtrl.rl.multiagent.views`): each network
-    takes its own columns' width.
+    takes its own columns' width; ``players`` of them (one-hot at the end of
+    the policy's columns) share its network or, by ``config.policy``
+    (``per-agent``, ``shared-bits``: :mod:`qtrl.rl.players`), each get one.
     """
     activation = getattr(config, "activation", "relu")
     if getattr(config, "actor_critic", False):
@@ -103,6 +106,16 @@ def build_model(config: Any, obs_dim: int, n_actions: int, rank: int = 0,
         if critic_classical:
             orthogonal_init(critic_net, output_gain=1.0)
         policy = _generator(config, actor_net, rank, config.classical)
+        layout = getattr(config, "policy", "shared")
+        if views is not None and layout != "shared":
+            def make_net() -> nn.Module:
+                net = build_policy(actor_in, config.hidden, n_actions, activation)
+                if config.classical:
+                    orthogonal_init(net, output_gain=0.01)
+                return net
+            policy = player_policy(layout, make_net, players, actor_in - players,
+                                   lambda t: _generator(config, t, rank, config.classical),
+                                   config.classical)
         critic = _generator(config, critic_net, rank, critic_classical)
         obs_norm = ObsNormalizer(obs_dim) if getattr(config, "norm_obs", False) else None
         return ActorCritic(policy, critic, n_actions, continuous, config.log_std_init,
