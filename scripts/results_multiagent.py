@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import subprocess
 import sys
 import time
@@ -38,8 +39,12 @@ BUDGET = 100_000   # env steps (world steps) per run
 # MAPPO (centralised critic, the default --critic-input global), shared policy.
 RECIPE = ["--hidden", "64", "--num-envs", "16", "--num-steps", "25", "--num-minibatches", "2",
           "--update-epochs", "5", "--lr", "7e-4", "--anneal-lr", "--episodes", "1000000000"]
-TRAINERS = {"QT MAPPO": [], "classical MAPPO": ["--classical"]}
 SEEDS = (0, 1, 2)
+# label -> (flags on top of the recipe, seeds): the goal's pair over SEEDS, and the
+# two other policy layouts on the first seed, for what their parameters cost in return.
+TRAINERS = {"QT MAPPO": ([], SEEDS), "classical MAPPO": (["--classical"], SEEDS),
+            "QT MAPPO per-agent": (["--policy", "per-agent"], SEEDS[:1]),
+            "QT MAPPO shared-bits": (["--policy", "shared-bits"], SEEDS[:1])}
 RANDOM_EPISODES = 300
 
 
@@ -48,7 +53,8 @@ def run_dir(out: Path, label: str, seed: int) -> Path:
 
 
 def flags(label: str, seed: int, budget: int) -> list[str]:
-    return [*ENV, *RECIPE, *TRAINERS[label], "--total-steps", str(budget), "--seed", str(seed)]
+    return [*ENV, *RECIPE, *TRAINERS[label][0], "--total-steps", str(budget), "--seed",
+            str(seed)]
 
 
 def train(label: str, seed: int, budget: int, out: Path) -> dict:
@@ -66,7 +72,8 @@ def train(label: str, seed: int, budget: int, out: Path) -> dict:
            "--no-tensorboard"]
     print("$ qtrl", " ".join(cmd[3:]), flush=True)
     started = time.monotonic()
-    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}   # this checkout's qtrl
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True, env=env)
     print(f"  ... {label} seed {seed}: {time.monotonic() - started:.0f} s", flush=True)
     (where / "flags.json").write_text(json.dumps(args))
     return json.loads(done.read_text())
@@ -97,21 +104,22 @@ def curve(where: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.cumsum(lengths[:len(mean)]), moving_average(mean)
 
 
-def parameter_rows() -> list[str]:
-    """Trainable parameters of each policy layout against the networks it makes."""
-    rows = ["| policy | actor trainable | actor generates | critic trainable | "
-            "critic generates | total trainable | classical weights |", "|---|---|---|---|---|---|---|"]
-    from qtrl.config import POLICIES
-    for policy in POLICIES:
-        for classical in (False, True):
-            config = TrainConfig(env="mpe2:simple_spread_v3", env_kwarg=("N=3", "max_cycles=25"),
-                                 algo="ppo", hidden=(64,), policy=policy, classical=classical)
-            counts = build(config, 0).model.parameter_counts()
-            name = f"{policy}{' (classical)' if classical else ' (QT)'}"
-            rows.append(f"| {name} | {counts['actor']['total']} | "
-                        f"{counts['actor']['target_weights']} | {counts['critic']['total']} | "
-                        f"{counts['critic']['target_weights']} | {counts['total']} | "
-                        f"{counts['target_weights']} |")
+def parameter_rows(scores: dict[str, float]) -> list[str]:
+    """Trainable parameters of each policy layout (Quantum-Train actor and critic)
+    against the classical networks of that layout, and the layout's score."""
+    rows = ["| policy layout | actor trainable (QT) | actor's classical weights | critic "
+            "trainable (QT) | critic's classical weights | total trainable (QT) | classical "
+            "total | mean per-player return, seed 0 |", "|---|---|---|---|---|---|---|---|"]
+    for policy, label in (("shared", "QT MAPPO"), ("per-agent", "QT MAPPO per-agent"),
+                          ("shared-bits", "QT MAPPO shared-bits")):
+        config = TrainConfig(env="mpe2:simple_spread_v3", env_kwarg=("N=3", "max_cycles=25"),
+                             algo="ppo", hidden=(64,), policy=policy)
+        qt = build(config, 0).model.parameter_counts()
+        cl = build(TrainConfig(**{**config.to_dict(), "classical": True}),
+                   0).model.parameter_counts()
+        rows.append(f"| {policy} | {qt['actor']['total']} | {cl['actor']['total']} | "
+                    f"{qt['critic']['total']} | {cl['critic']['total']} | {qt['total']} | "
+                    f"{cl['total']} | {scores[label]:.2f} |")
     return rows
 
 
@@ -145,7 +153,8 @@ def main() -> int:
     out = ROOT / "runs" / ("multiagent-quick" if args.quick else "multiagent")
     docs.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    jobs = [(label, seed) for label in TRAINERS for seed in seeds]
+    jobs = [(label, seed) for label, (_, which) in TRAINERS.items() for seed in which
+            if seed in seeds]
     with ThreadPoolExecutor(args.jobs) as pool:
         summaries = dict(zip(jobs, pool.map(lambda j: train(*j, budget, out), jobs),
                              strict=True))
@@ -181,12 +190,16 @@ def main() -> int:
               "simple_spread_v3, mean per-player return) is quoted: the ones we know use "
               "other reward sums or MPE versions.", "",
               "## Trainable parameters of each policy layout", "",
-              "The same 18+3 → 64 → 5 policy and 3+54 → 64 → 1 critic for every layout "
+              "The same 18+3 → 64 → 5 policy network (per player, or shared) and 3+54 → 64 "
+              "→ 1 critic for every layout, trained with the recipe above "
               "(`qtrl info --env mpe2:simple_spread_v3 --env-kwarg N=3 --hidden 64 "
               "--policy NAME` prints the same counts).", "",
-              *parameter_rows(), "",
+              *parameter_rows({label: final[(label, seeds[0])] for label in TRAINERS}), "",
+              "shared-bits generates 2^11 values per player (its 1733 weights and padding, "
+              "so that the player's index is the top bits of each weight's index).", "",
               "![learning curves](multiagent_spread.png)", ""]
-    runs = {label: [run_dir(out, label, s) for s in seeds] for label in TRAINERS}
+    runs = {label: [run_dir(out, label, s) for s in seeds] for label in TRAINERS
+            if label in ("QT MAPPO", "classical MAPPO")}
     plot(docs / "multiagent_spread.png", runs, random)
     (docs / "RESULTS_multiagent.md").write_text("\n".join(lines))
     print("\n".join(lines))

@@ -223,3 +223,48 @@ def test_two_process_gradient_equals_one_process_on_both_roll_outs(tmp_path):
         got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         for g, w in zip(got, want, strict=True):
             torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-7)
+
+
+# ---- policy layouts ---------------------------------------------------------------------
+
+def _layout(policy: str, classical: bool = False):
+    config = TrainConfig(env=SPREAD, env_kwarg=("N=3",), algo="ppo", hidden=(8,), layers=1,
+                         mapping_hidden=(4,), policy=policy, classical=classical)
+    return build(config, 0).model
+
+
+def test_player_networks_answer_for_the_player_their_one_hot_names():
+    model = _layout("per-agent")
+    target, weights = model.policy.target, model.policy.generate()
+    x = torch.randn(6, 21)
+    x[:, 18:] = torch.eye(3).repeat(2, 1)
+    with torch.no_grad():
+        out = model.policy(x, weights=weights)
+        for row in range(6):
+            p = row % 3
+            net = {k.split(".net.", 1)[1]: v for k, v in weights.items()
+                   if k.startswith(f"blocks.{p}.net.")}
+            want = torch.func.functional_call(target.blocks[p].net, net, (x[row:row + 1],))
+            torch.testing.assert_close(out[row:row + 1], want)
+
+
+def test_per_agent_has_one_generator_per_player_and_shared_bits_one_circuit():
+    shared, per, bits = _layout("shared"), _layout("per-agent"), _layout("shared-bits")
+    one = shared.policy.parameter_counts().as_dict()
+    k = 21 * 8 + 8 + 8 * 5 + 5                     # one player's network: 221 weights
+    assert one["target_weights"] == k
+    each = per.policy.parameter_counts()["per_player"]
+    assert len(each) == 3 and all(c["target_weights"] == k for c in each)
+    assert per.policy.parameter_counts()["total"] == sum(c["total"] for c in each)
+    qt = bits.policy
+    m = 8                                           # 2^8 = 256 >= 221 basis states per player
+    assert qt.k == 3 * 2**m and qt.n_qubits == m + 2
+    # the top two index bits the mapping model reads are the player's, as ±1
+    for p in range(3):
+        block = qt.features[p * 2**m:p * 2**m + k, :2]
+        want = torch.tensor([(p >> 1 & 1) * 2 - 1, (p & 1) * 2 - 1], dtype=block.dtype)
+        assert (block == want).all()
+    assert qt.parameter_counts().total < per.policy.parameter_counts()["total"]
+    # classical: both layouts are the same three networks
+    assert (_layout("per-agent", True).policy.parameter_counts()["total"]
+            == _layout("shared-bits", True).policy.parameter_counts()["total"] == 3 * k)
