@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sys
 import types
+from typing import ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -37,8 +38,8 @@ class Relay:
     values), ``b`` observes ``[t]`` (1 value); reward ``a``: its action, ``b``:
     10 × its action. ``a`` terminates at step 2, ``b`` is truncated at step 4."""
 
-    possible_agents = ["a", "b"]
-    metadata: dict = {}
+    possible_agents: ClassVar[list[str]] = ["a", "b"]
+    metadata: ClassVar[dict] = {}
 
     def __init__(self, leave_at: int = 2, horizon: int = 4) -> None:
         self.leave_at, self.horizon = leave_at, horizon

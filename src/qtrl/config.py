@@ -22,9 +22,23 @@ from .presets import PRESETS
 from .quantum.backends import parse_noise
 from .quantum.estimators import GRAD_METHODS, check_gradient_setup
 
-__all__ = ["ACTOR_CRITIC_ALGOS", "ACTOR_CRITIC_FIELDS", "ALGOS", "AUTORESET_MODES", "BACKENDS",
-           "BUDGET_FIELDS", "CRITICS", "CRITIC_INPUTS", "POLICIES", "is_multiagent", "DIST_MODES", "QUANTUM_FIELDS", "RESUMABLE_FIELDS",
-           "RUNTIME_FIELDS", "TrainConfig"]
+__all__ = [
+    "ACTOR_CRITIC_ALGOS",
+    "ACTOR_CRITIC_FIELDS",
+    "ALGOS",
+    "AUTORESET_MODES",
+    "BACKENDS",
+    "BUDGET_FIELDS",
+    "CRITICS",
+    "CRITIC_INPUTS",
+    "DIST_MODES",
+    "POLICIES",
+    "QUANTUM_FIELDS",
+    "RESUMABLE_FIELDS",
+    "RUNTIME_FIELDS",
+    "TrainConfig",
+    "is_multiagent",
+]
 
 AUTORESET_MODES = ("same-step", "next-step")
 DIST_MODES = ("sync", "async")

@@ -104,8 +104,8 @@ def _players_table(config) -> int:
     rows: list[tuple[str, object]] = [
         ("environment", f"{config.env} {' '.join(config.env_kwarg)}".strip()),
         ("task agents (players)", ", ".join(spec.players)),
-        ("algorithm", f"{config.algo}, critic input {config.critic_input or 'global'} "
-                      f"({'IPPO' if config.critic_input == 'local' else 'MAPPO'})"),
+        ("algorithm", (f"{config.algo}, critic input {config.critic_input or 'global'} "
+                       f"({'IPPO' if config.critic_input == 'local' else 'MAPPO'})")),
         ("policy layout", config.policy),
         ("actor trainable", counts["actor"]["total"]),
         ("actor generated values", counts["actor"]["target_weights"]),

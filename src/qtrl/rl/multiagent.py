@@ -36,11 +36,23 @@ import numpy as np
 from ..config import CRITIC_INPUTS, is_multiagent
 from ..errors import UserError
 from ..run.seeds import Stream, generator
-from .policy import ActionSampler, Actor, ColumnsActor
 from .env import EnvSpec, env_spec, make_vector_env
+from .policy import ActionSampler, Actor, ColumnsActor
 
-__all__ = ["evaluate_players", "make_task_envs", "task_spec", "task_views", "PlayerSpec", "PlayerVectorEnv", "WorldEpisode", "is_multiagent",
-           "make_parallel_env", "parse_env_kwargs", "player_spec", "views"]
+__all__ = [
+    "PlayerSpec",
+    "PlayerVectorEnv",
+    "WorldEpisode",
+    "evaluate_players",
+    "is_multiagent",
+    "make_parallel_env",
+    "make_task_envs",
+    "parse_env_kwargs",
+    "player_spec",
+    "task_spec",
+    "task_views",
+    "views",
+]
 
 
 def _value(text: str) -> Any:
