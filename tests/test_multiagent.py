@@ -269,3 +269,31 @@ def test_per_agent_has_one_generator_per_player_and_shared_bits_one_circuit():
     # classical: both layouts are the same three networks
     assert (_layout("per-agent", True).policy.parameter_counts()["total"]
             == _layout("shared-bits", True).policy.parameter_counts()["total"] == 3 * k)
+
+
+def test_a_run_records_team_and_player_returns_and_evaluates(tmp_path):
+    import csv
+
+    from qtrl.train import create_run_dir, evaluate, load_policy, train
+    config = TrainConfig(env=SPREAD, env_kwarg=("N=2", "max_cycles=5"), algo="ppo",
+                         hidden=(4,), layers=1, mapping_hidden=(4,), num_envs=2, num_steps=5,
+                         num_minibatches=1, update_epochs=1, total_steps=30, episodes=10**6)
+    create_run_dir(tmp_path / "run", config)
+    summary = train(config, tmp_path / "run", tensorboard=False)
+    with open(tmp_path / "run" / "players.csv") as f:
+        players = list(csv.DictReader(f))
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        episodes = list(csv.DictReader(f))
+    assert len(players) == len(episodes) == summary["episodes"] == 6   # 30 steps / 5 per world
+    for row, ep in zip(players, episodes, strict=True):
+        each = [float(row["return_agent_0"]), float(row["return_agent_1"])]
+        assert float(row["team_return"]) == pytest.approx(sum(each))
+        assert float(ep["return"]) == pytest.approx(sum(each))
+        assert int(ep["length"]) == 5
+    means = [np.mean([float(r[f"return_agent_{p}"]) for r in players]) for p in range(2)]
+    assert summary["players"] == ["agent_0", "agent_1"]
+    assert summary["final_mean_player_return_avg100"] == pytest.approx(np.mean(means))
+    policy, loaded = load_policy(tmp_path / "run")
+    assert policy[0].in_features == 12 + 2      # N=2: 12 local values + the one-hot
+    returns = evaluate(policy, loaded, episodes=3, seed=1)
+    assert returns.shape == (3,) and np.isfinite(returns).all()

@@ -221,13 +221,14 @@ def plot_learning_curve(path: Path, returns: np.ndarray, config: TrainConfig,
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     episodes = np.arange(1, len(returns) + 1)
-    ax.plot(episodes, returns, color="tab:blue", alpha=0.3, lw=0.8, label="episode return")
+    team = "team " if players else ""
+    ax.plot(episodes, returns, color="tab:blue", alpha=0.3, lw=0.8, label=f"{team}episode return")
     ax.plot(episodes, moving_average(returns), color="tab:blue", lw=2,
-            label=f"{WINDOW}-episode average")
+            label=f"{team}{WINDOW}-episode average")
     if players and player_returns is not None and len(player_returns):
         for p, name in enumerate(players):
             ax.plot(episodes[:len(player_returns)], moving_average(player_returns[:, p]),
-                    lw=1.2, label=f"{name} ({WINDOW}-ep. avg)")
+                    lw=1.2, color=f"C{p + 1}", label=f"{name} ({WINDOW}-ep. avg)")
     if config.solve_threshold is not None:
         ax.axhline(config.solve_threshold, color="gray", ls="--", lw=1, label="solve threshold")
     ax.set_xlabel("episode")
