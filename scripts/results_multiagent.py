@@ -204,6 +204,10 @@ def main() -> int:
     lines += ["", f"Random play: mean per-player return {random:.2f}.", "",
               (f"Goal (QT improves on random by at least 40% and is within 5% of classical): "
                f"met on {met} of {len(seeds)} seeds."), "",
+              ("Reading: where the goal is not met, the table says how. A Quantum-Train "
+               "policy whose entropy falls below the classical one's while its return stays "
+               "below random has narrowed onto actions that do worse than chance; the "
+               "classical policy improves on random, slowly, at this budget."), "",
               ("No published MAPPO/IPPO figure for this exact task and reward (mpe2's "
                "simple_spread_v3, mean per-player return) is quoted: the ones we know use "
                "other reward sums or MPE versions."), "",
