@@ -208,22 +208,27 @@ def _entry_gradient(ctx: AgentContext, out_dir: str) -> None:
 
 def test_two_process_gradient_equals_one_process_on_both_roll_outs(tmp_path):
     """Each process rolls out its own simple_spread worlds; their all-reduced
-    gradient is the mean of the two processes' gradients, computed here in one
-    process from the same two roll-outs (advantages normalised per process, as
-    each process does)."""
+    gradient equals, bit for bit, the mean of the two processes' gradients
+    computed here in one process from the same two roll-outs (advantages
+    normalised per process, as each process does)."""
     launch_local(_entry_gradient, 2, str(tmp_path), timeout_s=180)
-    grads = []
-    for rank in range(2):
-        algo, samples = _roll_out(rank)
-        algo.optimizer.zero_grad()
-        algo.loss(*samples)[0].backward()
-        grads.append([p.grad.clone() for p in algo.model.parameters()])
-    want = [(a + b) / 2 for a, b in zip(*grads, strict=True)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # as the agents: the same reductions, bit for bit
+    try:
+        grads = []
+        for rank in range(2):
+            algo, samples = _roll_out(rank)
+            algo.optimizer.zero_grad()
+            algo.loss(*samples)[0].backward()
+            grads.append([p.grad.clone() for p in algo.model.parameters()])
+    finally:
+        torch.set_num_threads(threads)
+    want = [(a + b) / 2 for a, b in zip(*grads, strict=True)]   # gloo's sum, then / 2
     assert sum(float(g.abs().sum()) for g in want) > 0
     for rank in range(2):
         got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         for g, w in zip(got, want, strict=True):
-            torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-7)
+            assert torch.equal(g, w)
 
 
 # ---- policy layouts ---------------------------------------------------------------------
