@@ -4,9 +4,10 @@
     .venv/bin/python scripts/make_results.py           # full: every seed and episode budget
 
 Each section is produced by a command of this project (printed beside it) and
-says which machine and date it was measured on. The learning, Dist-QTRL
-and real-QPU sections come from scripts/results_training.py,
-scripts/results_distributed.py and scripts/results_quantum.py (their own files
+says which machine and date it was measured on. The learning, Dist-QTRL,
+real-QPU and multi-agent sections come from scripts/results_training.py,
+scripts/results_distributed.py, scripts/results_quantum.py and
+scripts/results_multiagent.py (their own files
 are linked; in --quick mode their figures are written too).
 Nothing in docs/ is typed by hand.
 """
@@ -53,6 +54,8 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="short runs, one seed (< 15 min)")
     p.add_argument("--skip-learning", action="store_true",
                    help="do not train: use the learning results already in docs/")
+    p.add_argument("--skip-multiagent", action="store_true",
+                   help="do not train the multi-agent runs: use docs/RESULTS_multiagent.md")
     p.add_argument("--skip-benches", action="store_true",
                    help="do not measure: use the tables saved by the last run in docs/tables/")
     p.add_argument("--benches", nargs="+", metavar="NAME",
@@ -108,10 +111,14 @@ def main() -> int:
         _run(cmd, 6 * 3600)
         cmd = PY + ["scripts/results_quantum.py", *quick]
         _run(cmd, 6 * 3600)
+    if not args.skip_learning and not args.skip_multiagent:
+        _run(PY + ["scripts/results_multiagent.py", *quick], 6 * 3600)
     for name, title in (("RESULTS_training.md", "Learning: Quantum-Train vs classical"),
                         ("RESULTS_distributed.md", "Dist-QTRL: agents, updates, bytes"),
                         ("RESULTS_quantum.md",
-                         "Learning on what a QPU gives: shots, noise, chunks")):
+                         "Learning on what a QPU gives: shots, noise, chunks"),
+                        ("RESULTS_multiagent.md",
+                         "Multi-agent: Quantum-Train MAPPO on simple_spread")):
         if (docs / name).exists():
             body = (docs / name).read_text().split("\n", 1)[1]  # drop its own title
             out += [f"## {title}", "", f"(from [`{name}`]({name}))", body.replace("\n## ",

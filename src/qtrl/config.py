@@ -22,15 +22,38 @@ from .presets import PRESETS
 from .quantum.backends import parse_noise
 from .quantum.estimators import GRAD_METHODS, check_gradient_setup
 
-__all__ = ["ACTOR_CRITIC_ALGOS", "ACTOR_CRITIC_FIELDS", "ALGOS", "AUTORESET_MODES", "BACKENDS",
-           "BUDGET_FIELDS", "CRITICS", "DIST_MODES", "QUANTUM_FIELDS", "RESUMABLE_FIELDS",
-           "RUNTIME_FIELDS", "TrainConfig"]
+__all__ = [
+    "ACTOR_CRITIC_ALGOS",
+    "ACTOR_CRITIC_FIELDS",
+    "ALGOS",
+    "AUTORESET_MODES",
+    "BACKENDS",
+    "BUDGET_FIELDS",
+    "CRITICS",
+    "CRITIC_INPUTS",
+    "DIST_MODES",
+    "POLICIES",
+    "QUANTUM_FIELDS",
+    "RESUMABLE_FIELDS",
+    "RUNTIME_FIELDS",
+    "TrainConfig",
+    "is_multiagent",
+]
 
 AUTORESET_MODES = ("same-step", "next-step")
 DIST_MODES = ("sync", "async")
 ALGOS = ("reinforce", "a2c", "ppo")
 ACTOR_CRITIC_ALGOS = ("a2c", "ppo")
 CRITICS = ("quantum", "classical")
+POLICIES = ("shared", "per-agent", "shared-bits")
+CRITIC_INPUTS = ("global", "local")
+
+
+def is_multiagent(env_id: str) -> bool:
+    """``module:env`` names a PettingZoo task (:mod:`qtrl.rl.multiagent`); a
+    Gymnasium id has no colon before its first slash (``ALE/Pong-v5``)."""
+    return ":" in env_id.split("/")[0]
+
 ACTIVATIONS_POLICY = ("relu", "tanh")
 # Fields only the actor-critic algorithms use: a REINFORCE run must leave them at their defaults.
 PPO_ONLY_FIELDS = ("num_minibatches", "update_epochs", "clip_coef", "clip_vloss")
@@ -61,7 +84,21 @@ class TrainConfig:
     preset: str | None = _f(None, "reference preset whose settings are the defaults",
                             choices=tuple(sorted(PRESETS)))
     env: str = _f("CartPole-v1", "Gymnasium environment id (Discrete or Box actions; Box or "
-                                 "MiniGrid-image observations)")
+                                 "MiniGrid-image observations), or a PettingZoo parallel env "
+                                 "as module:env (mpe2:simple_spread_v3), whose task agents "
+                                 "(players) are all trained")
+    env_kwarg: tuple[str, ...] = _f((), "multi-agent task: KEY=VALUE passed to its "
+                                        "parallel_env() (repeatable; int/float/bool/str)",
+                                    repeat=True)
+    policy: str = _f("shared", "multi-agent task: one network and generator for every "
+                               "player, its index a one-hot input (shared); a generator per "
+                               "player (per-agent); or one circuit and mapping making each "
+                               "player's network, the player as index bits (shared-bits)",
+                     choices=POLICIES)
+    critic_input: str | None = _f(None, "multi-agent a2c/ppo: the critic sees every "
+                                        "player's observation (global: MAPPO) or its own "
+                                        "(local: IPPO); none: global",
+                                  choices=CRITIC_INPUTS)
     hidden: tuple[int, ...] = _f((64,), "hidden layer sizes of the policy network")
     activation: str = _f("relu", "activation between the policy's (and critic's) layers",
                          choices=ACTIVATIONS_POLICY)
@@ -199,6 +236,7 @@ class TrainConfig:
             raise UserError(f"--num-envs {self.num_envs}: at most --episodes-per-update "
                             f"({self.episodes_per_update}) copies can hold an episode")
         self._check_algorithm()
+        self._check_players()
         self._check_distributed()
         self._check_quantum()
 
@@ -255,6 +293,32 @@ class TrainConfig:
             raise UserError(f"--num-minibatches {self.num_minibatches}: a roll-out of "
                             f"{self.vector_envs} copies x {self.rollout_steps} steps has only "
                             f"{batch} samples")
+
+    def _check_players(self) -> None:
+        """The multi-agent options: only with a ``module:env`` task, and what
+        such a task does not take."""
+        if not is_multiagent(self.env):
+            given = self._changed(("env_kwarg", "policy", "critic_input"))
+            if given:
+                raise UserError(f"{', '.join(given)}: only for a multi-agent task "
+                                f"(--env module:env, e.g. mpe2:simple_spread_v3), not "
+                                f"--env {self.env}")
+            return
+        if self.policy not in POLICIES:
+            raise UserError(f"--policy {self.policy!r}: choose from {', '.join(POLICIES)}")
+        if self.critic_input is not None and self.critic_input not in CRITIC_INPUTS:
+            raise UserError(f"--critic-input {self.critic_input!r}: choose from "
+                            f"{', '.join(CRITIC_INPUTS)}")
+        if not self.actor_critic:
+            raise UserError(f"--algo {self.algo} with the multi-agent task {self.env}: use "
+                            f"--algo ppo (MAPPO/IPPO) or a2c")
+        refused = [flag for flag, on in (("--mode async", self.dist_mode == "async"),
+                                         ("--norm-obs", self.norm_obs),
+                                         (f"--n-actions {self.n_actions}",
+                                          self.n_actions is not None)) if on]
+        if refused:
+            raise UserError(f"{', '.join(refused)}: not supported with the multi-agent task "
+                            f"{self.env}")
 
     def _check_distributed(self) -> None:
         """``--mode`` and its staleness bound."""

@@ -70,6 +70,8 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type,
             if _is_tuple(tp):
                 inner = typing.get_args(tp)[0]
                 kwargs.update(nargs="+", type=inner, metavar=f.name[0].upper())
+                if meta.get("repeat"):   # --flag A --flag B C: all of them, in order
+                    kwargs.update(action="extend", metavar=f.name.upper())
             else:
                 kwargs["type"] = _none_or(tp) if optional else tp
             if "choices" in meta:

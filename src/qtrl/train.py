@@ -36,7 +36,7 @@ from .loops.asynchronous import train_async
 from .loops.common import check_config
 from .loops.sync import train_sync
 from .presets import build_policy
-from .rl.env import env_dims, env_spec
+from .rl.multiagent import evaluate_players, is_multiagent, task_spec, task_views
 from .rl.policy import ClassicalPolicy, build_model, make_actor
 from .rl.rollout import evaluation_returns
 from .run.callbacks import Callback, CallbackList, LogProgress
@@ -153,8 +153,14 @@ def load_policy(run_dir: Path | str) -> tuple[nn.Module, TrainConfig]:
     """The trained policy of ``run_dir`` as a plain classical ``nn.Module``
     (the generated weights saved in its checkpoint) and the run's configuration."""
     config, state = load_checkpoint(Path(run_dir))
-    obs_dim, n_actions = env_dims(config.env, config.n_actions)
-    policy = build_policy(obs_dim, config.hidden, n_actions, config.activation)
+    spec = task_spec(config)
+    if is_multiagent(config.env):   # the players' network(s), as the run built them
+        exact = {f.name: f.default for f in fields(TrainConfig) if f.name in QUANTUM_FIELDS}
+        policy = build_model(replace(config, **exact), spec.obs_dim, spec.n_actions,
+                             views=task_views(config, spec),
+                             players=len(spec.players)).target
+    else:
+        policy = build_policy(spec.obs_dim, config.hidden, spec.n_actions, config.activation)
     return _load_saved(policy, state, "policy", run_dir), config
 
 
@@ -167,10 +173,12 @@ def load_trained_model(run_dir: Path | str) -> tuple[QuantumTrain | ClassicalPol
     run on our exact simulator: this is the trained circuit itself.
     """
     config, state = load_checkpoint(Path(run_dir))
-    spec = env_spec(config.env, config.n_actions)
+    spec = task_spec(config)
     exact = {f.name: f.default for f in fields(TrainConfig) if f.name in QUANTUM_FIELDS}
     model = build_model(config if config.classical else replace(config, **exact),
-                        spec.obs_dim, spec.n_actions, continuous=spec.continuous)
+                        spec.obs_dim, spec.n_actions, continuous=spec.continuous,
+                        views=task_views(config, spec),
+                        players=len(getattr(spec, "players", ())) or 1)
     return _load_saved(model, state, "model", run_dir), config
 
 
@@ -189,4 +197,6 @@ def evaluate(policy: nn.Module, config: TrainConfig, episodes: int = 100, greedy
     if episodes < 1:
         raise UserError(f"--episodes {episodes}: must be a positive integer")
     actor = make_actor(policy, dict(policy.named_parameters()))
+    if is_multiagent(config.env):   # the team's return; evaluate_players has each player's
+        return evaluate_players(actor, config, episodes, seed, greedy).sum(1)
     return evaluation_returns(config.env, config.max_steps, actor, episodes, seed, greedy)

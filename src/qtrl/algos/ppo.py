@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from ..rl.actor_critic import ActorCritic, gaussian_log_prob
-from ..rl.policy import Actor, GaussianActor, make_actor
+from ..rl.policy import Actor, ColumnsActor, GaussianActor, make_actor
 from ..rl.returns import RewardScaler, gae
 from ..rl.steps import StepBatch
 from .base import make_optimizer
@@ -120,6 +120,8 @@ class PPO:
         (kept: the update's old log-probabilities are taken with them)."""
         self._played = self.model.policy.generate()
         actor = make_actor(self.model.target, self._played)
+        if self.model.views is not None:
+            actor = ColumnsActor(actor, self.model.views[0])
         if self.model.log_std is not None:
             return GaussianActor(actor, self.model.log_std.exp().numpy())
         return actor
@@ -159,11 +161,21 @@ class PPO:
         actions = torch.from_numpy(batch.actions.reshape(size, *batch.actions.shape[2:]))
         old_log_prob, old_values, next_values = self._old(batch, obs, actions)
         dones = batch.terminated | batch.truncated_steps
+        if self.scale_rewards is not None and len(self.scale_rewards.running) != copies:
+            # a multi-agent task's rows: vector_envs copies x its players
+            self.scale_rewards = RewardScaler(copies, self.gamma)
         rewards = (batch.rewards if self.scale_rewards is None
                    else self.scale_rewards(batch.rewards, dones))
         advantages = gae(rewards, old_values.reshape(steps, copies), next_values,
                          batch.terminated, dones, self.gamma, self.lam).reshape(size)
         returns = advantages + old_values.numpy().astype(np.float64)
+        if batch.alive is not None:   # a multi-agent task: idle rows (players gone) are no samples
+            keep = np.flatnonzero(batch.alive)
+            advantages, returns = advantages[keep], returns[keep]
+            index = torch.from_numpy(keep)
+            obs, actions, old_log_prob, old_values = (x[index] for x in (obs, actions,
+                                                                         old_log_prob, old_values))
+            size = len(keep)
         explained = explained_variance(old_values.numpy().astype(np.float64), returns)
         if self.normalise_advantages and size > 1:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
@@ -196,7 +208,8 @@ class PPO:
              old_values: Tensor, returns: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """:func:`ppo_loss` of a minibatch with freshly generated weights."""
         log_prob, entropy = self._policy(obs, actions, self.model.policy.generate())
-        values = self.model.critic(obs, weights=self.model.critic.generate()).squeeze(-1)
+        values = self.model.critic(self.model.critic_obs(obs),
+                                   weights=self.model.critic.generate()).squeeze(-1)
         return ppo_loss(log_prob, old_log_prob, advantages, entropy, values, old_values,
                         returns, clip=self.clip, vf_coef=self.vf_coef, ent_coef=self.ent_coef,
                         clip_vloss=self.clip_vloss)
@@ -206,7 +219,8 @@ class PPO:
     def _policy(self, obs: Tensor, actions: Tensor,
                 weights: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """``log π(a|s)`` and the entropy of ``π(·|s)``, each ``(B,)``."""
-        out = self.model.policy(obs.to(next(iter(weights.values())).dtype), weights=weights)
+        out = self.model.policy(self.model.actor_obs(obs).to(next(iter(weights.values())).dtype),
+                                weights=weights)
         log_std = self.model.log_std
         if log_std is None:
             log_probs = torch.log_softmax(out, dim=-1)
@@ -227,7 +241,8 @@ class PPO:
         critic_weights = self.model.critic.generate()
         steps, copies = batch.rewards.shape
         tails = torch.from_numpy(np.concatenate([batch.next_obs, batch.final_obs]))
-        both = self.model.critic(torch.cat([obs, tails]), weights=critic_weights).squeeze(-1)
+        both = self.model.critic(self.model.critic_obs(torch.cat([obs, tails])),
+                                 weights=critic_weights).squeeze(-1)
         values, boot = both[:len(obs)], both[len(obs):].numpy().astype(np.float64)
         next_values = np.empty((steps, copies))
         next_values[:-1] = values.numpy().reshape(steps, copies)[1:]

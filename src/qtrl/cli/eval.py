@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from ..config import is_multiagent
     from ..limits import INT_MAX, check_seed, shown_int
     from ..train import evaluate, load_policy
     from .export import is_policy_file, run_eval_file
@@ -45,10 +46,31 @@ def run(args: argparse.Namespace) -> int:
                         f"evaluated on the environment it was trained on")
     torch.set_num_threads(1)
     policy, config = load_policy(args.run_dir)
+    how = "greedy" if args.greedy else "sampled"
+    if is_multiagent(config.env):
+        return _eval_players(policy, config, args, how)
     returns = evaluate(policy, config, args.episodes, greedy=args.greedy, seed=args.seed)
     std = returns.std(ddof=1) if len(returns) > 1 else 0.0
-    how = "greedy" if args.greedy else "sampled"
     print(f"{config.env} ({config.mode}, {how} actions): return {returns.mean():.2f} ± "
           f"{std:.2f} over {len(returns)} episodes (min {returns.min():.2f}, "
           f"max {returns.max():.2f})")
+    return 0
+
+
+def _eval_players(policy, config, args: argparse.Namespace, how: str) -> int:
+    """A multi-agent run: the team's return and each player's (task agent's)."""
+    from ..rl.multiagent import evaluate_players, player_spec
+    from ..rl.policy import make_actor
+
+    actor = make_actor(policy, dict(policy.named_parameters()))
+    per_player = evaluate_players(actor, config, args.episodes, args.seed, args.greedy)
+    team = per_player.sum(1)
+    std = team.std(ddof=1) if len(team) > 1 else 0.0
+    print(f"{config.env} ({config.mode}, {config.policy} policy, {how} actions): team return "
+          f"{team.mean():.2f} ± {std:.2f} over {len(team)} episodes; mean per player "
+          f"{per_player.mean():.2f}")
+    for name, returns in zip(player_spec(config.env, config.env_kwarg).players, per_player.T,
+                             strict=True):
+        print(f"  {name}: return {returns.mean():.2f} ± "
+              f"{returns.std(ddof=1) if len(returns) > 1 else 0.0:.2f}")
     return 0

@@ -59,6 +59,7 @@ def _choose_format(fmt: str | None, output: Path | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..config import is_multiagent
     from ..export import FORMATS, PolicyMeta, export_policy
     from ..rl.env import env_spec
     from ..train import load_policy
@@ -66,11 +67,36 @@ def run(args: argparse.Namespace) -> int:
     fmt = _choose_format(args.fmt, args.output)
     output = args.output or Path(args.run_dir) / f"policy{FORMATS[fmt]}"
     policy, config = load_policy(args.run_dir)
+    if is_multiagent(config.env):
+        return _export_players(policy, config, output, fmt, args.force)
     meta = PolicyMeta.from_policy(policy, config.env, config.max_steps, config.mode,
                                   continuous=env_spec(config.env, config.n_actions).continuous)
     path = export_policy(policy, output, fmt, meta, overwrite=args.force)
     print(f"wrote {path} ({fmt}, policy {meta.architecture} for {meta.env_id}, "
           f"{path.stat().st_size} bytes)")
+    return 0
+
+
+def _export_players(policy, config, output: Path, fmt: str, force: bool) -> int:
+    """A multi-agent run: one file per distinct policy network. Shared: one, taking
+    ``[local observation | player one-hot]``; per-agent and shared-bits: one per
+    player (task agent), ``<name>_<player><suffix>``, each taking the same row."""
+    from ..export import PolicyMeta, export_policy
+    from ..rl.multiagent import player_spec
+
+    blocks = getattr(policy, "blocks", None)
+    if blocks is None:
+        nets = [(output, policy)]
+    else:
+        names = player_spec(config.env, config.env_kwarg).players
+        nets = [(output.with_name(f"{output.stem}_{name}{output.suffix}"), block.net)
+                for name, block in zip(names, blocks, strict=True)]
+    for path, net in nets:
+        meta = PolicyMeta.from_policy(net, config.env, config.max_steps, config.mode)
+        written = export_policy(net, path, fmt, meta, overwrite=force)
+        print(f"wrote {written} ({fmt}, {config.policy} policy {meta.architecture} for "
+              f"{meta.env_id}, input [local observation | player one-hot], "
+              f"{written.stat().st_size} bytes)")
     return 0
 
 

@@ -20,11 +20,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mapping-hidden", type=int, nargs="+", metavar="H",
                    help="mapping-model hidden sizes (default: preset's, else 10 10 10)")
     p.add_argument("--chunks", type=int, default=1, help="circuits (chunks) Q")
+    p.add_argument("--env-kwarg", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="a multi-agent task's parallel_env() arguments")
+    p.add_argument("--policy", choices=("shared", "per-agent", "shared-bits"),
+                   default="shared", help="a multi-agent task's policy layout")
+    p.add_argument("--critic-input", choices=("global", "local"), default=None,
+                   help="a multi-agent task's critic input (default: global)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import TrainConfig
+    from ..config import TrainConfig, is_multiagent
     from ..presets import ALGO_DEFAULTS
     from ..quantum.memory import human_bytes
     from ..rl.env import env_spec  # imports gymnasium only when needed
@@ -44,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
         given = {**ALGO_DEFAULTS["ppo"], "env": args.env, **given}
     elif args.env is not None:
         given["env"] = args.env
+    if args.env is not None and is_multiagent(args.env):
+        given.update(env_kwarg=tuple(args.env_kwarg), policy=args.policy,
+                     critic_input=args.critic_input)
+        return _players_table(TrainConfig.from_preset(None, chunks=args.chunks, **given))
     config = TrainConfig.from_preset(args.preset, chunks=args.chunks, **given)
     spec = env_spec(config.env, config.n_actions)
     # From the sizes alone: nothing is built, so any size answers at once.
@@ -74,6 +84,37 @@ def run(args: argparse.Namespace) -> int:
     memory = estimate_memory(config, spec.obs_dim, spec.n_actions, spec.continuous)
     rows.append(("training memory (one agent)",
                  f"about {human_bytes(memory.total)} ({memory.describe()})"))
+    width = max(len(r[0]) for r in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def _players_table(config) -> int:
+    """A multi-agent task: the model is built (small) and its counts printed, the
+    Quantum-Train model's beside the classical networks of the same layout."""
+    from dataclasses import replace
+
+    from ..loops.common import build
+    from ..rl.multiagent import player_spec
+
+    spec = player_spec(config.env, config.env_kwarg)
+    counts = build(config, 0).model.parameter_counts()
+    classical = build(replace(config, classical=True), 0).model.parameter_counts()
+    rows: list[tuple[str, object]] = [
+        ("environment", f"{config.env} {' '.join(config.env_kwarg)}".strip()),
+        ("task agents (players)", ", ".join(spec.players)),
+        ("algorithm", (f"{config.algo}, critic input {config.critic_input or 'global'} "
+                       f"({'IPPO' if config.critic_input == 'local' else 'MAPPO'})")),
+        ("policy layout", config.policy),
+        ("actor trainable", counts["actor"]["total"]),
+        ("actor generated values", counts["actor"]["target_weights"]),
+        ("actor classical weights", classical["actor"]["total"]),
+        ("critic trainable", counts["critic"]["total"]),
+        ("critic classical weights", classical["critic"]["total"]),
+        ("total trainable", counts["total"]),
+        ("classical actor-critic weights", classical["total"]),
+        ("compression classical/total", f"{classical['total'] / counts['total']:.2f}x")]
     width = max(len(r[0]) for r in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")

@@ -14,7 +14,8 @@ import torch
 from ..algos import Algorithm, make_algorithm
 from ..config import TrainConfig
 from ..errors import UserError
-from ..rl.env import EnvSpec, EnvStreams, action_bounds, env_spec
+from ..rl.env import EnvSpec, EnvStreams, action_bounds
+from ..rl.multiagent import PlayerSpec, task_spec, task_views
 from ..rl.policy import build_model
 from ..rl.rollout import Rollout, collect_episodes
 from ..rl.steps import StepBatch, StepCollector
@@ -31,7 +32,7 @@ def check_config(config: TrainConfig, processes: int | None = None) -> EnvSpec:
     environment, its action space against the algorithm, the memory the run
     needs (``processes`` agents on this host; default ``config.agents``,
     estimated from the sizes before anything is built) and the model's size."""
-    spec = env_spec(config.env, config.n_actions)
+    spec = task_spec(config)
     if spec.continuous and not config.actor_critic:
         raise UserError(f"--env {config.env} has continuous actions; --algo {config.algo} "
                         f"takes Discrete ones only: use --algo ppo or a2c")
@@ -48,18 +49,19 @@ def check_config(config: TrainConfig, processes: int | None = None) -> EnvSpec:
 def build(config: TrainConfig, rank: int) -> Algorithm:
     """The algorithm and its model for agent ``rank``, seeded by ``config.seed``
     (every agent builds the same initial parameters)."""
-    spec = env_spec(config.env, config.n_actions)
+    spec = task_spec(config)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed % 2**32)
     random.seed(config.seed)
     return make_algorithm(config, _model(config, spec, rank))
 
 
-def _model(config: TrainConfig, spec: EnvSpec, rank: int) -> Any:
+def _model(config: TrainConfig, spec: EnvSpec | PlayerSpec, rank: int) -> Any:
     """:func:`~qtrl.rl.policy.build_model`, a size it refuses as a ``UserError``."""
     try:
         return build_model(config, spec.obs_dim, spec.n_actions, rank=rank,
-                           continuous=spec.continuous)
+                           continuous=spec.continuous, views=task_views(config, spec),
+                           players=len(getattr(spec, "players", ())) or 1)
     except ValueError as err:
         raise UserError(f"cannot build the policy for {config.env}: {err}") from None
 

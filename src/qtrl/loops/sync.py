@@ -40,7 +40,7 @@ from ..distributed import (
 )
 from ..generator import QuantumTrain
 from ..quantum.sharding import RowShards
-from ..rl.env import make_vector_env
+from ..rl.multiagent import make_task_envs
 from ..rl.policy import counts_dict
 from ..run.callbacks import Callback
 from ..run.directory import (
@@ -83,14 +83,15 @@ def train_sync(config: TrainConfig, run_dir: Path, *, resume: bool, callback: Ca
     saved_at = resumed.update if resumed else None                  # the last good checkpoint
     episodes = len(resumed.returns) if resumed else 0               # every agent's
     steps = int(resumed.state.get("steps_collected", 0)) if resumed else 0
-    envs = make_vector_env(config.env, config.vector_envs, config.max_steps, config.autoreset)
+    envs = make_task_envs(config)
     recorder = None
     try:
         rollouts = make_rollouts(config, algo, envs, ctx.rank, update)
         cpu0 = time.process_time()   # this agent's CPU seconds (all its threads): see qtrl.run.timing
         if ctx.is_main:
             write_config(run_dir, config)
-            recorder = Recorder(run_dir, config, callback, tensorboard, resumed)
+            recorder = Recorder(run_dir, config, callback, tensorboard, resumed,
+                                getattr(envs, "players", None))
         while config.budget_used(update, episodes, steps) < 1:
             if config.anneal_lr:
                 anneal(algo.optimizer, config.budget_used(update, episodes, steps))
@@ -111,24 +112,27 @@ def train_sync(config: TrainConfig, run_dir: Path, *, resume: bool, callback: Ca
             update += 1
 
             # ---- all finite, agents agree? then agent 0 records everyone's episodes -----
+            players = getattr(batch, "player_returns", None)
             every_agent = gather_objects((batch.episode_returns.tolist(),
                                           batch.episode_lengths.tolist(), batch.env_steps,
-                                          stats["loss"], tuple(mine)), ctx)
+                                          stats["loss"],
+                                          None if players is None else players.tolist(),
+                                          tuple(mine)), ctx)
             # The next update's compute starts here: agent 0's recording and
             # checkpoint below delay its next all-reduce like any computation.
             cpu0 = time.process_time()
             # Every agent sees every loss and holds the same gradient norm and
             # parameters, so all stop here together.
-            check_finite(update, [loss for *_, loss, _ in every_agent], stats.get("grad_norm"),
-                         params, run_dir / CHECKPOINT, saved_at)
+            check_finite(update, [loss for _, _, _, loss, *_ in every_agent],
+                         stats.get("grad_norm"), params, run_dir / CHECKPOINT, saved_at)
             if ctx.distributed and update % config.sync_check_every == 0:
                 check_agreement(params, ctx, update)
             episodes += sum(len(rets) for rets, *_ in every_agent)
             steps += sum(n for _, _, n, *_ in every_agent)
             if recorder is None:
                 continue
-            for agent, (rets, lens, *_) in enumerate(every_agent):
-                recorder.episodes(update, rets, lens, agent)
+            for agent, (rets, lens, _, _, per_player, _) in enumerate(every_agent):
+                recorder.episodes(update, rets, lens, agent, per_player)
             recorder.update(update, [r for rets, *_ in every_agent for r in rets],
                             batch.episode_lengths, batch.truncated, stats, timings,
                             algo.optimizer.param_groups[0]["lr"], circuit_evals(model),
@@ -136,7 +140,7 @@ def train_sync(config: TrainConfig, run_dir: Path, *, resume: bool, callback: Ca
                             split=split_update([times for *_, times in every_agent]))
             if (update % config.checkpoint_every == 0
                     or config.budget_used(update, episodes, steps) >= 1):
-                recorder.logger.flush()
+                recorder.flush()
                 state = checkpoint_state(config, model, algo.optimizer, update,
                                          recorder.env_steps, recorder.wall(), recorder.returns,
                                          recorder.lengths, steps_collected=steps)

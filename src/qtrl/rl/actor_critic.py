@@ -35,12 +35,16 @@ class ActorCritic(nn.Module):
         obs_norm: with ``--norm-obs``, the observations' running statistics
             (both networks take scaled observations; :meth:`materialize` folds
             the scaling into the policy network's first layer).
+        views: a multi-agent task's ``(policy's columns, critic's columns)`` of an
+            observation row (:func:`qtrl.rl.multiagent.views`); None: both read it all.
     """
 
     def __init__(self, policy: nn.Module, critic: nn.Module, action_dim: int,
                  continuous: bool, log_std_init: float = 0.0,
-                 obs_norm: ObsNormalizer | None = None) -> None:
+                 obs_norm: ObsNormalizer | None = None,
+                 views: tuple[slice, slice] | None = None) -> None:
         super().__init__()
+        self.views = views
         self.policy = policy
         self.critic = critic
         self.log_std = (nn.Parameter(torch.full((action_dim,), float(log_std_init)))
@@ -51,6 +55,14 @@ class ActorCritic(nn.Module):
     def target(self) -> nn.Module:
         """The policy network (what :meth:`generate`'s weights belong to)."""
         return self.policy.target
+
+    def actor_obs(self, obs: Any) -> Any:
+        """The columns of ``obs (batch, obs_dim)`` the policy reads (tensor or array)."""
+        return obs if self.views is None else obs[:, self.views[0]]
+
+    def critic_obs(self, obs: Any) -> Any:
+        """The columns of ``obs (batch, obs_dim)`` the critic reads."""
+        return obs if self.views is None else obs[:, self.views[1]]
 
     def generate(self) -> dict[str, Tensor]:
         """The policy network's weights."""

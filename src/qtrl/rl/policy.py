@@ -32,8 +32,10 @@ from ..presets import build_policy
 from ..run.seeds import Stream, integer_seed
 from .actor_critic import ActorCritic
 from .normalize import ObsNormalizer
+from .players import player_policy
 
-__all__ = ["ActionSampler", "Actor", "ClassicalPolicy", "CompiledActor", "GaussianActor",
+__all__ = ["ActionSampler", "Actor", "ClassicalPolicy", "ColumnsActor", "CompiledActor",
+           "GaussianActor",
            "build_model", "make_actor", "sample_actions"]
 
 Actor = Callable[[np.ndarray], np.ndarray]
@@ -70,7 +72,8 @@ class ClassicalPolicy(nn.Module):
 
 
 def build_model(config: Any, obs_dim: int, n_actions: int, rank: int = 0,
-                continuous: bool = False) -> QuantumTrain | ClassicalPolicy | ActorCritic:
+                continuous: bool = False, views: tuple[slice, slice] | None = None,
+                players: int = 1) -> QuantumTrain | ClassicalPolicy | ActorCritic:
     """The trainable model of ``config`` (a :class:`qtrl.config.TrainConfig`):
     ``QuantumTrain`` around the policy network, or the network itself; for
     PPO and A2C an :class:`~qtrl.rl.actor_critic.ActorCritic` of a policy and
@@ -83,21 +86,40 @@ def build_model(config: Any, obs_dim: int, n_actions: int, rank: int = 0,
     directions come from one stream for all agents: agents that split one
     backward pass must perturb along the same directions. Training reseeds
     both every update.
+
+    ``views``: a multi-agent task's ``(policy's columns, critic's columns)`` of
+    its ``obs_dim``-wide rows (:func:`qtrl.rl.multiagent.views`): each network
+    takes its own columns' width; ``players`` of them (one-hot at the end of
+    the policy's columns) share its network or, by ``config.policy``
+    (``per-agent``, ``shared-bits``: :mod:`qtrl.rl.players`), each get one.
     """
     activation = getattr(config, "activation", "relu")
     if getattr(config, "actor_critic", False):
-        actor_net = build_policy(obs_dim, config.hidden, n_actions, activation)
-        critic_net = build_policy(obs_dim, config.critic_hidden or config.hidden, 1, activation)
+        actor_in, critic_in = ((obs_dim, obs_dim) if views is None else
+                               (len(range(obs_dim)[views[0]]), len(range(obs_dim)[views[1]])))
+        actor_net = build_policy(actor_in, config.hidden, n_actions, activation)
+        critic_net = build_policy(critic_in, config.critic_hidden or config.hidden, 1,
+                                  activation)
         critic_classical = config.classical or config.critic == "classical"
         if config.classical:
             orthogonal_init(actor_net, output_gain=0.01)
         if critic_classical:
             orthogonal_init(critic_net, output_gain=1.0)
         policy = _generator(config, actor_net, rank, config.classical)
+        layout = getattr(config, "policy", "shared")
+        if views is not None and layout != "shared":
+            def make_net() -> nn.Module:
+                net = build_policy(actor_in, config.hidden, n_actions, activation)
+                if config.classical:
+                    orthogonal_init(net, output_gain=0.01)
+                return net
+            policy = player_policy(layout, make_net, players, actor_in - players,
+                                   lambda t: _generator(config, t, rank, config.classical),
+                                   config.classical)
         critic = _generator(config, critic_net, rank, critic_classical)
         obs_norm = ObsNormalizer(obs_dim) if getattr(config, "norm_obs", False) else None
         return ActorCritic(policy, critic, n_actions, continuous, config.log_std_init,
-                           obs_norm)
+                           obs_norm, views)
     return _generator(config, build_policy(obs_dim, config.hidden, n_actions, activation),
                       rank, config.classical)
 
@@ -299,6 +321,21 @@ def _linear(w_t: np.ndarray, b: np.ndarray) -> Callable[[np.ndarray], np.ndarray
         y += b
         return y
     return linear
+
+
+class ColumnsActor:
+    """An actor that reads only ``columns`` of each observation row (a multi-agent
+    task's policy: its local observation and one-hot, :mod:`qtrl.rl.multiagent`);
+    samples as the wrapped actor does."""
+
+    def __init__(self, actor: Actor, columns: slice) -> None:
+        self.actor, self.columns = actor, columns
+        if hasattr(actor, "actions"):
+            self.actions = lambda obs, noise: actor.actions(obs[:, columns], noise)
+            self.n_actions = actor.n_actions
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        return self.actor(obs[:, self.columns])
 
 
 class GaussianActor:

@@ -36,7 +36,13 @@ class StepBatch(NamedTuple):
     episode_returns: ``(E,)`` float64 returns of the episodes that ended in the batch.
     episode_lengths: ``(E,)`` int64 their lengths (steps before this batch included).
     truncated: ``(E,)`` bool: that episode was truncated.
-    env_steps: ``T · N``.
+    env_steps: ``T · N`` (a multi-agent task: ``T`` times the worlds).
+    alive: ``(T, N)`` bool: the row was a player in play at that step (multi-agent
+        tasks, :mod:`~qtrl.rl.multiagent`; idle rows are left out of the loss);
+        None: every step counts.
+    player_returns: ``(E, P)`` float64: with a multi-agent task each ended world
+        episode's return per player (``episode_returns`` is then their sum, the
+        team's); None otherwise.
     """
 
     obs: np.ndarray
@@ -51,6 +57,8 @@ class StepBatch(NamedTuple):
     episode_lengths: np.ndarray
     truncated: np.ndarray
     env_steps: int
+    alive: np.ndarray | None = None
+    player_returns: np.ndarray | None = None
 
 
 class StepCollector:
@@ -82,6 +90,7 @@ class StepCollector:
         n = envs.num_envs
         self.ep_return = np.zeros(n)
         self.ep_length = np.zeros(n, dtype=np.int64)
+        self.alive = np.ones(n, dtype=bool)
 
     def collect(self, actor: Actor, steps: int, rng: np.random.Generator) -> StepBatch:
         """``steps`` steps of every copy with ``actor`` (weights fixed for the call),
@@ -98,13 +107,17 @@ class StepCollector:
         ep_returns: list[float] = []
         ep_lengths: list[int] = []
         ep_truncated: list[bool] = []
+        alive_log = np.empty((steps, n), dtype=bool)
         obs = self.obs
         for t in range(steps):
+            alive_log[t] = self.alive
             seen = obs_log[t] = self.observe(obs)
             actions = sample.act(actor, seen)
             act_log.append(actions)
             moves = actions if self.bounds is None else np.clip(actions, *self.bounds)
             obs, rewards[t], terms[t], truncs[t], infos = self.envs.step(moves)
+            if "alive" in infos:
+                self.alive = np.asarray(infos["alive"], dtype=bool)
             self.ep_return += rewards[t]
             self.ep_length += 1
             for i in np.flatnonzero(terms[t] | truncs[t]):
@@ -119,6 +132,16 @@ class StepCollector:
         self.obs = np.array(obs, dtype=np.float32)    # the env rewrites its buffer
         dim = self.obs.shape[1]
         final = np.array(final_obs, dtype=np.float32).reshape(-1, dim)
+        players = None
+        drain = getattr(self.envs, "drain_episodes", None)
+        if drain is not None:   # a multi-agent task: episodes are the worlds', not the rows'
+            worlds = drain()
+            players = np.zeros((len(worlds), n // len(self.envs.envs)))
+            for i, world in enumerate(worlds):
+                players[i] = world.returns
+            ep_returns = players.sum(1).tolist()
+            ep_lengths = [w.length for w in worlds]
+            ep_truncated = [w.truncated for w in worlds]
         return StepBatch(
             obs=obs_log, actions=np.stack(act_log), rewards=rewards, terminated=terms,
             truncated_steps=truncs & ~terms,
@@ -127,5 +150,7 @@ class StepCollector:
             next_obs=np.array(self.normalize(self.obs), dtype=np.float32),
             episode_returns=np.array(ep_returns),
             episode_lengths=np.array(ep_lengths, dtype=np.int64),
-            truncated=np.array(ep_truncated, dtype=bool), env_steps=steps * n)
+            truncated=np.array(ep_truncated, dtype=bool),
+            env_steps=steps * (n if drain is None else len(self.envs.envs)),
+            alive=None if drain is None else alive_log, player_returns=players)
 

@@ -21,10 +21,11 @@ from .directory import Resumed
 from .logger import Logger
 from .timing import UpdateSplit
 
-__all__ = ["WINDOW", "Recorder", "Timings", "first_solved", "moving_average",
+__all__ = ["PLAYERS_CSV", "WINDOW", "Recorder", "Timings", "first_solved", "moving_average",
            "plot_learning_curve"]
 
 WINDOW = 100  # episodes in the moving average
+PLAYERS_CSV = "players.csv"
 
 
 def moving_average(values: np.ndarray, window: int = WINDOW) -> np.ndarray:
@@ -67,11 +68,26 @@ class Recorder:
         callback: told of the start and of every update.
         tensorboard: write TensorBoard events too.
         resumed: where a checkpoint left the run, or None for a new run.
+        players: a multi-agent task's players (task agents): each episode's
+            return per player goes to ``players.csv`` beside its team return (the
+            episode's ``return``), and the learning curve plots both.
     """
 
     def __init__(self, run_dir: Path, config: TrainConfig, callback: Callback,
-                 tensorboard: bool, resumed: Resumed | None) -> None:
+                 tensorboard: bool, resumed: Resumed | None,
+                 players: Sequence[str] | None = None) -> None:
         self.run_dir, self.config = run_dir, config
+        self.players = tuple(players) if players else None
+        self.player_returns: list[list[float]] = []
+        self._players_csv = None
+        if self.players:
+            path = run_dir / PLAYERS_CSV
+            fresh = not path.exists() or resumed is None
+            self._players_csv = open(path, "w" if fresh else "a", newline="")  # noqa: SIM115
+            if fresh:
+                self._players_csv.write(",".join(("update", "episode", "team_return",
+                                                  *(f"return_{p}" for p in self.players)))
+                                        + "\n")
         self.returns: list[float] = list(resumed.returns) if resumed else []
         self.lengths: list[int] = list(resumed.lengths) if resumed else []
         self.env_steps = resumed.env_steps if resumed else 0
@@ -93,14 +109,21 @@ class Recorder:
         return self._wall_offset + time.perf_counter() - self._t_start
 
     def episodes(self, update: int, returns: Sequence[float], lengths: Sequence[int],
-                 agent: int) -> None:
-        """One ``metrics.csv`` row per episode that ``agent`` played in ``update``."""
+                 agent: int, per_player: Sequence[Sequence[float]] | None = None) -> None:
+        """One ``metrics.csv`` row per episode that ``agent`` played in ``update``;
+        with ``per_player`` ``(episodes, P)`` (a multi-agent task), one
+        ``players.csv`` row each too."""
         now = self.wall()
-        for ret, length in zip(returns, lengths, strict=True):
+        for i, (ret, length) in enumerate(zip(returns, lengths, strict=True)):
             self.env_steps += int(length)
             self.returns.append(float(ret))
             self.lengths.append(int(length))
             self.logger.episode(update, len(self.returns), ret, length, now, agent)
+            if per_player is not None and self._players_csv is not None:
+                row = [float(r) for r in per_player[i]]
+                self.player_returns.append(row)
+                self._players_csv.write(",".join((str(update), str(len(self.returns)),
+                                                  repr(float(ret)), *map(repr, row))) + "\n")
 
     def update(self, step: int, returns: Sequence[float], lengths: Sequence[int],
                truncated: Sequence[bool], stats: Mapping[str, float], timings: Timings,
@@ -145,8 +168,15 @@ class Recorder:
         log.record("time/wall_s", self.wall())
         log.dump(step, len(self.returns))
 
+    def flush(self) -> None:
+        self.logger.flush()
+        if self._players_csv is not None:
+            self._players_csv.flush()
+
     def close(self) -> None:
         self.logger.close()
+        if self._players_csv is not None:
+            self._players_csv.close()
 
     def finish(self, counts: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
         """Write ``summary.json`` (``extra``: mode-specific entries; ``counts``: the
@@ -174,8 +204,16 @@ class Recorder:
             "train_started_unix": round(self.started_unix, 3),
             "parameter_counts": dict(counts),
         }
+        if self.players and self.player_returns:
+            last = np.asarray(self.player_returns)[-WINDOW:]
+            summary["players"] = list(self.players)
+            summary["final_player_return_avg100"] = dict(zip(self.players,
+                                                             map(float, last.mean(0)),
+                                                             strict=True))
+            summary["final_mean_player_return_avg100"] = float(last.mean())
         atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-        plot_learning_curve(self.run_dir / "learning_curve.png", returns, config)
+        plot_learning_curve(self.run_dir / "learning_curve.png", returns, config,
+                            np.asarray(self.player_returns), self.players)
         return summary
 
 
@@ -184,17 +222,26 @@ def _mean(values: Sequence[float]) -> float:
     return float(np.mean(values)) if len(values) else float("nan")
 
 
-def plot_learning_curve(path: Path, returns: np.ndarray, config: TrainConfig) -> None:
-    """Raw episode returns and their 100-episode moving average (matplotlib, Agg)."""
+def plot_learning_curve(path: Path, returns: np.ndarray, config: TrainConfig,
+                        player_returns: np.ndarray | None = None,
+                        players: Sequence[str] | None = None) -> None:
+    """Raw episode returns and their 100-episode moving average (matplotlib, Agg);
+    a multi-agent task's returns are the team's, and each player's ``(E, P)``
+    moving average is drawn too."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     episodes = np.arange(1, len(returns) + 1)
-    ax.plot(episodes, returns, color="tab:blue", alpha=0.3, lw=0.8, label="episode return")
+    team = "team " if players else ""
+    ax.plot(episodes, returns, color="tab:blue", alpha=0.3, lw=0.8, label=f"{team}episode return")
     ax.plot(episodes, moving_average(returns), color="tab:blue", lw=2,
-            label=f"{WINDOW}-episode average")
+            label=f"{team}{WINDOW}-episode average")
+    if players and player_returns is not None and len(player_returns):
+        for p, name in enumerate(players):
+            ax.plot(episodes[:len(player_returns)], moving_average(player_returns[:, p]),
+                    lw=1.2, color=f"C{p + 1}", label=f"{name} ({WINDOW}-ep. avg)")
     if config.solve_threshold is not None:
         ax.axhline(config.solve_threshold, color="gray", ls="--", lw=1, label="solve threshold")
     ax.set_xlabel("episode")
