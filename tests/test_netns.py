@@ -36,8 +36,13 @@ def _run_hosts(hosts: Hosts, run, episodes: int, mode: str = "sync") -> list[sub
     out = []
     try:
         for proc in procs:
-            stdout, stderr = proc.communicate(timeout=240)
+            stdout, stderr = proc.communicate(timeout=120)
             out.append(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr))
+    except subprocess.TimeoutExpired:
+        for proc in procs:     # say where each host was, not only that one hung
+            proc.kill()
+        tails = [f"host {i}: {proc.communicate()[1][-1500:]}" for i, proc in enumerate(procs)]
+        raise AssertionError("a host did not finish in 120 s:\n" + "\n".join(tails)) from None
     finally:
         for proc in procs:
             if proc.poll() is None:

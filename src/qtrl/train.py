@@ -141,6 +141,7 @@ def train_torchrun(config: TrainConfig, run_dir: Path, *, tensorboard: bool,
                             ctx.restart)
             train(config, run_dir, resume=resume, callbacks=callbacks if ctx.is_main else (),
                   tensorboard=tensorboard, ctx=ctx)
+        dist.barrier()   # leave together: no agent tears down a mesh a peer still uses
     finally:
         shutdown(ctx)
 
