@@ -48,12 +48,8 @@ def run_dir(n: int, seed: int, updates: int, tag: str) -> Path:
 
 def train(n: int, seed: int, updates: int, flags: list[str], tag: str) -> Path:
     out = run_dir(n, seed, updates, tag)
-    if (out / "summary.json").exists():
+    if time_to_solve.finished(out):
         return out
-    if out.exists():
-        import shutil
-        shutil.rmtree(out)  # an unfinished run of ours: start it again
-    out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "qtrl", "train", "--preset", "cartpole-paper", "--seed", str(seed),
            "--agents", str(n), "--episodes", str(n * updates), "--checkpoint-every", "50",
            "--no-tensorboard", *flags, "--out", str(out)]

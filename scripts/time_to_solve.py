@@ -51,14 +51,22 @@ def run_dir(algo: str, n: int, seed: int, updates: int) -> Path:
     return ROOT / "runs" / "time-to-solve" / f"{algo}-u{updates}-agents{n}-seed{seed}"
 
 
+def finished(out: Path) -> bool:
+    """Whether the run ``out`` finished (reuse it); an unfinished one of ours
+    is removed, to be started again."""
+    if (out / "summary.json").exists():
+        return True
+    if out.exists():
+        shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return False
+
+
 def train(algo: str, n: int, seed: int, updates: int) -> Path:
     """The run (reused when finished), trained for ``updates`` updates of ``n`` agents."""
     out = run_dir(algo, n, seed, updates)
-    if (out / "summary.json").exists():
+    if finished(out):
         return out
-    if out.exists():
-        shutil.rmtree(out)  # an unfinished run of ours: start it again
-    out.parent.mkdir(parents=True, exist_ok=True)
     budget = (["--episodes", str(n * updates)] if algo == "reinforce"
               else ["--total-steps", str(n * updates * PPO_STEPS_PER_AGENT)])
     cmd = [sys.executable, "-m", "qtrl", "train", *RECIPES[algo], "--seed", str(seed),
