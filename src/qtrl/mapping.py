@@ -221,8 +221,7 @@ def _cut(blocks: int, parts: int, part: int) -> tuple[int, int]:
     return blocks * part // parts, blocks * (part + 1) // parts
 
 
-@_njit_parallel
-def _forward(ws, bs, code: int, features, hs, zs, parts: int) -> None:
+def _forward_py(ws, bs, code: int, features, hs, zs, parts: int) -> None:
     k = hs.shape[1]
     blocks = (k + _BLOCK - 1) // _BLOCK
     for part in prange(parts):
@@ -232,8 +231,7 @@ def _forward(ws, bs, code: int, features, hs, zs, parts: int) -> None:
                            min(k, (b + 1) * _BLOCK))
 
 
-@_njit_parallel
-def _backward(ws, code: int, hs, zs, g_out, gws, gbs, gx, parts: int) -> None:
+def _backward_py(ws, code: int, hs, zs, g_out, gws, gbs, gx, parts: int) -> None:
     """Parameter gradients into ``gws``, ``gbs`` (the parameters' shapes and
     dtype; summed per part in float64), the ``x`` row's gradient into ``gx``."""
     k = hs.shape[1]
@@ -260,6 +258,12 @@ def _backward(ws, code: int, hs, zs, g_out, gws, gbs, gx, parts: int) -> None:
                 gw[j, i] = total[po + j * n_in + i]
             gbias[j] = total[po + n_out * n_in + j]
         po += n_out * n_in + n_out
+
+
+# Each pass compiled twice: a parallel region, even of one part, wakes Numba's
+# thread pool, which costs more than the whole pass on a small network.
+_forward_serial, _forward_parallel = _njit(_forward_py), _njit_parallel(_forward_py)
+_backward_serial, _backward_parallel = _njit(_backward_py), _njit_parallel(_backward_py)
 
 
 @_njit
@@ -304,7 +308,7 @@ def _map_forward(p_np: np.ndarray, features: Tensor, constants: tuple,
     zs = np.empty((sum(w.shape[0] for w in ws), k), feats.dtype)
     _pre(p_np, chunk, scale, beta, alpha, hs[f])
     parts = jit.parts_for(k, _PARALLEL_MIN)  # sums' order: fixed below it
-    _forward(ws, bs, code, feats, hs, zs, parts)
+    (_forward_parallel if parts > 1 else _forward_serial)(ws, bs, code, feats, hs, zs, parts)
     w = np.empty(k, feats.dtype)
     _centre(zs[-1], w)
     return w, (p_np, ws, hs, zs, parts, constants, features.dtype)
@@ -320,7 +324,8 @@ def _map_backward(saved: tuple, grad: Tensor) -> tuple[np.ndarray, list[Tensor]]
     gws = tuple(np.empty_like(w) for w in ws)
     gbs = tuple(np.empty(w.shape[0], w.dtype) for w in ws)
     gx = np.empty_like(g)
-    _backward(ws, code, hs, zs, g_out, gws, gbs, gx, parts)
+    (_backward_parallel if parts > 1 else _backward_serial)(ws, code, hs, zs, g_out, gws, gbs,
+                                                             gx, parts)
     gp = np.empty_like(p_np)
     _pre_backward(p_np, chunk, gx, scale, beta, alpha, gp)
     return gp, [torch.from_numpy(a) for a in (*gws, *gbs)]
