@@ -22,7 +22,8 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["FASTMATH", "available", "literally", "njit", "parts_for", "prange", "set_threads",
+__all__ = ["FASTMATH", "available", "literally", "njit", "parts_for", "pool_started", "prange",
+           "set_threads",
            "warm", "warmup"]
 
 try:  # compiled on first use, cached next to the source (or in Numba's user cache)
@@ -85,6 +86,11 @@ def set_threads(wanted: int) -> int:
     if numba is None:
         return 1
     count = max(1, min(int(wanted), numba.config.NUMBA_NUM_THREADS))
+    if count == 1 and _threads_set == 0:
+        # Nothing runs in parallel at one share (the kernels call their serial
+        # versions), so Numba's pool is not started: a launcher without it can
+        # fork its agents (qtrl.distributed.launch).
+        return 1
     if count != _threads_set:
         numba.set_num_threads(count)
         _threads_set = count
@@ -99,6 +105,12 @@ def parts_for(size: int, minimum: int) -> int:
     several agents sharing a few cores."""
     import torch
     return set_threads(torch.get_num_threads() if size >= minimum else 1)
+
+
+def pool_started() -> bool:
+    """Whether this process started Numba's thread pool (:func:`set_threads`
+    above 1 share); a forked child would inherit it broken."""
+    return _threads_set > 0
 
 
 def _identity(value: Any) -> Any:

@@ -1,7 +1,7 @@
 """The seam every training algorithm fits, and the optimizer they share.
 
 An algorithm owns the trained model (:class:`~qtrl.generator.QuantumTrain` or
-:class:`~qtrl.rl.policy.ClassicalPolicy`) and its ``torch.optim`` optimizer.
+:class:`~qtrl.rl.policy.ClassicalPolicy`) and its optimizer (:class:`~qtrl.adam.Adam`).
 A loop drives it the same way whatever it is; per update:
 
 1. ``actor = algo.actor()`` — the policy weights for the roll-out (generated
@@ -29,6 +29,7 @@ from torch import nn
 
 from ..generator import QuantumTrain
 from ..rl.policy import Actor
+from ..adam import Adam
 
 __all__ = ["Algorithm", "anneal", "make_optimizer"]
 
@@ -37,7 +38,7 @@ class Algorithm(Protocol):
     """What the loops call (see the module docstring)."""
 
     model: nn.Module
-    optimizer: torch.optim.Optimizer
+    optimizer: Adam
     stat_names: tuple[str, ...]
     """The keys of the dict :meth:`update` returns (logged as ``train/<key>``)."""
     collects: str
@@ -51,13 +52,13 @@ class Algorithm(Protocol):
                rng: np.random.Generator | None = None) -> dict[str, float]: ...
 
 
-def make_optimizer(model: nn.Module, config: Any, eps: float = 1e-8) -> torch.optim.Adam:
-    """``torch.optim.Adam`` over all trainable parameters at ``config.lr``; with
+def make_optimizer(model: nn.Module, config: Any, eps: float = 1e-8) -> Adam:
+    """Adam (:class:`~qtrl.adam.Adam`) over all trainable parameters at
+    ``config.lr``; with
     ``config.mapping_lr`` the Quantum-Train mapping model gets its own rate.
 
-    ``eps``: Adam's denominator term. Each group keeps its starting rate as ``base_lr`` (:func:`anneal` scales it).
-    Fused (one kernel over all tensors) where every parameter is a real float:
-    a step over a few hundred parameters is otherwise mostly per-tensor overhead.
+    ``eps``: Adam's denominator term. Each group keeps its starting rate as
+    ``base_lr`` (:func:`anneal` scales it).
     """
     mapping_lr = getattr(config, "mapping_lr", None)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -70,11 +71,10 @@ def make_optimizer(model: nn.Module, config: Any, eps: float = 1e-8) -> torch.op
                    "lr": mapping_lr, "base_lr": mapping_lr}]
     else:
         groups = [{"params": params, "lr": config.lr, "base_lr": config.lr}]
-    fused = all(p.dtype.is_floating_point and not p.is_complex() for p in params)
-    return torch.optim.Adam(groups, eps=eps, fused=fused or None)
+    return Adam(groups, eps=eps)
 
 
-def anneal(optimizer: torch.optim.Optimizer, used: float) -> None:
+def anneal(optimizer: Adam, used: float) -> None:
     """Learning rates decayed linearly to 0 over the run: ``base_lr · max(0, 1 − used)``,
     ``used`` the fraction of its budget spent (:meth:`qtrl.config.TrainConfig.budget_used`)."""
     for group in optimizer.param_groups:

@@ -1,6 +1,7 @@
 """Start N local agents, watch them, and end the whole run when one fails.
 
-Each agent is a spawned process that joins the group through a file store in a
+Each agent is a process (forked when the launcher is single-threaded, else
+spawned) that joins the group through a file store in a
 private temporary directory. The launcher polls its agents: an agent that dies
 ends the run at once; one that stops answering makes the others' collectives
 time out (``timeout_s``), which ends the run too. Either way every remaining
@@ -25,6 +26,7 @@ from typing import Any
 
 import torch.distributed as dist
 
+from .. import jit
 from ..errors import RunStopped, Terminated
 from .context import LOOPBACK, AgentContext, init_local, shutdown
 
@@ -130,18 +132,20 @@ def _terminate(procs: list[mp.Process]) -> None:
 
 
 def launch_local(entry: Callable[[AgentContext, Any], None], n_agents: int, payload: Any,
-                 timeout_s: float = 60.0) -> None:
+                 timeout_s: float = 60.0, threads: int = 1) -> None:
     """Run ``entry(ctx, payload)`` in ``n_agents`` processes joined in one group.
 
-    ``entry`` must be a module-level function (it is pickled to spawned
-    processes). Returns when all agents finished; raises :class:`AgentFailure`
-    naming the agent at fault otherwise, with no agent left running.
+    ``entry`` must be a module-level function (it is pickled when the agents
+    are spawned). ``threads``: torch threads each agent will use (agents on
+    one are forked, :func:`_start_method`). Returns when all agents finished;
+    raises :class:`AgentFailure` naming the agent at fault otherwise, with no
+    agent left running.
     """
     ifname = os.environ.get("GLOO_SOCKET_IFNAME")
     if ifname not in (None, LOOPBACK):
         log.warning("GLOO_SOCKET_IFNAME=%s ignored: local agents bind gloo to loopback (%s) "
                     "only; the variable applies under torchrun", ifname, LOOPBACK)
-    context = mp.get_context("spawn")
+    context = mp.get_context(_start_method(threads))
     errors: mp.Queue = context.Queue()
     procs: list[mp.Process] = []
     workdir = None
@@ -161,6 +165,18 @@ def launch_local(entry: Callable[[AgentContext, Any], None], n_agents: int, payl
         _terminate(procs)
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _start_method(threads: int) -> str:
+    """``fork`` where it is safe, so that the agents inherit the launcher's
+    imports (torch, Numba, the kernels) instead of importing them again, most of
+    an agent's start-up: on Linux, for single-threaded agents, from a launcher
+    that has not started Numba's thread pool (a forked child gets a broken copy
+    of it). ``spawn`` otherwise. NumPy's BLAS threads and torch's are
+    fork-aware; agents on one torch thread never enter a parallel region."""
+    if sys.platform != "linux" or threads != 1 or jit.pool_started():
+        return "spawn"
+    return "fork"
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from ..adam import Adam
 from ..errors import UserError
 
 __all__ = ["check_checkpoint", "check_optimizer_fits", "check_state_fits"]
@@ -86,7 +87,7 @@ def check_state_fits(module: torch.nn.Module, saved: Mapping[str, Any], what: st
                             f"{tuple(want.shape)}")
 
 
-def check_optimizer_fits(optimizer: torch.optim.Optimizer, saved: Mapping[str, Any],
+def check_optimizer_fits(optimizer: Adam, saved: Mapping[str, Any],
                          path: Path | str) -> None:
     """Raise ``UserError`` unless ``saved`` (an optimizer state_dict) has
     ``optimizer``'s parameter groups, and every per-parameter tensor the shape and

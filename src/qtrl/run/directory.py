@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..config import RESUMABLE_FIELDS, TrainConfig
+from ..adam import Adam
 from ..errors import UserError
 from .atomic import atomic_write_bytes, atomic_write_text
 from .checks import check_checkpoint, check_optimizer_fits, check_state_fits
@@ -219,7 +220,7 @@ class Resumed(NamedTuple):
 
 
 def restore_run(run_dir: Path, config: TrainConfig, model: torch.nn.Module,
-                optimizer: torch.optim.Optimizer, main: bool) -> Resumed:
+                optimizer: Adam, main: bool) -> Resumed:
     """Load the checkpoint of ``run_dir`` into ``model``, ``optimizer`` and the global
     RNGs; agent 0 (``main``) drops the CSV rows written after it."""
     saved_config, state = load_checkpoint(run_dir)
@@ -244,7 +245,7 @@ def restore_run(run_dir: Path, config: TrainConfig, model: torch.nn.Module,
 
 
 def checkpoint_state(config: TrainConfig, model: torch.nn.Module,
-                     optimizer: torch.optim.Optimizer, next_update: int, env_steps: int,
+                     optimizer: Adam, next_update: int, env_steps: int,
                      wall_time: float, returns: list[float], lengths: list[int],
                      **extra: Any) -> dict[str, Any]:
     """What :func:`save_checkpoint` writes (``extra``: mode-specific counters).

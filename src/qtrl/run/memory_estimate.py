@@ -39,7 +39,7 @@ __all__ = ["RUNTIME_BYTES", "MemoryEstimate", "check_memory_fits", "estimate_mem
            "model_counts", "network_counts"]
 
 FLOAT = 4        # bytes of a float32 parameter, weight or activation
-RUNTIME_BYTES = 256 * 2**20
+RUNTIME_BYTES = 128 * 2**20
 # Floats per generated weight besides the mapping's activations: the weight, its
 # gradient, three backward row buffers, the actor's copy (counted twice: it may
 # be float64), the target's own parameter.
