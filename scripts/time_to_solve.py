@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from qtrl.presets import PRESETS
+
 ROOT = Path(__file__).resolve().parent.parent
 WINDOW, TARGET = 100, 475.0
 # Per algorithm: the qtrl train flags and how the budget of U updates for N agents is given.
@@ -43,7 +45,8 @@ RECIPES = {
                   "--qt-init-std", "0.1", "--anneal-lr"],
     "ppo": ["--preset", "cartpole"],
 }
-PPO_STEPS_PER_AGENT = 8 * 64   # the cartpole preset's num_envs x num_steps
+PPO_STEPS_PER_AGENT = (PRESETS["cartpole"].settings["num_envs"]
+                       * PRESETS["cartpole"].settings["num_steps"])   # one roll-out
 GOALS = {("ppo", 4): 0.5, ("ppo", 8): 0.35}   # critical path vs N = 1 (issue 18)
 
 

@@ -61,12 +61,12 @@ ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
 
 PRESETS: dict[str, Preset] = {
     "cartpole": Preset("CartPole-v1", hidden=(128,), layers=5, mapping_hidden=(10, 10, 10),
-                       lr=1.5e-3, discount=0.98, entropy=0.0, episodes=1_000_000,
+                       lr=3e-3, discount=0.98, entropy=0.0, episodes=1_000_000,
                        solve_threshold=475.0,
                        settings={"algo": "ppo", "activation": "tanh", "total_steps": 100_000,
                                  "anneal_lr": True, "qt_init_std": 0.1, "num_envs": 8,
-                                 "num_steps": 64, "update_epochs": 10, "num_minibatches": 1,
-                                 "gae_lambda": 0.8, "norm_obs": True}),
+                                 "num_steps": 128, "update_epochs": 4, "num_minibatches": 1,
+                                 "gae_lambda": 0.95, "norm_obs": True}),
     "minigrid": Preset("MiniGrid-Empty-5x5-v0", hidden=(16,), layers=5,
                        mapping_hidden=(10, 10, 10), lr=1e-3, episodes=1_000_000,
                        max_steps=100, n_actions=3, solve_threshold=0.9,

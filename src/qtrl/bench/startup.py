@@ -31,9 +31,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..presets import PRESETS
+
 __all__ = ["launch", "register_args", "run"]
 
-STEPS_PER_AGENT_UPDATE = 8 * 64      # the cartpole preset's roll-out
+_SETTINGS = PRESETS["cartpole"].settings
+STEPS_PER_AGENT_UPDATE = _SETTINGS["num_envs"] * _SETTINGS["num_steps"]   # one roll-out
 # Top-level imports worth naming (cumulative microseconds of -X importtime).
 _NAMED = ("torch", "torch._dynamo", "numba", "gymnasium", "scipy", "qtrl")
 
