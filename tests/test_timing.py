@@ -15,17 +15,19 @@ from qtrl.train import train_local
 
 def test_split_by_hand():
     # Agent 1 computes longest (0.5 s CPU) and arrives last: its 0.02 s all-reduce
-    # is the transfer; agent 0 arrived 0.3 s earlier and waited that long.
-    split = split_update([AgentTimes(0.01, 0.1, 0.05, 0.32, 0.2),
-                          AgentTimes(0.01, 0.3, 0.15, 0.02, 0.5)])
+    # (0.004 s of CPU) is the transfer; agent 0 arrived 0.3 s earlier and waited that long.
+    split = split_update([AgentTimes(0.01, 0.1, 0.05, 0.32, 0.2, 0.005),
+                          AgentTimes(0.01, 0.3, 0.15, 0.02, 0.5, 0.004)])
     assert split.communicate == pytest.approx(0.02)
+    assert split.communicate_cpu == pytest.approx(0.004)
     assert split.waits == pytest.approx((0.30, 0.0))
     assert split.slowest_agent == 1
-    assert split.critical_path == pytest.approx(0.52)
+    assert split.critical_path == pytest.approx(0.504)
     cols = split.columns()
     assert cols["time/agent0/wait_s"] == pytest.approx(0.30)
     assert cols["time/agent1/rollout_s"] == 0.3
-    assert cols["time/critical_path_s"] == pytest.approx(0.52)
+    assert cols["time/critical_path_s"] == pytest.approx(0.504)
+    assert cols["time/communicate_cpu_s"] == pytest.approx(0.004)
 
 
 def test_one_agent_has_no_wait():
@@ -55,7 +57,8 @@ def test_two_agent_run_logs_every_agents_split(tmp_path):
             assert value[f"time/agent{agent}/compute_cpu_s"] > 0
         slowest = int(value["time/slowest_agent"])
         assert value["time/critical_path_s"] == pytest.approx(
-            value[f"time/agent{slowest}/compute_cpu_s"] + value["time/communicate_s"])
+            value[f"time/agent{slowest}/compute_cpu_s"] + value["time/communicate_cpu_s"])
+        assert 0 < value["time/communicate_cpu_s"] <= value["time/communicate_s"] + 0.01
         # agent 0's update: its parts plus its all-reduce (transfer + wait)
         assert value["time/update_s"] == pytest.approx(
             sum(value[f"time/{k}_s"] for k in ("generate", "rollout", "learn", "communicate",

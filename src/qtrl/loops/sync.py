@@ -108,7 +108,8 @@ def train_sync(config: TrainConfig, run_dir: Path, *, resume: bool, callback: Ca
             learn = time.perf_counter() - t0 - spent["wall"]
             timings = Timings(t_generate, t_rollout, learn)
             mine = AgentTimes(t_generate, t_rollout, learn, spent["wall"],
-                              time.process_time() - cpu0 - spent["cpu"])  # + bookkeeping
+                              time.process_time() - cpu0 - spent["cpu"],   # + bookkeeping
+                              spent["cpu"])
             update += 1
 
             # ---- all finite, agents agree? then agent 0 records everyone's episodes -----
