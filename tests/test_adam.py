@@ -27,7 +27,9 @@ def _loss(params: list[torch.Tensor], t: int) -> torch.Tensor:
 @pytest.mark.parametrize("eps", [1e-8, 1e-5])
 def test_steps_match_torch_adam(eps: float) -> None:
     ours, theirs = _params(0), _params(0)
-    groups = lambda ps: [{"params": ps[:2], "lr": 0.05}, {"params": ps[2:], "lr": 0.01}]  # noqa: E731
+    def groups(ps: list) -> list[dict]:
+        return [{"params": ps[:2], "lr": 0.05}, {"params": ps[2:], "lr": 0.01}]
+
     a = Adam(groups(ours), eps=eps)
     b = torch.optim.Adam(groups(theirs), eps=eps, foreach=False)
     for t in range(40):
@@ -73,6 +75,41 @@ def test_state_dict_round_trips_with_torch_layout() -> None:
         opt.step()
     for p, q in zip(fresh, theirs, strict=True):
         torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-12)
+
+
+def test_torch_adam_loads_ours_and_steps_alike() -> None:
+    ours, theirs = _params(2), _params(2)
+    a = Adam([{"params": ours, "lr": 0.03}])
+    for t in range(4):
+        a.zero_grad()
+        _loss(ours, t).backward()
+        a.step()
+    with torch.no_grad():
+        for p, q in zip(theirs, ours, strict=True):
+            p.copy_(q)
+    b = torch.optim.Adam(theirs, lr=1.0, foreach=False)
+    b.load_state_dict(a.state_dict())
+    for opt, ps in ((a, ours), (b, theirs)):
+        opt.zero_grad()
+        _loss(ps, 7).backward()
+        opt.step()
+    for p, q in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-12)
+
+
+def test_bad_groups_and_states_are_refused() -> None:
+    p = torch.nn.Parameter(torch.zeros(3))
+    with pytest.raises(ValueError, match="more than one place"):
+        Adam([{"params": [p], "lr": 0.1}, {"params": [p], "lr": 0.2}])
+    with pytest.raises(ValueError, match="real floating-point"):
+        Adam([{"params": [torch.nn.Parameter(torch.zeros(2, dtype=torch.complex64))],
+               "lr": 0.1}])
+    a = Adam([{"params": [p], "lr": 0.1}])
+    bad = {"state": {0: {"step": torch.tensor(1.0), "exp_avg": torch.zeros(()),
+                         "exp_avg_sq": torch.zeros(())}},
+           "param_groups": [{"params": [0], "lr": 0.1}]}
+    with pytest.raises(ValueError, match="not of its shape"):
+        a.load_state_dict(bad)
 
 
 def test_a_training_run_does_not_import_dynamo(tmp_path) -> None:

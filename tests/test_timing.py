@@ -28,10 +28,11 @@ def test_split_by_hand():
     assert cols["time/agent1/rollout_s"] == 0.3
     assert cols["time/critical_path_s"] == pytest.approx(0.504)
     assert cols["time/communicate_cpu_s"] == pytest.approx(0.004)
+    assert cols["time/critical_path_wall_s"] == pytest.approx(0.52)
 
 
 def test_one_agent_has_no_wait():
-    split = split_update([AgentTimes(0.1, 0.2, 0.3, 0.0, 0.55)])
+    split = split_update([AgentTimes(0.1, 0.2, 0.3, 0.0, 0.55, 0.0)])
     assert split.waits == (0.0,) and split.communicate == 0.0
     assert split.critical_path == 0.55
 

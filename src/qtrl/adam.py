@@ -6,8 +6,9 @@ The update is ``torch.optim.Adam``'s (no weight decay, no AMSGrad): per step ``t
     p ← p − lr / (1 − β1^t) · m / (√v / √(1 − β2^t) + ε)
 
 and so is the ``state_dict`` layout (``step``, ``exp_avg``, ``exp_avg_sq`` per
-parameter index; the groups' settings with their parameters' indices), so
-checkpoints move between the two. Why not ``torch.optim.Adam`` itself: building
+parameter index; the groups' settings with their parameters' indices, torch's
+keys included), so checkpoints move between the two either way. Real floating
+parameters only; no weight decay, AMSGrad or closures. Why not ``torch.optim.Adam`` itself: building
 any ``torch.optim`` optimizer imports ``torch._dynamo`` (its ``add_param_group``
 is wrapped for ``torch.compile``), which costs about as much start-up as torch's
 own import. Why flat: a group's moments are one tensor each, so a step is a
@@ -73,19 +74,35 @@ def _moved(m: Tensor, v: Tensor, grad: Tensor, step: int, lr: float, beta1: floa
     return torch.div(m, denom).mul_(-lr / (1 - beta1**step))
 
 
-class Adam:
-    """Adam over parameter groups (dicts with ``params`` and ``lr``; other keys,
-    such as ``base_lr``, are kept as given). ``param_groups``, ``zero_grad``,
-    ``step``, ``state_dict`` and ``load_state_dict`` behave as torch's."""
+# What torch.optim.Adam's groups also carry (its defaults, the update above):
+# written into state_dict() so that torch's Adam loads ours.
+_TORCH_GROUP_KEYS = {"weight_decay": 0.0, "amsgrad": False, "maximize": False, "foreach": None,
+                     "capturable": False, "differentiable": False, "fused": None,
+                     "decoupled_weight_decay": False}
 
-    def __init__(self, groups: Iterable[Mapping[str, Any]], betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8) -> None:
+
+class Adam:
+    """Adam over parameter groups: dicts with ``params`` and ``lr``, optionally
+    ``betas`` and ``eps`` (else the constructor's); other keys, such as
+    ``base_lr``, are kept as given. ``param_groups``, ``zero_grad()``,
+    ``step()``, ``state_dict()`` and ``load_state_dict()`` as torch's."""
+
+    def __init__(self, groups: Iterable[Mapping[str, Any]],
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
         self.param_groups: list[dict[str, Any]] = []
         self._moments: list[list[_Moments]] = []
+        seen: set[int] = set()
         for group in groups:
             params = list(group["params"])
-            self.param_groups.append({**group, "params": params, "betas": tuple(betas),
-                                      "eps": float(eps)})
+            if any(id(p) in seen for p in params) or len({id(p) for p in params}) < len(params):
+                raise ValueError("a parameter appears in more than one place of the groups")
+            if any(not p.dtype.is_floating_point or p.is_complex() for p in params):
+                raise ValueError("Adam takes real floating-point parameters only")
+            seen |= {id(p) for p in params}
+            self.param_groups.append({**group, "params": params,
+                                      "lr": float(group["lr"]),
+                                      "betas": tuple(group.get("betas", betas)),
+                                      "eps": float(group.get("eps", eps))})
             by_dtype: dict[torch.dtype, list[Tensor]] = {}
             for p in params:
                 by_dtype.setdefault(p.dtype, []).append(p)
@@ -121,7 +138,8 @@ class Adam:
         groups, start = [], 0
         for group in self.param_groups:
             count = len(group["params"])
-            groups.append({**{k: v for k, v in group.items() if k != "params"},
+            groups.append({**_TORCH_GROUP_KEYS,
+                           **{k: v for k, v in group.items() if k != "params"},
                            "params": list(range(start, start + count))})
             start += count
         return {"state": state, "param_groups": groups}
@@ -136,8 +154,12 @@ class Adam:
                 if key in old:
                     group[key] = tuple(old[key]) if key == "betas" else old[key]
         with torch.no_grad():
-            for index, (_, m, i) in enumerate(self._entries()):
+            for index, (p, m, i) in enumerate(self._entries()):
                 entry = saved["state"].get(index)
+                if entry and any(tuple(entry[k].shape) != tuple(p.shape)
+                                 for k in ("exp_avg", "exp_avg_sq")):
+                    raise ValueError(f"the saved moments of parameter {index} are not of "
+                                     f"its shape {tuple(p.shape)}")
                 m.steps[i] = int(entry["step"]) if entry else 0
                 for name, flat in (("exp_avg", m.exp_avg), ("exp_avg_sq", m.exp_avg_sq)):
                     view = m.views(flat)[i]

@@ -221,36 +221,43 @@ def _cut(blocks: int, parts: int, part: int) -> tuple[int, int]:
     return blocks * part // parts, blocks * (part + 1) // parts
 
 
-def _forward_py(ws, bs, code: int, features, hs, zs, parts: int) -> None:
+@_njit
+def _forward_part(ws, bs, code: int, features, hs, zs, parts: int, part: int) -> None:
+    """Every layer on share ``part`` of ``parts`` of the weights' blocks."""
     k = hs.shape[1]
-    blocks = (k + _BLOCK - 1) // _BLOCK
-    for part in prange(parts):
-        first, last = _cut(blocks, parts, part)
-        for b in range(first, last):
-            _forward_block(ws, bs, code, features, hs, zs, b * _BLOCK,
-                           min(k, (b + 1) * _BLOCK))
+    first, last = _cut((k + _BLOCK - 1) // _BLOCK, parts, part)
+    for b in range(first, last):
+        _forward_block(ws, bs, code, features, hs, zs, b * _BLOCK, min(k, (b + 1) * _BLOCK))
 
 
-def _backward_py(ws, code: int, hs, zs, g_out, gws, gbs, gx, parts: int) -> None:
-    """Parameter gradients into ``gws``, ``gbs`` (the parameters' shapes and
-    dtype; summed per part in float64), the ``x`` row's gradient into ``gx``."""
-    k = hs.shape[1]
-    blocks = (k + _BLOCK - 1) // _BLOCK
-    width = hs.shape[0]
+@_njit
+def _backward_part(ws, code: int, hs, zs, g_out, gx, acc, parts: int, part: int) -> None:
+    """Back through share ``part`` of ``parts``: parameter gradients added to
+    ``acc`` (float64), the ``x`` row's gradient written to ``gx``."""
+    k, width = hs.shape[1], hs.shape[0]
+    ga = np.empty((width, _BLOCK), hs.dtype)
+    gb = np.empty((width, _BLOCK), hs.dtype)
+    first, last = _cut((k + _BLOCK - 1) // _BLOCK, parts, part)
+    for b in range(first, last):
+        _backward_block(ws, code, hs, zs, g_out, b * _BLOCK, min(k, (b + 1) * _BLOCK),
+                        ga, gb, acc, gx)
+
+
+@_njit
+def _accumulators(ws, parts: int):
+    """Zeroed float64 sums ``(parts, every layer's weights then biases)``."""
     size = 0
     for w in ws:
         size += w.size + w.shape[0]
-    acc = np.zeros((parts, size))
-    for part in prange(parts):
-        first, last = _cut(blocks, parts, part)
-        ga = np.empty((width, _BLOCK), hs.dtype)
-        gb = np.empty((width, _BLOCK), hs.dtype)
-        for b in range(first, last):
-            _backward_block(ws, code, hs, zs, g_out, b * _BLOCK, min(k, (b + 1) * _BLOCK),
-                            ga, gb, acc[part], gx)
-    total = acc.sum(0) if parts > 1 else acc[0]
+    return np.zeros((parts, size))
+
+
+@_njit
+def _store_gradients(acc, gws, gbs) -> None:
+    """The parts' sums of ``acc`` into ``gws``, ``gbs`` (the parameters' shapes and dtype)."""
+    total = acc.sum(0) if acc.shape[0] > 1 else acc[0]
     po = 0
-    for layer in range(len(ws)):
+    for layer in range(len(gws)):
         gw, gbias = gws[layer], gbs[layer]
         n_out, n_in = gw.shape
         for j in range(n_out):
@@ -260,10 +267,40 @@ def _backward_py(ws, code: int, hs, zs, g_out, gws, gbs, gx, parts: int) -> None
         po += n_out * n_in + n_out
 
 
-# Each pass compiled twice: a parallel region, even of one part, wakes Numba's
-# thread pool, which costs more than the whole pass on a small network.
-_forward_serial, _forward_parallel = _njit(_forward_py), _njit_parallel(_forward_py)
-_backward_serial, _backward_parallel = _njit(_backward_py), _njit_parallel(_backward_py)
+# Each pass in two versions (distinct functions, so each has its own entry in
+# Numba's cache, which does not key on ``parallel``): a parallel region, even
+# of one part, wakes Numba's thread pool, which costs more than the whole pass
+# on a small network.
+
+@_njit
+def _forward_serial(ws, bs, code: int, features, hs, zs, parts: int) -> None:
+    for part in range(parts):
+        _forward_part(ws, bs, code, features, hs, zs, parts, part)
+
+
+@_njit_parallel
+def _forward_parallel(ws, bs, code: int, features, hs, zs, parts: int) -> None:
+    for part in prange(parts):
+        _forward_part(ws, bs, code, features, hs, zs, parts, part)
+
+
+@_njit
+def _backward_serial(ws, code: int, hs, zs, g_out, gws, gbs, gx, parts: int) -> None:
+    """Parameter gradients into ``gws``, ``gbs`` (summed per part in float64),
+    the ``x`` row's gradient into ``gx``."""
+    acc = _accumulators(ws, parts)
+    for part in range(parts):
+        _backward_part(ws, code, hs, zs, g_out, gx, acc[part], parts, part)
+    _store_gradients(acc, gws, gbs)
+
+
+@_njit_parallel
+def _backward_parallel(ws, code: int, hs, zs, g_out, gws, gbs, gx, parts: int) -> None:
+    """:func:`_backward_serial` with the parts on Numba's threads."""
+    acc = _accumulators(ws, parts)
+    for part in prange(parts):
+        _backward_part(ws, code, hs, zs, g_out, gx, acc[part], parts, part)
+    _store_gradients(acc, gws, gbs)
 
 
 @_njit

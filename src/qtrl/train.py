@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import fields, replace
 from pathlib import Path
@@ -105,21 +104,9 @@ def train_local(config: TrainConfig, run_dir: Path, *, resume: bool, tensorboard
     ``callbacks`` (picklable) run in agent 0's process."""
     payload = {"config": config.to_dict(), "run_dir": str(run_dir), "resume": resume,
                "tensorboard": tensorboard, "callbacks": list(callbacks), "threads": threads}
-    # Each agent's Numba thread pool as large as its torch threads: a larger pool
-    # is woken (and spins) on every parallel kernel call even for one share of
-    # work. Spawned agents read it when they import Numba (forked ones are on one
-    # thread and never start it); results do not depend on it.
-    before = os.environ.get("NUMBA_NUM_THREADS")
-    os.environ["NUMBA_NUM_THREADS"] = str(max(1, threads))
-    try:
-        with RunDirLock(run_dir):   # the launcher holds it for its agents
-            launch_local(_agent_entry, config.agents, payload, timeout_s=config.agent_timeout,
-                         threads=threads)
-    finally:
-        if before is None:
-            os.environ.pop("NUMBA_NUM_THREADS", None)
-        else:
-            os.environ["NUMBA_NUM_THREADS"] = before
+    with RunDirLock(run_dir):   # the launcher holds it for its agents
+        launch_local(_agent_entry, config.agents, payload, timeout_s=config.agent_timeout,
+                     threads=threads)
 
 
 def train_torchrun(config: TrainConfig, run_dir: Path, *, tensorboard: bool,

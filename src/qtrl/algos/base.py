@@ -24,12 +24,11 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
-import torch
 from torch import nn
 
+from ..adam import Adam
 from ..generator import QuantumTrain
 from ..rl.policy import Actor
-from ..adam import Adam
 
 __all__ = ["Algorithm", "anneal", "make_optimizer"]
 

@@ -1,7 +1,7 @@
 """Start N local agents, watch them, and end the whole run when one fails.
 
-Each agent is a process (forked when the launcher is single-threaded, else
-spawned) that joins the group through a file store in a
+Each agent is a process (forked from the launcher where that is safe, else
+spawned: :func:`_start_method`) that joins the group through a file store in a
 private temporary directory. The launcher polls its agents: an agent that dies
 ends the run at once; one that stops answering makes the others' collectives
 time out (``timeout_s``), which ends the run too. Either way every remaining
@@ -145,12 +145,13 @@ def launch_local(entry: Callable[[AgentContext, Any], None], n_agents: int, payl
     if ifname not in (None, LOOPBACK):
         log.warning("GLOO_SOCKET_IFNAME=%s ignored: local agents bind gloo to loopback (%s) "
                     "only; the variable applies under torchrun", ifname, LOOPBACK)
-    context = mp.get_context(_start_method(threads))
+    method = _start_method(threads)
+    context = mp.get_context(method)
     errors: mp.Queue = context.Queue()
     procs: list[mp.Process] = []
     workdir = None
     try:
-        with _sigint_deferred():
+        with _sigint_deferred(), _numba_threads(threads if method == "spawn" else None):
             workdir = tempfile.mkdtemp(prefix="qtrl-rendezvous-")
             store_path = os.path.join(workdir, "store")
             procs += [context.Process(target=_agent_main, name=f"qtrl-agent-{r}",
@@ -169,14 +170,36 @@ def launch_local(entry: Callable[[AgentContext, Any], None], n_agents: int, payl
 
 def _start_method(threads: int) -> str:
     """``fork`` where it is safe, so that the agents inherit the launcher's
-    imports (torch, Numba, the kernels) instead of importing them again, most of
-    an agent's start-up: on Linux, for single-threaded agents, from a launcher
-    that has not started Numba's thread pool (a forked child gets a broken copy
-    of it). ``spawn`` otherwise. NumPy's BLAS threads and torch's are
-    fork-aware; agents on one torch thread never enter a parallel region."""
-    if sys.platform != "linux" or threads != 1 or jit.pool_started():
+    imports (torch, Numba, gymnasium) instead of importing them again, most of
+    an agent's start-up: on Linux, for agents on one torch thread (they never
+    enter a parallel region), from a launcher with no Python thread besides the
+    main one and without Numba's thread pool (a forked child keeps only the
+    forking thread: locks another thread held stay held). NumPy's BLAS pool
+    shuts itself down around a fork. ``spawn`` otherwise."""
+    if (sys.platform != "linux" or threads != 1 or threading.active_count() > 1
+            or jit.pool_started()):
         return "spawn"
     return "fork"
+
+
+@contextlib.contextmanager
+def _numba_threads(threads: int | None) -> Iterator[None]:
+    """``NUMBA_NUM_THREADS`` set to ``threads`` (None: left alone) while agents
+    start. Spawned agents read it when they import Numba: a pool as large as
+    their torch threads, since a larger one is woken (and spins) on every
+    parallel kernel call. Forked ones must keep the launcher's value, which
+    their Numba has loaded: a compilation re-reads the variable, and a pool
+    started under one value refuses the other."""
+    before = os.environ.get("NUMBA_NUM_THREADS")
+    if threads is not None:
+        os.environ["NUMBA_NUM_THREADS"] = str(max(1, threads))
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("NUMBA_NUM_THREADS", None)
+        else:
+            os.environ["NUMBA_NUM_THREADS"] = before
 
 
 @contextlib.contextmanager
@@ -185,7 +208,7 @@ def _sigint_deferred() -> Iterator[None]:
     which ends the agents with SIGTERM, so none dies half-imported with a
     traceback of its own.
 
-    The block is per thread and inherited by the spawned interpreters, which
+    The block is per thread and inherited by the agents' processes, which
     turn it into "ignored" once running (``_agent_main``). In the launcher a
     Ctrl-C landing meanwhile (kept pending, or taken by another thread) is
     recorded and raised as KeyboardInterrupt when the block lifts, once the

@@ -25,8 +25,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from ..config import RESUMABLE_FIELDS, TrainConfig
 from ..adam import Adam
+from ..config import RESUMABLE_FIELDS, TrainConfig
 from ..errors import UserError
 from .atomic import atomic_write_bytes, atomic_write_text
 from .checks import check_checkpoint, check_optimizer_fits, check_state_fits

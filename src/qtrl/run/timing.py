@@ -40,7 +40,7 @@ class AgentTimes(NamedTuple):
     learn: float         # loss, backward, optimizer step: the all-reduce excluded
     allreduce: float     # inside the gradient all-reduce(s): waiting plus transfer
     compute_cpu: float   # this agent's process CPU seconds, the all-reduce's excepted
-    allreduce_cpu: float = 0.0   # this agent's process CPU seconds inside the all-reduce(s)
+    allreduce_cpu: float  # this agent's process CPU seconds inside the all-reduce(s)
 
 
 class UpdateSplit(NamedTuple):
@@ -53,6 +53,12 @@ class UpdateSplit(NamedTuple):
     slowest_agent: int               # the agent with the most compute
     critical_path: float             # the slowest agent's compute + the transfer, CPU seconds
 
+    @property
+    def critical_path_wall(self) -> float:
+        """The slowest agent's compute plus the transfer's wall time: with the
+        wire's latency, and with any waiting to be scheduled where agents share cores."""
+        return self.agents[self.slowest_agent].compute_cpu + self.communicate
+
     def columns(self) -> dict[str, float]:
         """The ``time/`` scalars of this update (progress.csv and TensorBoard)."""
         out = {"time/communicate_s": self.communicate,
@@ -60,7 +66,8 @@ class UpdateSplit(NamedTuple):
                "time/wait_s": self.waits[0],
                "time/compute_max_s": self.agents[self.slowest_agent].compute_cpu,
                "time/slowest_agent": float(self.slowest_agent),
-               "time/critical_path_s": self.critical_path}
+               "time/critical_path_s": self.critical_path,
+               "time/critical_path_wall_s": self.critical_path_wall}
         for rank, (times, wait) in enumerate(zip(self.agents, self.waits, strict=True)):
             prefix = f"time/agent{rank}/"
             out[prefix + "generate_s"] = times.generate
