@@ -1,6 +1,6 @@
 """Asynchronous Dist-QTRL (``--mode async``): a learner and workers on loopback.
 
-Every run is a tiny CartPole run in spawned agent processes, each well under
+Every run is a tiny CartPole run in local agent processes, each well under
 30 s. What is checked: one worker is plain sequential training on its seeds
 (exactly), the episode count, who played what, the staleness bound, resume,
 and refused input.

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -116,3 +118,26 @@ def test_local_run_listens_on_loopback_only():
         lambda: launch_local(_entry_linger, 2, None, timeout_s=30))
     assert listening, "agents opened no listening socket at all (gloo should, on loopback)"
     assert all(addr.ip in ("127.0.0.1", "::1") for addr in listening), listening
+
+
+def test_agents_fork_only_when_safe() -> None:
+    """A launcher that generated a preset's weights (the serial kernels, loaded or
+    compiled) has not started Numba's pool, so its single-threaded agents fork;
+    agents on several threads, or a launcher running another Python thread, spawn."""
+    code = """
+import sys, threading
+from qtrl import jit
+from qtrl.config import TrainConfig
+from qtrl.distributed.launch import _start_method
+from qtrl.loops.common import build
+build(TrainConfig.from_preset("cartpole"), 0).model.policy.generate()
+print(jit.pool_started(), _start_method(1), _start_method(2))
+stop = threading.Event()
+threading.Thread(target=stop.wait).start()
+print(_start_method(1))
+stop.set()
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=300).stdout.split()
+    assert out == (["False", "fork", "spawn", "spawn"] if sys.platform == "linux"
+                   else ["False", "spawn", "spawn", "spawn"])

@@ -107,22 +107,17 @@ def parts_for(size: int, minimum: int) -> int:
     return set_threads(torch.get_num_threads() if size >= minimum else 1)
 
 
-def _thread_count() -> int:
-    """Threads of this process (0 where /proc is not there)."""
-    try:
-        return len(os.listdir("/proc/self/task"))
-    except OSError:
-        return 0
-
-
-_THREADS_AT_IMPORT = _thread_count()
-
-
 def pool_started() -> bool:
-    """Whether this process started a thread pool since this module's import:
-    Numba's (:func:`set_threads` above one share, or compiling a parallel
-    kernel) or torch's; a forked child would get a broken copy of it."""
-    return _threads_set > 0 or _thread_count() > _THREADS_AT_IMPORT
+    """Whether Numba's thread pool was started in this process (by
+    :func:`set_threads` above one share, or by loading a parallel kernel); a
+    forked child would get a broken copy of it."""
+    if numba is None:
+        return False
+    try:
+        numba.threading_layer()   # raises until the pool has been started
+    except ValueError:
+        return False
+    return True
 
 
 def _identity(value: Any) -> Any:

@@ -174,8 +174,8 @@ def _start_method(threads: int) -> str:
     an agent's start-up: on Linux, for agents on one torch thread (they never
     enter a parallel region), from a launcher with no Python thread besides the
     main one and without Numba's thread pool (a forked child keeps only the
-    forking thread: locks another thread held stay held). NumPy's BLAS pool
-    shuts itself down around a fork. ``spawn`` otherwise."""
+    forking thread: locks another thread held stay held). The BLAS pools of
+    NumPy and SciPy shut themselves down around a fork. ``spawn`` otherwise."""
     if (sys.platform != "linux" or threads != 1 or threading.active_count() > 1
             or jit.pool_started()):
         return "spawn"

@@ -29,7 +29,7 @@ float64 ones complex128. The pair sums of ``M`` are taken in that precision per
 run and added up in float64.
 
 Threads: from 2^17 amplitudes on, each gate is shared out over torch's thread
-count (:func:`_gate_parallel`; measured 1.2-1.4x at 18-20 qubits on 2 cores,
+count (:func:`_states_threaded`, :func:`_vjp_threaded`, :func:`_gate_parallel`; measured 1.2-1.4x at 18-20 qubits on 2 cores,
 no gain below). One thread gives bit-for-bit the serial result; more threads
 change only the order of the gradient sums.
 """
@@ -263,15 +263,11 @@ def _pair_run(re, im, lr, li, a: int, b: int, count: int, step: int, u, acc, bac
 
 
 @_njit
-def _apply(re, im, lr, li, t: int, c: int, u, acc, back: bool, parts: int) -> None:
-    """The whole gate on one thread, or :func:`_gate_parallel` on ``parts`` threads
-    for states large enough that a share outweighs waking a thread."""
-    if parts > 1 and re.shape[0] >= _PARALLEL_MIN:
-        sums = _gate_parallel(re, im, lr, li, t, c, u, back, parts)
-        for q in range(8):
-            acc[q] += sums[:, q].sum()
-    else:
-        _share(re, im, lr, li, t, c, u, acc, back, 0, 1)
+def _apply_threaded(re, im, lr, li, t: int, c: int, u, acc, back: bool, parts: int) -> None:
+    """The gate by :func:`_gate_parallel` on ``parts`` threads, its sums added to ``acc``."""
+    sums = _gate_parallel(re, im, lr, li, t, c, u, back, parts)
+    for q in range(8):
+        acc[q] += sums[:, q].sum()
 
 
 @functools.cache
@@ -287,25 +283,74 @@ def _plan(n: int) -> np.ndarray:
 
 
 @_njit
-def _states(u3, cu3, plan, re, im, parts: int) -> None:
+def _gate(u3, cu3, plan, k: int, ell: int, s: int, u):
+    """Gate ``s`` of layer ``ell`` of circuit ``k``: its matrix into ``u``;
+    returns its target and control bits, kind and index (a :func:`_plan` row)."""
+    t, c, kind, q = plan[s, 0], plan[s, 1], plan[s, 2], plan[s, 3]
+    ang = u3[k, ell, q] if kind == 0 else cu3[k, ell, q]
+    _u3(ang[0], ang[1], ang[2], u)
+    return t, c, kind, q
+
+
+@_njit
+def _start(r, i) -> None:
+    r[:] = 0.0
+    i[:] = 0.0
+    r[0] = 1.0
+
+
+@_njit
+def _adjoint_start(grad_k, r, i, lr, li) -> None:
+    """The adjoint at the final state: λ = grad ⊙ ψ."""
+    for a in range(lr.shape[0]):
+        lr[a] = grad_k[a] * r[a]
+        li[a] = grad_k[a] * i[a]
+
+
+@_njit
+def _store_grad(u3, cu3, k: int, ell: int, kind: int, q: int, acc, g_u3, g_cu3) -> None:
+    """The gate's three angle gradients from its pair sums ``acc``."""
+    ang = u3[k, ell, q] if kind == 0 else cu3[k, ell, q]
+    g = _u3_grad(ang[0], ang[1], ang[2], complex(acc[0], acc[1]), complex(acc[2], acc[3]),
+                 complex(acc[4], acc[5]), complex(acc[6], acc[7]))
+    out = g_u3 if kind == 0 else g_cu3
+    out[k, ell, q, 0], out[k, ell, q, 1], out[k, ell, q, 2] = g
+
+
+# Each walk in two versions, one thread and shared out (distinct functions: a
+# compiled function that calls a parallel one starts Numba's thread pool when
+# it is loaded, which a process that will fork its agents must not have).
+
+@_njit
+def _states(u3, cu3, plan, re, im) -> None:
     """Final states of circuits with angles ``(C, L, n, 3)`` into ``re, im`` ``(C, 2^n)``."""
     u = np.empty(8, re.dtype)
     acc = np.zeros(8)
     for k in range(u3.shape[0]):
         r, i = re[k], im[k]
-        r[:] = 0.0
-        i[:] = 0.0
-        r[0] = 1.0
+        _start(r, i)
         for ell in range(u3.shape[1]):
             for s in range(plan.shape[0]):
-                t, c, kind, q = plan[s, 0], plan[s, 1], plan[s, 2], plan[s, 3]
-                ang = u3[k, ell, q] if kind == 0 else cu3[k, ell, q]
-                _u3(ang[0], ang[1], ang[2], u)
-                _apply(r, i, r, i, t, c, u, acc, False, parts)
+                t, c, _, _ = _gate(u3, cu3, plan, k, ell, s, u)
+                _share(r, i, r, i, t, c, u, acc, False, 0, 1)
 
 
 @_njit
-def _vjp(u3, cu3, plan, re, im, grad, g_u3, g_cu3, parts: int) -> None:
+def _states_threaded(u3, cu3, plan, re, im, parts: int) -> None:
+    """:func:`_states` with each gate shared out over ``parts`` threads."""
+    u = np.empty(8, re.dtype)
+    acc = np.zeros(8)
+    for k in range(u3.shape[0]):
+        r, i = re[k], im[k]
+        _start(r, i)
+        for ell in range(u3.shape[1]):
+            for s in range(plan.shape[0]):
+                t, c, _, _ = _gate(u3, cu3, plan, k, ell, s, u)
+                _apply_threaded(r, i, r, i, t, c, u, acc, False, parts)
+
+
+@_njit
+def _vjp(u3, cu3, plan, re, im, grad, g_u3, g_cu3) -> None:
     """Angle gradients of ``Σ grad ⊙ |ψ|²`` into ``g_u3, g_cu3`` ``(C, L, n, 3)``.
     ``re, im`` hold the final states and are walked back to |0…0> on the way."""
     u = np.empty(8, re.dtype)
@@ -315,22 +360,34 @@ def _vjp(u3, cu3, plan, re, im, grad, g_u3, g_cu3, parts: int) -> None:
     li = np.empty(re.shape[1], re.dtype)
     for k in range(u3.shape[0]):
         r, i = re[k], im[k]
-        for a in range(lr.shape[0]):
-            lr[a] = grad[k, a] * r[a]
-            li[a] = grad[k, a] * i[a]
+        _adjoint_start(grad[k], r, i, lr, li)
         for ell in range(u3.shape[1] - 1, -1, -1):
             for s in range(plan.shape[0] - 1, -1, -1):
-                t, c, kind, q = plan[s, 0], plan[s, 1], plan[s, 2], plan[s, 3]
-                ang = u3[k, ell, q] if kind == 0 else cu3[k, ell, q]
-                _u3(ang[0], ang[1], ang[2], u)
+                t, c, kind, q = _gate(u3, cu3, plan, k, ell, s, u)
                 _dagger(u, v)
                 acc[:] = 0.0
-                _apply(r, i, lr, li, t, c, v, acc, True, parts)
-                g = _u3_grad(ang[0], ang[1], ang[2], complex(acc[0], acc[1]),
-                             complex(acc[2], acc[3]), complex(acc[4], acc[5]),
-                             complex(acc[6], acc[7]))
-                out = g_u3 if kind == 0 else g_cu3
-                out[k, ell, q, 0], out[k, ell, q, 1], out[k, ell, q, 2] = g
+                _share(r, i, lr, li, t, c, v, acc, True, 0, 1)
+                _store_grad(u3, cu3, k, ell, kind, q, acc, g_u3, g_cu3)
+
+
+@_njit
+def _vjp_threaded(u3, cu3, plan, re, im, grad, g_u3, g_cu3, parts: int) -> None:
+    """:func:`_vjp` with each gate shared out over ``parts`` threads."""
+    u = np.empty(8, re.dtype)
+    v = np.empty(8, re.dtype)
+    acc = np.empty(8)
+    lr = np.empty(re.shape[1], re.dtype)
+    li = np.empty(re.shape[1], re.dtype)
+    for k in range(u3.shape[0]):
+        r, i = re[k], im[k]
+        _adjoint_start(grad[k], r, i, lr, li)
+        for ell in range(u3.shape[1] - 1, -1, -1):
+            for s in range(plan.shape[0] - 1, -1, -1):
+                t, c, kind, q = _gate(u3, cu3, plan, k, ell, s, u)
+                _dagger(u, v)
+                acc[:] = 0.0
+                _apply_threaded(r, i, lr, li, t, c, v, acc, True, parts)
+                _store_grad(u3, cu3, k, ell, kind, q, acc, g_u3, g_cu3)
 
 
 def angle_arrays(angles: Tensor) -> np.ndarray:
@@ -347,7 +404,10 @@ def probabilities_forward(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, tup
     im = np.empty_like(re)
     plan = _plan(n)
     parts = jit.parts_for(1 << n, _PARALLEL_MIN)
-    _states(a, b, plan, re, im, parts)
+    if parts > 1:
+        _states_threaded(a, b, plan, re, im, parts)
+    else:
+        _states(a, b, plan, re, im)
     return re * re + im * im, (a, b, plan, re, im, parts)
 
 
@@ -356,8 +416,11 @@ def probabilities_vjp(saved: tuple, grad: np.ndarray) -> tuple[np.ndarray, np.nd
     ``(C, 2^n)``, contiguous) from :func:`probabilities_forward`'s ``saved``."""
     a, b, plan, re, im, parts = saved
     g_u3, g_cu3 = np.zeros(a.shape), np.zeros(b.shape)
-    _vjp(a, b, plan, re.copy(), im.copy(), grad.astype(re.dtype, copy=False),
-         g_u3, g_cu3, parts)
+    walked = (a, b, plan, re.copy(), im.copy(), grad.astype(re.dtype, copy=False), g_u3, g_cu3)
+    if parts > 1:
+        _vjp_threaded(*walked, parts)
+    else:
+        _vjp(*walked)
     return g_u3, g_cu3
 
 
