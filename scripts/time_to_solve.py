@@ -13,7 +13,8 @@ first reaches 475, and the final 100-episode average.
 Two clocks. **Wall clock** is the run's own (``metrics.csv``), measured on this
 machine, where N agents share its cores. **Critical path** is what the run
 would take with a core per agent: per update, the slowest agent's measured
-compute (CPU seconds) plus the measured transfer of the all-reduce, summed
+compute plus the transfer of the all-reduce (the last-arriving agent's), both
+in CPU seconds, summed
 (``time/critical_path_total_s`` of ``progress.csv``, :mod:`qtrl.run.timing`).
 Intervals: 95% percentile bootstrap over the seeds that reached the target
 (10 000 resamples); a ratio's interval resamples both Ns' seeds.
@@ -195,7 +196,8 @@ def section(algos: list[str], agents: dict[str, list[int]], seeds: list[int],
               f"({', '.join(f'{a}: {updates[a]}' for a in algos)}); target: 100-episode "
               f"average ≥ {TARGET:g}. Mean [95% bootstrap interval] over the seeds that reached "
               "it. **Critical path**: per update the slowest agent's compute (CPU seconds) plus "
-              "the all-reduce's transfer, summed: the run's time with a core per agent. "
+              "the all-reduce's transfer (CPU seconds too), summed: the run's time with a core "
+              "per agent, the wire's latency left out. "
               f"**Wall clock**: measured on this machine ({_cores()} cores shared by all N agents "
               "and other work). Neither counts process start-up."), "",
              ("| algo | N | reached | updates | env steps | critical path (s) | wall clock (s) "
