@@ -23,8 +23,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 __all__ = ["FASTMATH", "available", "literally", "njit", "parts_for", "pool_started", "prange",
-           "set_threads",
-           "warm", "warmup"]
+           "set_threads", "warm", "warmup"]
 
 try:  # compiled on first use, cached next to the source (or in Numba's user cache)
     import numba

@@ -53,8 +53,8 @@ class Algorithm(Protocol):
 
 def make_optimizer(model: nn.Module, config: Any, eps: float = 1e-8) -> Adam:
     """Adam (:class:`~qtrl.adam.Adam`) over all trainable parameters at
-    ``config.lr``; with
-    ``config.mapping_lr`` the Quantum-Train mapping model gets its own rate.
+    ``config.lr``; with ``config.mapping_lr`` the Quantum-Train mapping model
+    gets its own rate.
 
     ``eps``: Adam's denominator term. Each group keeps its starting rate as
     ``base_lr`` (:func:`anneal` scales it).
