@@ -24,6 +24,24 @@ def _loss(params: list[torch.Tensor], t: int) -> torch.Tensor:
                for i, p in enumerate(params))
 
 
+def _step(opt, params: list[torch.Tensor], t: int) -> None:
+    """One optimizer step on :func:`_loss` of ``params`` at time ``t``."""
+    opt.zero_grad()
+    _loss(params, t).backward()
+    opt.step()
+
+
+def _copy(into: list[torch.Tensor], source: list[torch.Tensor]) -> None:
+    with torch.no_grad():
+        for p, q in zip(into, source, strict=True):
+            p.copy_(q)
+
+
+def _assert_same(a: list[torch.Tensor], b: list[torch.Tensor]) -> None:
+    for p, q in zip(a, b, strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("eps", [1e-8, 1e-5])
 def test_steps_match_torch_adam(eps: float) -> None:
     ours, theirs = _params(0), _params(0)
@@ -34,16 +52,12 @@ def test_steps_match_torch_adam(eps: float) -> None:
     b = torch.optim.Adam(groups(theirs), eps=eps, foreach=False)
     for t in range(40):
         for opt, ps in ((a, ours), (b, theirs)):
-            opt.zero_grad()
-            _loss(ps, t).backward()
-            opt.step()
-        if t == 20:   # a step without a gradient for one tensor: skipped, its count too
-            for opt, ps in ((a, ours), (b, theirs)):
+            _step(opt, ps, t)
+            if t == 20:   # a step without a gradient for one tensor: skipped, its count too
                 opt.zero_grad()
                 _loss(ps[1:], t).backward()
                 opt.step()
-    for p, q in zip(ours, theirs, strict=True):
-        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-12)
+    _assert_same(ours, theirs)
 
 
 def test_state_dict_round_trips_with_torch_layout() -> None:
@@ -52,9 +66,7 @@ def test_state_dict_round_trips_with_torch_layout() -> None:
     b = torch.optim.Adam([{"params": theirs, "lr": 0.02, "base_lr": 0.02}], foreach=False)
     for opt, ps in ((a, ours), (b, theirs)):
         for t in range(5):
-            opt.zero_grad()
-            _loss(ps, t).backward()
-            opt.step()
+            _step(opt, ps, t)
     mine, torchs = a.state_dict(), b.state_dict()
     assert mine["state"].keys() == torchs["state"].keys()
     for index, entry in torchs["state"].items():
@@ -63,38 +75,26 @@ def test_state_dict_round_trips_with_torch_layout() -> None:
     assert mine["param_groups"][0]["params"] == torchs["param_groups"][0]["params"]
     # torch's state loads into ours, and then both carry on alike
     fresh = _params(1)
-    with torch.no_grad():
-        for p, q in zip(fresh, theirs, strict=True):
-            p.copy_(q)
+    _copy(fresh, theirs)
     c = Adam([{"params": fresh, "lr": 0.5, "base_lr": 0.5}])
     c.load_state_dict(torchs)
     assert c.param_groups[0]["lr"] == 0.02
     for opt, ps in ((c, fresh), (b, theirs)):
-        opt.zero_grad()
-        _loss(ps, 9).backward()
-        opt.step()
-    for p, q in zip(fresh, theirs, strict=True):
-        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-12)
+        _step(opt, ps, 9)
+    _assert_same(fresh, theirs)
 
 
 def test_torch_adam_loads_ours_and_steps_alike() -> None:
     ours, theirs = _params(2), _params(2)
     a = Adam([{"params": ours, "lr": 0.03}])
     for t in range(4):
-        a.zero_grad()
-        _loss(ours, t).backward()
-        a.step()
-    with torch.no_grad():
-        for p, q in zip(theirs, ours, strict=True):
-            p.copy_(q)
+        _step(a, ours, t)
+    _copy(theirs, ours)
     b = torch.optim.Adam(theirs, lr=1.0, foreach=False)
     b.load_state_dict(a.state_dict())
     for opt, ps in ((a, ours), (b, theirs)):
-        opt.zero_grad()
-        _loss(ps, 7).backward()
-        opt.step()
-    for p, q in zip(ours, theirs, strict=True):
-        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-12)
+        _step(opt, ps, 7)
+    _assert_same(ours, theirs)
 
 
 def test_bad_groups_and_states_are_refused() -> None:

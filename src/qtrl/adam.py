@@ -38,6 +38,8 @@ class _Moments:
         self.exp_avg = params[0].new_zeros(total)
         self.exp_avg_sq = params[0].new_zeros(total)
         self.steps = [0] * len(params)     # per parameter, as torch counts them
+        # Each parameter's moments as views of the flat ones (only updated in place).
+        self.avg, self.avg_sq = self.views(self.exp_avg), self.views(self.exp_avg_sq)
 
     def views(self, flat: Tensor) -> list[Tensor]:
         """``flat`` cut into views of each parameter's shape."""
@@ -57,8 +59,7 @@ class _Moments:
             for p, d in zip(self.params, self.views(delta), strict=True):
                 p.add_(d)
             return
-        for i, (p, m, v) in enumerate(zip(self.params, self.views(self.exp_avg),
-                                          self.views(self.exp_avg_sq), strict=True)):
+        for i, (p, m, v) in enumerate(zip(self.params, self.avg, self.avg_sq, strict=True)):
             if have[i]:   # torch skips a tensor without a gradient, its count too
                 self.steps[i] += 1
                 p.add_(_moved(m, v, p.grad, self.steps[i], lr, beta1, beta2, eps))
@@ -133,8 +134,7 @@ class Adam:
         for index, (_, m, i) in enumerate(self._entries()):
             if m.steps[i]:
                 state[index] = {"step": torch.tensor(float(m.steps[i])),
-                                "exp_avg": m.views(m.exp_avg)[i].clone(),
-                                "exp_avg_sq": m.views(m.exp_avg_sq)[i].clone()}
+                                "exp_avg": m.avg[i].clone(), "exp_avg_sq": m.avg_sq[i].clone()}
         groups, start = [], 0
         for group in self.param_groups:
             count = len(group["params"])
@@ -153,14 +153,16 @@ class Adam:
             for key in ("lr", "base_lr", "betas", "eps"):
                 if key in old:
                     group[key] = tuple(old[key]) if key == "betas" else old[key]
+        entries = self._entries()
+        for index, (p, _, _) in enumerate(entries):   # all checked before any is loaded
+            entry = saved["state"].get(index)
+            if entry and any(tuple(entry[k].shape) != tuple(p.shape)
+                             for k in ("exp_avg", "exp_avg_sq")):
+                raise ValueError(f"the saved moments of parameter {index} are not of "
+                                 f"its shape {tuple(p.shape)}")
         with torch.no_grad():
-            for index, (p, m, i) in enumerate(self._entries()):
+            for index, (_, m, i) in enumerate(entries):
                 entry = saved["state"].get(index)
-                if entry and any(tuple(entry[k].shape) != tuple(p.shape)
-                                 for k in ("exp_avg", "exp_avg_sq")):
-                    raise ValueError(f"the saved moments of parameter {index} are not of "
-                                     f"its shape {tuple(p.shape)}")
                 m.steps[i] = int(entry["step"]) if entry else 0
-                for name, flat in (("exp_avg", m.exp_avg), ("exp_avg_sq", m.exp_avg_sq)):
-                    view = m.views(flat)[i]
+                for name, view in (("exp_avg", m.avg[i]), ("exp_avg_sq", m.avg_sq[i])):
                     view.copy_(entry[name]) if entry else view.zero_()
