@@ -64,6 +64,10 @@ def _agent_main(rank: int, world_size: int, store_path: str, timeout_s: float,
     signal.signal(signal.SIGTERM, _raise_terminated)
     ctx = None
     try:
+        # Also started with SIGTERM blocked: one sent meanwhile lands here, where
+        # it unwinds as below (a forked agent would otherwise meet the
+        # launcher's own handler, outside this try).
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         ctx = init_local(rank, world_size, store_path, timeout_s)
         entry(ctx, payload)
         dist.barrier()  # leave together: no agent tears down a mesh a peer still uses
@@ -206,7 +210,9 @@ def _numba_threads(threads: int | None) -> Iterator[None]:
 def _sigint_deferred() -> Iterator[None]:
     """Start agents with SIGINT blocked: Ctrl-C reaches the launcher alone,
     which ends the agents with SIGTERM, so none dies half-imported with a
-    traceback of its own.
+    traceback of its own. SIGTERM is blocked too, until an agent has its own
+    handler in place (``_agent_main``); the launcher takes one sent to it
+    meanwhile as soon as the block lifts.
 
     The block is per thread and inherited by the agents' processes, which
     turn it into "ignored" once running (``_agent_main``). In the launcher a
@@ -218,11 +224,11 @@ def _sigint_deferred() -> Iterator[None]:
         return
     pending: list[int] = []
     before = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
         signal.signal(signal.SIGINT, before)
     if pending:
         raise KeyboardInterrupt
