@@ -141,12 +141,12 @@ def peer_sections(table: Any, docs: Path, quick: bool) -> list[str]:
     """One section per task of :data:`PEER_TASKS`: the table of
     ``scripts/peer_run.py`` and its learning curves (docs/peer_<task>.png)."""
     out = ["## Learning out of the box: qtrl presets beside Stable-Baselines3 PPO", "",
-           "Each row: one trainer over the seeds; env steps and wall clock (from process "
-           "start) until the 100-episode average return first reaches the target. "
-           "`qtrl` is the preset (PPO, Quantum-Train actor and critic), `qtrl-classical` "
-           "the same networks trained directly, `sb3` Stable-Baselines3 PPO with the "
-           "rl-baselines3-zoo settings. Curves: median over seeds, shaded between the "
-           "25th and 75th percentiles (min-max under 4 seeds).", ""]
+           ("Each row: one trainer over the seeds; env steps and wall clock (from process "
+            "start) until the 100-episode average return first reaches the target. "
+            "`qtrl` is the preset (PPO, Quantum-Train actor and critic), `qtrl-classical` "
+            "the same networks trained directly, `sb3` Stable-Baselines3 PPO with the "
+            "rl-baselines3-zoo settings. Curves: median over seeds, shaded between the "
+            "25th and 75th percentiles (min-max under 4 seeds)."), ""]
     for task, seeds, trainers in PEER_TASKS:
         cmd = PY + ["scripts/peer_run.py", "--tasks", task, "--seeds", "0" if quick else seeds,
                     "--trainers", *trainers, "--jobs", "2",

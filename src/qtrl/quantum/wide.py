@@ -29,9 +29,10 @@ float64 ones complex128. The pair sums of ``M`` are taken in that precision per
 run and added up in float64.
 
 Threads: from 2^17 amplitudes on, each gate is shared out over torch's thread
-count (:func:`_states_threaded`, :func:`_vjp_threaded`, :func:`_gate_parallel`; measured 1.2-1.4x at 18-20 qubits on 2 cores,
-no gain below). One thread gives bit-for-bit the serial result; more threads
-change only the order of the gradient sums.
+count (:func:`_states_threaded`, :func:`_vjp_threaded`, :func:`_gate_parallel`;
+``qtrl bench simulator`` measures the gain; below that size there is none).
+One thread gives bit-for-bit the serial result; more threads change only the
+order of the gradient sums.
 """
 
 from __future__ import annotations
@@ -114,8 +115,7 @@ def _run_back(r0, i0, r1, i1, l0r, l0i, l1r, l1i, v, acc) -> None:
     ``M_rs = Σ conj(λ_r) ψ_s`` (λ before, ψ after the undo) to ``acc`` (8,) float64."""
     m = _entries(v)
     # The pair step is spelled out (as in _low_kernel): one helper returning the
-    # sums, state and adjoint together measured 15-25% slower (it stops the
-    # loop vectorising as well).
+    # sums, state and adjoint together was slower (it stops the loop vectorising).
     zero = r0.dtype.type(0.0)
     s = (zero, zero, zero, zero, zero, zero, zero, zero)
     for k in range(r0.shape[0]):

@@ -19,8 +19,8 @@ import numpy as np
 from ..errors import UserError
 from ..run.seeds import Stream, seed_sequence
 
-__all__ = ["EnvSpec", "EnvStreams", "action_bounds", "FlatImageObservation", "MaskedSyncVectorEnv", "env_dims",
-           "env_spec", "make_env", "make_vector_env"]
+__all__ = ["EnvSpec", "EnvStreams", "FlatImageObservation", "MaskedSyncVectorEnv",
+           "action_bounds", "env_dims", "env_spec", "make_env", "make_vector_env"]
 
 
 def _register_minigrid() -> None:

@@ -17,8 +17,8 @@ The **critical path** of the update is the slowest agent's compute plus the
 transfer: the wall-clock time of the update if every agent had a core of its
 own. Both are taken as CPU seconds, which do not grow when agents share cores
 (wall-clock seconds do: a ring all-reduce of N processes on fewer cores waits
-for each to be scheduled in turn); on a machine with a core per agent the transfer's wall clock adds the
-wire's latency to its CPU seconds. An agent's compute runs from the end of the
+for each to be scheduled in turn); on a machine with a core per agent the
+transfer's wall clock adds the wire's latency to its CPU seconds. An agent's compute runs from the end of the
 previous update's bookkeeping gather to its next one, so agent 0's recording
 and checkpoints count as its compute. ``progress.csv`` and TensorBoard get
 every agent's split under ``time/agent<r>/…`` and the update's under ``time/…``.
