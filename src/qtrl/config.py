@@ -59,7 +59,7 @@ ACTIVATIONS_POLICY = ("relu", "tanh")
 PPO_ONLY_FIELDS = ("num_minibatches", "update_epochs", "clip_coef", "clip_vloss")
 ACTOR_CRITIC_FIELDS = ("critic", "critic_hidden", "num_steps", "num_minibatches", "update_epochs",
                        "gae_lambda", "clip_coef", "clip_vloss", "vf_coef", "log_std_init",
-                       "norm_reward", "norm_obs")
+                       "norm_reward", "norm_obs", "norm_value")
 BACKENDS = ("torch", "pennylane", "pennylane:lightning.qubit", "qiskit")
 # Settings of the circuit's execution; a --classical run must leave them at their defaults.
 QUANTUM_FIELDS = ("backend", "shots", "noise", "grad", "spsa_c", "spsa_samples")
@@ -149,6 +149,8 @@ class TrainConfig:
                                   "discounted return (SB3's VecNormalize reward scaling)")
     norm_obs: bool = _f(False, "a2c/ppo: standardise observations by their running mean and "
                                "std (folded into the exported policy's first layer)")
+    norm_value: bool = _f(False, "a2c/ppo: the critic learns value targets standardised by "
+                                 "their running mean and std (MAPPO's value normalisation)")
     log_std_init: float = _f(0.0, "a2c/ppo with continuous actions: initial log standard "
                                   "deviation of the Gaussian head (a trained parameter)")
     total_steps: int | None = _f(None, "stop at the first update boundary after this many env "
@@ -285,9 +287,10 @@ class TrainConfig:
                             "per roll-out, PPO takes many steps on each; use --algo a2c "
                             "(A3C) or reinforce, or --mode sync (all-reduced at every "
                             "minibatch step)")
-        if self.dist_mode == "async" and self.norm_obs:
-            raise UserError("--norm-obs with --mode async: async workers would each keep "
-                            "their own statistics; use --mode sync, or --no-norm-obs")
+        for flag, on in (("--norm-obs", self.norm_obs), ("--norm-value", self.norm_value)):
+            if self.dist_mode == "async" and on:
+                raise UserError(f"{flag} with --mode async: async workers would each keep "
+                                f"their own statistics; use --mode sync, or --no-{flag[2:]}")
         batch = self.steps_per_update // self.agents
         if self.algo == "ppo" and self.num_minibatches > batch:
             raise UserError(f"--num-minibatches {self.num_minibatches}: a roll-out of "

@@ -9,6 +9,8 @@ Per update, from a roll-out of ``T`` steps of ``N`` copies (:class:`~qtrl.rl.ste
 2. GAE(λ) advantages and value targets ``R_t = A_t + V(s_t)``
    (:func:`~qtrl.rl.returns.gae`: a terminated episode's next value is 0, a
    truncated one's is bootstrapped); PPO normalises the advantages over the roll-out;
+   with ``--norm-value`` the targets' running statistics take the roll-out's
+   targets in, and the critic learns them standardised;
 3. ``epochs`` passes over the roll-out in ``minibatches`` shuffled minibatches;
    each minibatch step generates the policy's and the critic's weights anew
    (the parameters changed at the previous step), evaluates :func:`ppo_loss`,
@@ -111,6 +113,9 @@ class PPO:
         self.scale_rewards = (RewardScaler(config.vector_envs, self.gamma)
                               if config.norm_reward else None)
         self._played: dict[str, Tensor] | None = None   # the last actor()'s weights
+        # Sums statistics over the agents (sync Dist-QTRL sets it) so that every
+        # agent's value normaliser stays the same.
+        self.total: Callable[[Tensor], Tensor] | None = None
 
     # ---- the roll-out's actor -----------------------------------------------------------
 
@@ -180,8 +185,14 @@ class PPO:
         if self.normalise_advantages and size > 1:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
         dtype = old_values.dtype
+        targets = torch.from_numpy(returns).to(dtype)
+        norm = self.model.value_norm
+        if norm is not None:   # the critic learns standardised targets
+            norm.observe(returns)
+            norm.commit(self.total)
+            targets, old_values = norm.standardize(targets), norm.standardize(old_values)
         return (obs, actions, old_log_prob, torch.from_numpy(advantages).to(dtype), old_values,
-                torch.from_numpy(returns).to(dtype)), explained
+                targets), explained
 
     def minibatch_step(self, obs: Tensor, actions: Tensor, old_log_prob: Tensor,
                        advantages: Tensor, old_values: Tensor, returns: Tensor,
@@ -234,15 +245,14 @@ class PPO:
     def _old(self, batch: StepBatch, obs: Tensor,
              actions: Tensor) -> tuple[Tensor, Tensor, np.ndarray]:
         """``log π_old(a|s) (T·N,)``, ``V(s) (T·N,)`` and ``V(s') (T, N)`` with the
-        weights that played the roll-out (the parameters have not moved since)."""
+        weights that played the roll-out (the parameters have not moved since);
+        values in returns (:meth:`ActorCritic.values`)."""
         played, self._played = self._played, None
         weights = played if played is not None else self.model.policy.generate()
         log_prob, _ = self._policy(obs, actions, weights)
-        critic_weights = self.model.critic.generate()
         steps, copies = batch.rewards.shape
         tails = torch.from_numpy(np.concatenate([batch.next_obs, batch.final_obs]))
-        both = self.model.critic(self.model.critic_obs(torch.cat([obs, tails])),
-                                 weights=critic_weights).squeeze(-1)
+        both = self.model.values(torch.cat([obs, tails]))
         values, boot = both[:len(obs)], both[len(obs):].numpy().astype(np.float64)
         next_values = np.empty((steps, copies))
         next_values[:-1] = values.numpy().reshape(steps, copies)[1:]

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .normalize import ObsNormalizer
+from .normalize import ObsNormalizer, ValueNormalizer
 
 __all__ = ["ActorCritic", "gaussian_log_prob"]
 
@@ -35,6 +35,8 @@ class ActorCritic(nn.Module):
         obs_norm: with ``--norm-obs``, the observations' running statistics
             (both networks take scaled observations; :meth:`materialize` folds
             the scaling into the policy network's first layer).
+        value_norm: with ``--norm-value``, the value targets' running statistics
+            (the critic predicts standardised values).
         views: a multi-agent task's ``(policy's columns, critic's columns)`` of an
             observation row (:func:`qtrl.rl.multiagent.views`); None: both read it all.
     """
@@ -42,7 +44,8 @@ class ActorCritic(nn.Module):
     def __init__(self, policy: nn.Module, critic: nn.Module, action_dim: int,
                  continuous: bool, log_std_init: float = 0.0,
                  obs_norm: ObsNormalizer | None = None,
-                 views: tuple[slice, slice] | None = None) -> None:
+                 views: tuple[slice, slice] | None = None,
+                 value_norm: ValueNormalizer | None = None) -> None:
         super().__init__()
         self.views = views
         self.policy = policy
@@ -50,6 +53,7 @@ class ActorCritic(nn.Module):
         self.log_std = (nn.Parameter(torch.full((action_dim,), float(log_std_init)))
                         if continuous else None)
         self.obs_norm = obs_norm
+        self.value_norm = value_norm
 
     @property
     def target(self) -> nn.Module:
@@ -63,6 +67,12 @@ class ActorCritic(nn.Module):
     def critic_obs(self, obs: Any) -> Any:
         """The columns of ``obs (batch, obs_dim)`` the critic reads."""
         return obs if self.views is None else obs[:, self.views[1]]
+
+    def values(self, obs: Tensor) -> Tensor:
+        """The critic's values ``(batch,)`` of ``obs (batch, obs_dim)``, in returns
+        (standardised ones restored under ``--norm-value``)."""
+        values = self.critic(self.critic_obs(obs), weights=self.critic.generate()).squeeze(-1)
+        return values if self.value_norm is None else self.value_norm.restore(values)
 
     def generate(self) -> dict[str, Tensor]:
         """The policy network's weights."""

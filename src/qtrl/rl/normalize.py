@@ -1,4 +1,5 @@
-"""Observation normalisation for the actor-critics (``--norm-obs``).
+"""Observation and value normalisation for the actor-critics (``--norm-obs``,
+``--norm-value``).
 
 Observations are standardised by running statistics, ``(o − μ) / sqrt(σ² + ε)``,
 as Stable-Baselines3's ``VecNormalize`` does, with two differences that keep a
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ObsNormalizer"]
+__all__ = ["ObsNormalizer", "ValueNormalizer"]
 
 EPS = 1e-8
 
@@ -93,3 +94,25 @@ class ObsNormalizer(nn.Module):
         first.bias.copy_((first.bias.double() - weight @ self.mean).to(first.bias.dtype))
         first.weight.copy_(weight.to(first.weight.dtype))
         return out
+
+
+class ValueNormalizer(ObsNormalizer):
+    """Running mean and variance of the critic's value targets (``--norm-value``,
+    MAPPO's value normalisation): the critic learns ``(V − μ) / σ``, of order one
+    whatever the returns' scale, and :meth:`restore` gives it back in returns.
+
+    PPO observes an update's targets and commits them before its minibatch
+    steps, so that the targets and the critic's outputs share the statistics
+    for the whole update.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(1)
+
+    def standardize(self, values: Tensor) -> Tensor:
+        """``(values − μ) / σ``, in ``values``' dtype (any shape)."""
+        return ((values.double() - self.mean) / torch.sqrt(self.var + EPS)).to(values.dtype)
+
+    def restore(self, values: Tensor) -> Tensor:
+        """``values · σ + μ``: the inverse of :meth:`standardize`."""
+        return (values.double() * torch.sqrt(self.var + EPS) + self.mean).to(values.dtype)

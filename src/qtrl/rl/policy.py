@@ -31,7 +31,7 @@ from ..generator import QuantumTrain, call_with
 from ..presets import build_policy
 from ..run.seeds import Stream, integer_seed
 from .actor_critic import ActorCritic
-from .normalize import ObsNormalizer
+from .normalize import ObsNormalizer, ValueNormalizer
 from .players import player_policy
 
 __all__ = ["ActionSampler", "Actor", "ClassicalPolicy", "ColumnsActor", "CompiledActor",
@@ -118,8 +118,9 @@ def build_model(config: Any, obs_dim: int, n_actions: int, rank: int = 0,
                                    config.classical)
         critic = _generator(config, critic_net, rank, critic_classical)
         obs_norm = ObsNormalizer(obs_dim) if getattr(config, "norm_obs", False) else None
+        value_norm = ValueNormalizer() if getattr(config, "norm_value", False) else None
         return ActorCritic(policy, critic, n_actions, continuous, config.log_std_init,
-                           obs_norm, views)
+                           obs_norm, views, value_norm)
     return _generator(config, build_policy(obs_dim, config.hidden, n_actions, activation),
                       rank, config.classical)
 
