@@ -73,8 +73,10 @@ PRESETS: dict[str, Preset] = {
                        settings={"algo": "ppo", "activation": "relu", "total_steps": 100_000,
                                  "anneal_lr": True, "qt_init_std": 0.02, "num_envs": 8,
                                  "num_steps": 128, "update_epochs": 4, "num_minibatches": 4}),
-    "pendulum": Preset("Pendulum-v1", hidden=(64,), layers=3, mapping_hidden=(10, 10),
-                       lr=2e-3, discount=0.9, episodes=1_000_000, solve_threshold=-250.0,
+    # 3-100-1 networks: 501 weights each, the most a 9-qubit generator's 512
+    # amplitudes hold, so each network has more weights than its generator trains.
+    "pendulum": Preset("Pendulum-v1", hidden=(100,), layers=3, mapping_hidden=(10, 10),
+                       lr=1.5e-3, discount=0.9, episodes=1_000_000, solve_threshold=-250.0,
                        settings={"algo": "ppo", "activation": "tanh", "total_steps": 200_000,
                                  "anneal_lr": True, "qt_init_std": 0.1, "num_envs": 4,
                                  "num_steps": 1024, "update_epochs": 10,
