@@ -26,9 +26,9 @@ TINY = ["--hidden", "8", "--layers", "1", "--mapping-hidden", "4", "--num-envs",
 
 
 def _config(**kw) -> TrainConfig:
-    base = dict(env="CartPole-v1", algo="ppo", hidden=(8,), activation="tanh", layers=2,
-                mapping_hidden=(4,), num_envs=2, num_steps=16, num_minibatches=2,
-                norm_value=True)
+    base = {"env": "CartPole-v1", "algo": "ppo", "hidden": (8,), "activation": "tanh",
+            "layers": 2, "mapping_hidden": (4,), "num_envs": 2, "num_steps": 16,
+            "num_minibatches": 2, "norm_value": True}
     return TrainConfig(**{**base, **kw})
 
 
