@@ -25,6 +25,15 @@ def _table(text: str) -> dict[str, str]:
                   "target weights k": "4835", "qubits n": "13", "layers L": "13",
                   "QNN parameters": "1014", "mapping parameters": "1515",
                   "total trainable": "2529"}),
+    # 3-100-1 twice, by hand: 3·100 + 100 + 100 + 1 = 501 weights each
+    ("pendulum", {"actor": "3-100-1", "actor target weights k": "501", "actor qubits n": "9",
+                  "critic target weights k": "501", "classical actor-critic weights": "1003",
+                  "total trainable": "787"}),
+    # 21-64-5 shared policy (18 observations + 3-player one-hot) and a 57-64-1 critic
+    # (the one-hot and three observations): 21·64 + 64 + 64·5 + 5 and 57·64 + 64 + 64 + 1
+    ("spread", {"environment": "mpe2:simple_spread_v3 N=3 max_cycles=25",
+                "actor classical weights": "1733", "critic classical weights": "3777",
+                "classical actor-critic weights": "5510"}),
 ])
 def test_info_preset_table(preset: str, expected: dict, capsys) -> None:
     assert main(["info", "--preset", preset]) == 0

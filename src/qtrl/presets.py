@@ -1,7 +1,8 @@
 """Named recipes (presets) and the policy network they train.
 
 ``cartpole``, ``minigrid``, ``lunarlander``, ``pendulum``: what solves each task
-out of the box (PPO, Quantum-Train actor and critic). ``cartpole-paper`` and
+out of the box (PPO, Quantum-Train actor and critic); ``spread``: MAPPO on the
+multi-agent simple_spread. ``cartpole-paper`` and
 ``minigrid-paper``: the Quantum-Train RL reference's REINFORCE recipes, exactly.
 """
 
@@ -91,6 +92,17 @@ PRESETS: dict[str, Preset] = {
                                     "update_epochs": 10, "num_minibatches": 16,
                                     "gae_lambda": 0.95, "norm_reward": True,
                                     "norm_obs": True}),
+    # Multi-agent (PettingZoo/mpe2): MAPPO with one shared QT policy for the three
+    # players and a QT centralised critic; its runs are docs/RESULTS_multiagent.md's.
+    "spread": Preset("mpe2:simple_spread_v3", hidden=(64,), layers=5,
+                     mapping_hidden=(10, 10, 10), lr=3e-3, discount=0.99, entropy=0.01,
+                     episodes=1_000_000_000,
+                     settings={"algo": "ppo", "activation": "relu",
+                               "env_kwarg": ("N=3", "max_cycles=25"),
+                               "total_steps": 1_000_000, "anneal_lr": True,
+                               "qt_init_std": 0.1, "num_envs": 16, "num_steps": 25,
+                               "update_epochs": 10, "num_minibatches": 2,
+                               "max_grad_norm": 10.0}),
     "cartpole-paper": _PAPER_CARTPOLE,
     "minigrid-paper": _PAPER_MINIGRID,
 }

@@ -50,10 +50,12 @@ def run(args: argparse.Namespace) -> int:
         given = {**ALGO_DEFAULTS["ppo"], "env": args.env, **given}
     elif args.env is not None:
         given["env"] = args.env
-    if args.env is not None and is_multiagent(args.env):
-        given.update(env_kwarg=tuple(args.env_kwarg), policy=args.policy,
-                     critic_input=args.critic_input)
-        return _players_table(TrainConfig.from_preset(None, chunks=args.chunks, **given))
+    if is_multiagent(args.env if args.env is not None else PRESETS[args.preset].env_id):
+        if args.env_kwarg or args.preset is None:   # else the preset's
+            given["env_kwarg"] = tuple(args.env_kwarg)
+        given.update(policy=args.policy, critic_input=args.critic_input)
+        return _players_table(TrainConfig.from_preset(args.preset, chunks=args.chunks,
+                                                      **given))
     config = TrainConfig.from_preset(args.preset, chunks=args.chunks, **given)
     spec = env_spec(config.env, config.n_actions)
     # From the sizes alone: nothing is built, so any size answers at once.
