@@ -35,7 +35,7 @@ def _config(**kw) -> TrainConfig:
 def test_standardize_and_restore_use_the_targets_statistics() -> None:
     norm = ValueNormalizer()
     targets = np.random.default_rng(0).normal(-40.0, 7.0, size=50)
-    norm.observe(targets)
+    norm.add(targets)
     norm.commit()
     assert float(norm.mean) == pytest.approx(targets.mean(), rel=1e-12)
     assert float(norm.var) == pytest.approx(targets.var(), rel=1e-9)

@@ -188,7 +188,7 @@ class PPO:
         targets = torch.from_numpy(returns).to(dtype)
         norm = self.model.value_norm
         if norm is not None:   # the critic learns standardised targets
-            norm.observe(returns)
+            norm.add(returns)
             norm.commit(self.total)
             targets, old_values = norm.standardize(targets), norm.standardize(old_values)
         return (obs, actions, old_log_prob, torch.from_numpy(advantages).to(dtype), old_values,

@@ -6,12 +6,15 @@ as Stable-Baselines3's ``VecNormalize`` does, with two differences that keep a
 run reproducible, distributed and deployable:
 
 - The statistics are frozen for a roll-out and merged at its end
-  (:meth:`ObsNormalizer.commit`), so every observation of a batch, the critic's
+  (:meth:`RunningMoments.commit`), so every observation of a batch, the critic's
   bootstrap observations included, is scaled alike, and ``--agents N`` merges
   every agent's moments (one all-reduce) so that all agents keep one normaliser.
 - Nothing is clipped: the standardisation is then affine, and the policy that
   leaves a run is the plain network with it folded into its first layer
   (:meth:`ObsNormalizer.fold`), exported and evaluated like any other.
+
+The value targets' statistics (:class:`ValueNormalizer`) are the same running
+moments (:class:`RunningMoments`), merged before the update that uses them.
 """
 
 from __future__ import annotations
@@ -23,46 +26,40 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ObsNormalizer", "ValueNormalizer"]
+__all__ = ["ObsNormalizer", "RunningMoments", "ValueNormalizer"]
 
 EPS = 1e-8
 
 
-class ObsNormalizer(nn.Module):
-    """Running mean and variance of the observations, kept as buffers (so the
-    checkpoint holds them) in float64.
+class RunningMoments(nn.Module):
+    """Running mean and variance of a vector, kept as buffers (so the checkpoint
+    holds them) in float64: what :meth:`add` saw merges in at :meth:`commit`.
 
     Args:
-        obs_dim: the flattened observation's size.
+        dim: the vector's size.
     """
 
-    def __init__(self, obs_dim: int) -> None:
+    def __init__(self, dim: int) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.zeros(obs_dim, dtype=torch.float64))
-        self.register_buffer("var", torch.ones(obs_dim, dtype=torch.float64))
+        self.register_buffer("mean", torch.zeros(dim, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(dim, dtype=torch.float64))
         self.register_buffer("count", torch.zeros((), dtype=torch.float64))
-        self._pending = np.zeros((2, obs_dim))   # Σ o and Σ o² seen since the last commit
+        self._pending = np.zeros((2, dim))   # Σ x and Σ x² seen since the last commit
         self._seen = 0
 
-    def normalize(self, obs: np.ndarray) -> np.ndarray:
-        """``obs (..., obs_dim)`` scaled by the frozen statistics, float32."""
-        scale = 1.0 / np.sqrt(self.var.numpy() + EPS)
-        return ((obs - self.mean.numpy()) * scale).astype(np.float32)
-
-    def observe(self, obs: np.ndarray) -> np.ndarray:
-        """:meth:`normalize`, and keep ``obs`` (raw, ``(N, obs_dim)``) for the next commit."""
-        raw = np.asarray(obs, dtype=np.float64).reshape(-1, self.mean.numel())
+    def add(self, x: np.ndarray) -> None:
+        """Keep ``x`` (``(N, dim)``, or anything of ``N·dim`` values) for the next commit."""
+        raw = np.asarray(x, dtype=np.float64).reshape(-1, self.mean.numel())
         self._pending[0] += raw.sum(0)
         self._pending[1] += np.square(raw).sum(0)
         self._seen += len(raw)
-        return self.normalize(obs)
 
     @torch.no_grad()
     def commit(self, total: Callable[[Tensor], Tensor] | None = None) -> None:
-        """Merge the observations seen since the last commit into the statistics.
+        """Merge what was added since the last commit into the statistics.
 
         ``total``: sums a tensor over the agents (an all-reduce) so that every
-        agent merges everyone's observations and their normalisers stay equal."""
+        agent merges everyone's data and their statistics stay equal."""
         moments = torch.from_numpy(np.concatenate([[self._seen], *self._pending]))
         if total is not None:
             moments = total(moments)
@@ -82,6 +79,24 @@ class ObsNormalizer(nn.Module):
         self.mean.add_(delta * n / new)
         self.count.fill_(new)
 
+
+class ObsNormalizer(RunningMoments):
+    """The observations' running statistics (``--norm-obs``).
+
+    Args:
+        obs_dim: the flattened observation's size.
+    """
+
+    def normalize(self, obs: np.ndarray) -> np.ndarray:
+        """``obs (..., obs_dim)`` scaled by the frozen statistics, float32."""
+        scale = 1.0 / np.sqrt(self.var.numpy() + EPS)
+        return ((obs - self.mean.numpy()) * scale).astype(np.float32)
+
+    def observe(self, obs: np.ndarray) -> np.ndarray:
+        """:meth:`normalize`, and keep ``obs`` (raw, ``(N, obs_dim)``) for the next commit."""
+        self.add(obs)
+        return self.normalize(obs)
+
     @torch.no_grad()
     def fold(self, net: nn.Sequential) -> nn.Sequential:
         """A copy of ``net`` (an MLP of :func:`~qtrl.presets.build_policy` taking
@@ -96,12 +111,12 @@ class ObsNormalizer(nn.Module):
         return out
 
 
-class ValueNormalizer(ObsNormalizer):
+class ValueNormalizer(RunningMoments):
     """Running mean and variance of the critic's value targets (``--norm-value``,
     MAPPO's value normalisation): the critic learns ``(V − μ) / σ``, of order one
     whatever the returns' scale, and :meth:`restore` gives it back in returns.
 
-    PPO observes an update's targets and commits them before its minibatch
+    PPO adds an update's targets and commits them before its minibatch
     steps, so that the targets and the critic's outputs share the statistics
     for the whole update.
     """
