@@ -86,8 +86,8 @@ def main() -> int:
         return _section(title, cmd, output, measured=header)
 
     out += peer_sections(table, docs, args.quick)
-    for preset in ("cartpole", "minigrid", "pendulum", "lunarlander", "cartpole-paper",
-                   "minigrid-paper"):
+    for preset in ("cartpole", "minigrid", "pendulum", "lunarlander", "spread",
+                   "cartpole-paper", "minigrid-paper"):
         out += table(f"Parameters: {preset} preset", QTRL + ["info", "--preset", preset], 300)
     cmd = QTRL + ["info", "--env", "MiniGrid-Empty-5x5-v0", "--hidden", "1024", "512",
                   "--layers", "13", "--mapping-hidden", "10", "64", "10", "--chunks", "16"]
