@@ -264,8 +264,7 @@ def main() -> int:
               "## Trainable parameters of each policy layout", "",
               (f"The same {actor_in} → 64 → 5 policy network (per player, or shared) and "
                f"{critic_in} → 64 → 1 critic for every layout, trained with the recipe above "
-               f"(`qtrl info --env mpe2:simple_spread_v3 --env-kwarg N=3 --hidden 64 "
-               f"--policy NAME` prints the same counts)."), "",
+               f"(`qtrl info --preset spread --policy NAME` prints the same counts)."), "",
               *parameter_rows({label: final[(label, seeds[0])] for label in TRAINERS}), "",
               (f"shared-bits generates 2^{int(np.ceil(np.log2(k)))} values per player (its "
                f"{k} weights and padding, so that the player's index is the top bits of each "
