@@ -185,6 +185,8 @@ def plot(path: Path, runs: dict[str, list[Path]], random: float) -> None:
             x, y = curve(where)
             ax.plot(x, y, color=colour, lw=1.2, label=label if i == 0 else None)
     ax.axhline(random, color="tab:red", ls="--", lw=1, label="random play")
+    ax.axhline(random + 0.4 * abs(random), color="tab:green", ls=":", lw=1,
+               label="goal: 40% over random")
     ax.set_xlabel("env steps")
     ax.set_ylabel("mean per-player return (100-episode avg)")
     ax.set_title("simple_spread_v3 (N=3, 25 cycles): MAPPO, one line per seed")
