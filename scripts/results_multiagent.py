@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import os
 import subprocess
@@ -109,8 +110,6 @@ def scripted_play(episodes: int) -> float:
     each steers to its own landmark (the axis of the larger gap, allowing for
     its velocity) and idles on it. A reference for how good play can be, not a
     learning target."""
-    import itertools
-
     from mpe2 import simple_spread_v3
     env = simple_spread_v3.parallel_env(N=3, max_cycles=25)
     means = []

@@ -20,9 +20,9 @@ __all__ = ["ACTIVATION_LAYERS", "ALGO_DEFAULTS", "PRESETS", "Preset", "build_pol
 
 @dataclass(frozen=True)
 class Preset:
-    """Settings that reproduce one experiment of the Quantum-Train RL reference."""
+    """A named recipe: the task, the networks and generators, and how to train them."""
 
-    env_id: str                          # Gymnasium id
+    env_id: str                          # Gymnasium id, or a PettingZoo module:env
     hidden: tuple[int, ...]              # policy hidden sizes
     layers: int                          # ansatz layers L
     mapping_hidden: tuple[int, ...]      # mapping-model hidden sizes
@@ -74,7 +74,7 @@ PRESETS: dict[str, Preset] = {
                        settings={"algo": "ppo", "activation": "relu", "total_steps": 100_000,
                                  "anneal_lr": True, "qt_init_std": 0.02, "num_envs": 8,
                                  "num_steps": 128, "update_epochs": 4, "num_minibatches": 4}),
-    # 3-100-1 networks: 501 weights each, the most a 9-qubit generator's 512
+    # 3-100-1 networks: 501 weights each, near the most a 9-qubit generator's 512
     # amplitudes hold, so each network has more weights than its generator trains.
     "pendulum": Preset("Pendulum-v1", hidden=(100,), layers=3, mapping_hidden=(10, 10),
                        lr=1.5e-3, discount=0.9, episodes=1_000_000, solve_threshold=-250.0,

@@ -113,9 +113,9 @@ class PPO:
         self.scale_rewards = (RewardScaler(config.vector_envs, self.gamma)
                               if config.norm_reward else None)
         self._played: dict[str, Tensor] | None = None   # the last actor()'s weights
-        # Sums statistics over the agents (sync Dist-QTRL sets it) so that every
-        # agent's value normaliser stays the same.
-        self.total: Callable[[Tensor], Tensor] | None = None
+        # Sums the value statistics over the agents (sync Dist-QTRL sets it) so
+        # that every agent's value normaliser stays the same.
+        self.sum_over_agents: Callable[[Tensor], Tensor] | None = None
 
     # ---- the roll-out's actor -----------------------------------------------------------
 
@@ -159,7 +159,12 @@ class PPO:
     def samples(self, batch: StepBatch) -> tuple[tuple[Tensor, ...], float]:
         """The roll-out as ``B = T·N`` training samples: ``obs``, ``actions``,
         ``log π_old``, advantages (normalised for PPO), ``V_old`` and value targets;
-        and how much of the targets' variance ``V_old`` explains."""
+        and how much of the targets' variance ``V_old`` explains.
+
+        Under ``--norm-value`` ``V_old`` is the critic's own output (standardised by
+        the statistics it was trained on: the centre of ``--clip-vloss``), and the
+        call merges the targets into the statistics (an all-reduce under sync
+        Dist-QTRL) before it standardises them by the merged ones."""
         steps, copies = batch.rewards.shape
         size = steps * copies
         obs = torch.from_numpy(batch.obs.reshape(size, -1))
@@ -188,9 +193,10 @@ class PPO:
         targets = torch.from_numpy(returns).to(dtype)
         norm = self.model.value_norm
         if norm is not None:   # the critic learns standardised targets
+            old_values = norm.standardize(old_values)   # its raw output, before the merge
             norm.add(returns)
-            norm.commit(self.total)
-            targets, old_values = norm.standardize(targets), norm.standardize(old_values)
+            norm.commit(self.sum_over_agents)
+            targets = norm.standardize(targets)
         return (obs, actions, old_log_prob, torch.from_numpy(advantages).to(dtype), old_values,
                 targets), explained
 
@@ -219,6 +225,8 @@ class PPO:
              old_values: Tensor, returns: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """:func:`ppo_loss` of a minibatch with freshly generated weights."""
         log_prob, entropy = self._policy(obs, actions, self.model.policy.generate())
+        # The critic's raw output, not ActorCritic.values(): under --norm-value
+        # the targets are standardised, and so must the predictions be.
         values = self.model.critic(self.model.critic_obs(obs),
                                    weights=self.model.critic.generate()).squeeze(-1)
         return ppo_loss(log_prob, old_log_prob, advantages, entropy, values, old_values,

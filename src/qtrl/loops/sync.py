@@ -64,8 +64,8 @@ def train_sync(config: TrainConfig, run_dir: Path, *, resume: bool, callback: Ca
     """Train ``config`` into ``run_dir`` as agent ``ctx.rank``; agent 0 returns the
     summary also written to ``summary.json``, the others ``{}``."""
     algo = build(config, ctx.rank)
-    if ctx.distributed and hasattr(algo, "total"):   # a value normaliser's statistics
-        algo.total = sum_over_agents(ctx)
+    if ctx.distributed and hasattr(algo, "sum_over_agents"):   # value statistics
+        algo.sum_over_agents = sum_over_agents(ctx)
     model = algo.model
     spread_over_agents(model, ctx)
     params = list(model.parameters())
