@@ -1,6 +1,7 @@
 """``--norm-obs``: the running statistics against NumPy's over the same
 observations, the all-agent merge, the fold into the policy's first layer, and
-a run whose exported policy takes raw observations."""
+a run whose exported policy takes raw observations; where ``--norm-obs`` and
+``--norm-value`` are refused."""
 
 from __future__ import annotations
 
@@ -92,16 +93,17 @@ def test_a_run_saves_its_statistics_and_leaves_a_policy_of_raw_observations(
     assert summary["steps_collected"] == 64
 
 
+@pytest.mark.parametrize("norm", ["--norm-obs", "--norm-value"])
 @pytest.mark.parametrize("flags, words", [
     (["--algo", "reinforce"], "only used with --algo a2c or ppo"),
-    (["--algo", "a2c", "--mode", "async", "--agents", "2"], "--norm-obs with --mode async"),
+    (["--algo", "a2c", "--mode", "async", "--agents", "2"], "{norm} with --mode async"),
 ])
-def test_norm_obs_refused_where_it_cannot_apply(tmp_path: Path, capsys, flags: list[str],
-                                                words: str) -> None:
-    code = main(["train", "--env", "CartPole-v1", "--norm-obs", *flags, "--episodes", "2",
+def test_normalisers_refused_where_they_cannot_apply(tmp_path: Path, capsys, norm: str,
+                                                     flags: list[str], words: str) -> None:
+    code = main(["train", "--env", "CartPole-v1", norm, *flags, "--episodes", "2",
                  "--out", str(tmp_path / "x"), "--no-tensorboard"])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1 and words in err, err
+    assert code == 2 and len(err.splitlines()) == 1 and words.format(norm=norm) in err, err
     assert not (tmp_path / "x").exists()
 
 

@@ -1,7 +1,7 @@
 """``--norm-value``: the value targets' statistics against NumPy's, the critic's
 values restored into returns for GAE, its loss taken on standardised targets
-(against a direct computation), the all-agent merge in a 2-agent run, and the
-refusals."""
+(against a direct computation) and the all-agent merge in a 2-agent run (its
+refusals: tests/test_obs_norm.py)."""
 
 from __future__ import annotations
 
@@ -103,16 +103,3 @@ def test_two_agents_keep_one_value_normaliser_of_everyones_targets(tmp_path: Pat
     # 2 updates x 2 agents x 2 copies x 16 steps: agent 0 holds both agents' targets
     assert float(model.value_norm.count) == 128
     assert float(model.value_norm.var) != 1.0
-
-
-@pytest.mark.parametrize("flags, words", [
-    (["--algo", "reinforce"], "only used with --algo a2c or ppo"),
-    (["--algo", "a2c", "--mode", "async", "--agents", "2"], "--norm-value with --mode async"),
-])
-def test_norm_value_refused_where_it_cannot_apply(tmp_path: Path, capsys, flags: list[str],
-                                                  words: str) -> None:
-    code = main(["train", "--env", "CartPole-v1", "--norm-value", *flags, "--episodes", "2",
-                 "--out", str(tmp_path / "x"), "--no-tensorboard"])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1 and words in err, err
-    assert not (tmp_path / "x").exists()
