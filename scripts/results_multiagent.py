@@ -34,18 +34,48 @@ from qtrl.config import TrainConfig
 from qtrl.loops.common import build
 from qtrl.presets import PRESETS
 from qtrl.rl.multiagent import PlayerVectorEnv
+from qtrl.rl.players import POLICY_LAYOUTS
 from qtrl.run.recorder import moving_average
 
 BUDGET = int(PRESETS["spread"].settings["total_steps"])   # env steps (world steps) per run
-# MAPPO (centralised critic: the default --critic-input global), one shared policy.
+LAYOUT = PRESETS["spread"].settings.get("policy", "shared")   # the preset's policy layout
+# MAPPO (centralised critic: the default --critic-input global).
 RECIPE = ["--preset", "spread"]
 SEEDS = (0, 1, 2)
+
+
+def classical_nets(layout: str) -> str:
+    """The classical networks a layout generates: per-agent and shared-bits both
+    generate one network per player."""
+    return "shared" if layout == "shared" else "per-agent"
+
+
+def qt_label(layout: str) -> str:
+    return "QT MAPPO" if layout == LAYOUT else f"QT MAPPO {layout}"
+
+
+def classical_label(layout: str) -> str:
+    nets = classical_nets(layout)
+    return "classical MAPPO" if nets == classical_nets(LAYOUT) else f"classical MAPPO {nets}"
+
+
+LAYOUT_WORDS = {"shared": "one policy network shared by the players, one generator",
+                "per-agent": "a policy network per player, each from its own generator",
+                "shared-bits": "a policy network per player, all from one generator"}
 # label -> (flags on top of the recipe, seeds): the goal's pair over SEEDS, and the
-# two other policy layouts on the first seed, for what their parameters cost in return.
-TRAINERS = {"QT MAPPO": ([], SEEDS), "classical MAPPO": (["--classical"], SEEDS),
-            "QT MAPPO per-agent": (["--policy", "per-agent"], SEEDS[:1]),
-            "QT MAPPO shared-bits": (["--policy", "shared-bits"], SEEDS[:1])}
+# other policy layouts (QT and classical) on the first seed, for what their
+# parameters cost in return.
+TRAINERS = {"QT MAPPO": ([], SEEDS), "classical MAPPO": (["--classical"], SEEDS)}
+for _layout in POLICY_LAYOUTS:
+    TRAINERS.setdefault(qt_label(_layout), (["--policy", _layout], SEEDS[:1]))
+    TRAINERS.setdefault(classical_label(_layout),
+                        (["--classical", "--policy", classical_nets(_layout)], SEEDS[:1]))
 RANDOM_EPISODES = 300
+# The capacity probe: KL steps of a fresh per-agent generator fitted to the trained
+# classical per-agent policy, the steps at which its play is scored, and the rows
+# (visited observations) and play episodes.
+PROBE_STEPS, PROBE_AT, PROBE_LR, PROBE_BATCH = 3000, (0, 500, 1000, 2000, 3000), 3e-3, 4096
+PROBE_EPISODES = 400
 
 
 def run_dir(out: Path, label: str, seed: int) -> Path:
@@ -70,12 +100,14 @@ def flags(label: str, seed: int, budget: int) -> list[str]:
 
 
 def train(label: str, seed: int, budget: int, out: Path) -> dict:
-    """One ``qtrl train`` run (reused when finished with the same flags); its summary."""
+    """One ``qtrl train`` run (reused when finished with the same flags and the same
+    spread preset); its summary."""
     where = run_dir(out, label, seed)
     args = flags(label, seed, budget)
+    key = {"flags": args, "preset": repr(PRESETS["spread"])}   # a changed recipe reruns
     done = where / "summary.json"
     if done.exists() and (where / "flags.json").exists() and json.loads(
-            (where / "flags.json").read_text()) == args:
+            (where / "flags.json").read_text()) == key:
         return json.loads(done.read_text())
     if where.exists():
         subprocess.run(["rm", "-rf", str(where)], check=True)
@@ -87,7 +119,7 @@ def train(label: str, seed: int, budget: int, out: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}   # this checkout's qtrl
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True, env=env)
     print(f"  ... {label} seed {seed}: {time.monotonic() - started:.0f} s", flush=True)
-    (where / "flags.json").write_text(json.dumps(args))
+    (where / "flags.json").write_text(json.dumps(key))
     return json.loads(done.read_text())
 
 
@@ -137,6 +169,62 @@ def scripted_play(episodes: int) -> float:
     return float(np.mean(means))
 
 
+def capacity_probe(teacher: Path, layout: str,
+                   seed: int = 0) -> tuple[float, list[tuple[int, float, float]]]:
+    """Can a Quantum-Train generator hold a policy as good as the classical one?
+
+    Fits a freshly initialised Quantum-Train actor of ``layout`` (per-agent or
+    shared-bits; the recipe's circuits and mapping models) to the classical
+    per-player MAPPO policy trained
+    in ``teacher`` by supervised learning, not RL: Adam on KL(teacher || student)
+    over the players' observation rows the teacher visits in ``PROBE_EPISODES``
+    episodes. Returns the teacher's mean per-player return and, at each step of
+    ``PROBE_AT``, (step, KL on that step's minibatch, the student's mean
+    per-player return over ``PROBE_EPISODES`` fresh episodes)."""
+    import torch
+    from torch.nn import functional as F
+
+    from qtrl.rl.multiagent import evaluate_players, task_spec, task_views
+    from qtrl.rl.policy import build_model, make_actor
+    from qtrl.train import load_trained_model
+
+    model, config = load_trained_model(teacher)
+    net = model.policy.net
+    net_actor = make_actor(net, dict(net.named_parameters()))
+    rows: list[np.ndarray] = []
+
+    def recording(obs: np.ndarray) -> np.ndarray:
+        rows.append(np.array(obs, copy=True))
+        return net_actor(obs)
+
+    taught = float(evaluate_players(recording, config, PROBE_EPISODES, seed=seed + 1).mean())
+    x = torch.tensor(np.concatenate(rows), dtype=torch.float32)
+    with torch.no_grad():
+        target = F.log_softmax(net(x), -1)
+    quantum = TrainConfig(**{**config.to_dict(), "classical": False, "seed": seed,
+                             "policy": layout})
+    spec = task_spec(quantum)
+    torch.manual_seed(seed)
+    student = build_model(quantum, spec.obs_dim, spec.n_actions,
+                          views=task_views(quantum, spec), players=len(spec.players)).policy
+    optimizer = torch.optim.Adam(student.parameters(), lr=PROBE_LR)
+    picks = torch.Generator().manual_seed(seed)
+    out = []
+    for step in range(PROBE_STEPS + 1):
+        idx = torch.randint(0, len(x), (PROBE_BATCH,), generator=picks)
+        log_p = F.log_softmax(student(x[idx]), -1)
+        kl = (target[idx].exp() * (target[idx] - log_p)).sum(-1).mean()
+        if step in PROBE_AT:
+            played = student.materialize()
+            score = evaluate_players(make_actor(played, dict(played.named_parameters())),
+                                     config, PROBE_EPISODES, seed=seed + 2).mean()
+            out.append((step, float(kl), float(score)))
+        optimizer.zero_grad()
+        kl.backward()
+        optimizer.step()
+    return taught, out
+
+
 def curve(where: Path) -> tuple[np.ndarray, np.ndarray]:
     """(env steps, 100-episode moving average of the mean per-player return)."""
     with open(where / "players.csv") as f:
@@ -158,20 +246,54 @@ def last_entropy(where: Path) -> float:
 
 def parameter_rows(scores: dict[str, float]) -> list[str]:
     """Trainable parameters of each policy layout (Quantum-Train actor and critic)
-    against the classical networks of that layout, and the layout's score."""
+    against the classical networks of that layout, and the layout's scores, QT
+    and classical (per-agent and shared-bits are the same classical networks)."""
     rows = [("| policy layout | actor trainable (QT) | actor's classical weights | critic "
              "trainable (QT) | critic's classical weights | total trainable (QT) | classical "
-             "total | mean per-player return, seed 0 |"), "|---|---|---|---|---|---|---|---|"]
-    for policy, label in (("shared", "QT MAPPO"), ("per-agent", "QT MAPPO per-agent"),
-                          ("shared-bits", "QT MAPPO shared-bits")):
+             "total | QT return, seed 0 | classical return, seed 0 |"),
+            "|---|---|---|---|---|---|---|---|---|"]
+    for policy in POLICY_LAYOUTS:
+        label, classical = qt_label(policy), classical_label(policy)
         config = TrainConfig.from_preset("spread", policy=policy)
         qt = build(config, 0).model.parameter_counts()
         cl = build(TrainConfig(**{**config.to_dict(), "classical": True}),
                    0).model.parameter_counts()
         rows.append(f"| {policy} | {qt['actor']['total']} | {cl['actor']['total']} | "
                     f"{qt['critic']['total']} | {cl['critic']['total']} | {qt['total']} | "
-                    f"{cl['total']} | {scores[label]:.2f} |")
+                    f"{cl['total']} | {scores[label]:.2f} | {scores[classical]:.2f} |")
     return rows
+
+
+def probe_lines(teacher: Path, random: float, scores: dict[str, float]) -> list[str]:
+    """The capacity probe's section of the page: each per-player layout fitted to
+    the classical policy of ``teacher``; ``scores``: each layout's RL score."""
+    lines = ["## Is the generator big enough? A capacity probe", "",
+             (f"Supervised, not RL: a freshly initialised Quantum-Train actor (the recipe's "
+              f"circuits and mapping models) fitted by Adam (lr {PROBE_LR}, {PROBE_BATCH} rows "
+              f"a step) to the classical per-agent MAPPO policy of seed 0, minimising "
+              f"KL(classical ‖ QT) on the observations the classical team visits in "
+              f"{PROBE_EPISODES} episodes; each score is the mean per-player return of "
+              f"{PROBE_EPISODES} further episodes (`capacity_probe` in the script)."), "",
+             "| layout | KL steps | KL (nats) | QT actor's return |", "|---|---|---|---|"]
+    found = {}
+    for layout in ("per-agent", "shared-bits"):
+        taught, steps = capacity_probe(teacher, layout)
+        lines += [f"| {layout} | {step} | {kl:.3f} | {score:.2f} |"
+                  for step, kl, score in steps]
+        found[layout] = (steps[-1][2] - random) / (taught - random)
+    lines += ["", (f"The classical policy itself plays {taught:.2f} in these episodes. "
+                   "Of its gain over random play, the fitted generators recover "
+                   + " and ".join(f"{100 * share:.0f}% ({layout})"
+                                  for layout, share in found.items())
+                   + "; by RL the same generators reach "
+                   + " and ".join(f"{scores[layout]:.2f} ({layout})" for layout in found)
+                   + ". "
+                   + ("So the generators can hold a policy nearly as good as the classical "
+                      "one: where QT MAPPO falls short, what falls short is how the policy "
+                      "gradient trains the generator, not what it can express."
+                      if min(found.values()) >= 0.9 else
+                      "So part of QT MAPPO's gap is what the generators can express.")), ""]
+    return lines
 
 
 def plot(path: Path, runs: dict[str, list[Path]], random: float) -> None:
@@ -214,7 +336,8 @@ def main() -> int:
     random = random_play(RANDOM_EPISODES)
     scripted = scripted_play(RANDOM_EPISODES)
     final = {job: s["final_mean_player_return_avg100"] for job, s in summaries.items()}
-    shared = build(TrainConfig.from_preset("spread"), 0).model
+    # one player's networks: the shared layout's (every layout's have the same shape)
+    shared = build(TrainConfig.from_preset("spread", policy="shared"), 0).model
     k = shared.policy.parameter_counts().target_weights
     actor_in = shared.policy.target[0].in_features
     critic_in = shared.critic.target[0].in_features
@@ -227,8 +350,9 @@ def main() -> int:
          f"actions. Each run: `qtrl train {' '.join(flags('QT MAPPO', 0, budget))}` "
          f"(seed varied; `--classical` added for the baseline; the preset: "
          f"{recipe_text()}): MAPPO with a centralised critic "
-         f"(the one-hot and all three observations), one shared policy (local observation "
-         f"and the player's one-hot), {budget} env steps, {len(seeds)} seeds. The score is "
+         f"(the one-hot and all three observations), {LAYOUT_WORDS[LAYOUT]} (each reads "
+         f"the player's local observation and one-hot), {budget} env steps, {len(seeds)} "
+         f"seeds. The score is "
          f"the mean per-player episode return over the last 100 episodes of training "
          f"(sampled actions); entropy: the policy's mean entropy in the last update "
          f"(uniform over 5 actions: {np.log(5):.3f}); wall: each run's own clock, "
@@ -271,6 +395,9 @@ def main() -> int:
               (f"shared-bits generates 2^{int(np.ceil(np.log2(k)))} values per player (its "
                f"{k} weights and padding, so that the player's index is the top bits of each "
                f"weight's index)."), "",
+              *probe_lines(run_dir(out, classical_label("per-agent"), seeds[0]), random,
+                           {layout: final[(qt_label(layout), seeds[0])]
+                            for layout in ("per-agent", "shared-bits")}),
               "![learning curves](multiagent_spread.png)", ""]
     runs = {label: [run_dir(out, label, s) for s in seeds] for label in TRAINERS
             if label in ("QT MAPPO", "classical MAPPO")}

@@ -29,11 +29,12 @@ def _table(text: str) -> dict[str, str]:
     ("pendulum", {"actor": "3-100-1", "actor target weights k": "501", "actor qubits n": "9",
                   "critic target weights k": "501", "classical actor-critic weights": "1003",
                   "total trainable": "787"}),
-    # 21-64-5 shared policy (18 observations + 3-player one-hot) and a 57-64-1 critic
-    # (the one-hot and three observations): 21·64 + 64 + 64·5 + 5 and 57·64 + 64 + 64 + 1
+    # a 21-64-5 policy per player (18 observations + 3-player one-hot), 3 · (21·64 + 64 +
+    # 64·5 + 5), and a 57-64-1 critic (the one-hot and three observations), 57·64 + 64 + 64 + 1
     ("spread", {"environment": "mpe2:simple_spread_v3 N=3 max_cycles=25",
-                "actor classical weights": "1733", "critic classical weights": "3777",
-                "classical actor-critic weights": "5510"}),
+                "policy layout": "per-agent", "actor classical weights": "5199",
+                "critic classical weights": "3777",
+                "classical actor-critic weights": "8976"}),
 ])
 def test_info_preset_table(preset: str, expected: dict, capsys) -> None:
     assert main(["info", "--preset", preset]) == 0
@@ -42,6 +43,13 @@ def test_info_preset_table(preset: str, expected: dict, capsys) -> None:
     rows = _table(out)
     for key, value in expected.items():
         assert rows[key] == value, key
+
+
+def test_info_policy_overrides_the_presets_layout(capsys) -> None:
+    assert main(["info", "--preset", "spread", "--policy", "shared"]) == 0
+    rows = _table(capsys.readouterr().out)
+    assert rows["policy layout"] == "shared"
+    assert rows["actor classical weights"] == "1733"      # one network for the three players
 
 
 def test_info_any_environment(capsys) -> None:

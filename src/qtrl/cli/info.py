@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--env-kwarg", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help="a multi-agent task's parallel_env() arguments")
     p.add_argument("--policy", choices=("shared", "per-agent", "shared-bits"),
-                   default="shared", help="a multi-agent task's policy layout")
+                   default=None, help="a multi-agent task's policy layout (default: the "
+                   "preset's, else shared)")
     p.add_argument("--critic-input", choices=("global", "local"), default=None,
                    help="a multi-agent task's critic input (default: global)")
     p.set_defaults(func=run)
@@ -53,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
     if is_multiagent(args.env if args.env is not None else PRESETS[args.preset].env_id):
         if args.env_kwarg or args.preset is None:   # else the preset's
             given["env_kwarg"] = tuple(args.env_kwarg)
-        given.update(policy=args.policy, critic_input=args.critic_input)
+        if args.policy is not None:
+            given["policy"] = args.policy
+        given["critic_input"] = args.critic_input
         return _players_table(TrainConfig.from_preset(args.preset, chunks=args.chunks,
                                                       **given))
     config = TrainConfig.from_preset(args.preset, chunks=args.chunks, **given)
