@@ -71,9 +71,9 @@ for _layout in POLICY_LAYOUTS:
     TRAINERS.setdefault(classical_label(_layout),
                         (["--classical", "--policy", classical_nets(_layout)], SEEDS[:1]))
 RANDOM_EPISODES = 300
-# The capacity probe: KL steps of a fresh per-agent generator fitted to the trained
-# classical per-agent policy, the steps at which its play is scored, and the rows
-# (visited observations) and play episodes.
+# The capacity probe (capacity_probe): its KL steps, the steps at which the fitted
+# generator's play is scored, its learning rate and minibatch rows, and the episodes
+# that give the rows (the visited observations) and each score.
 PROBE_STEPS, PROBE_AT, PROBE_LR, PROBE_BATCH = 3000, (0, 500, 1000, 2000, 3000), 3e-3, 4096
 PROBE_EPISODES = 400
 
@@ -175,10 +175,9 @@ def capacity_probe(teacher: Path, layout: str,
 
     Fits a freshly initialised Quantum-Train actor of ``layout`` (per-agent or
     shared-bits; the recipe's circuits and mapping models) to the classical
-    per-player MAPPO policy trained
-    in ``teacher`` by supervised learning, not RL: Adam on KL(teacher || student)
-    over the players' observation rows the teacher visits in ``PROBE_EPISODES``
-    episodes. Returns the teacher's mean per-player return and, at each step of
+    per-player MAPPO policy trained in ``teacher`` by supervised learning, not RL:
+    Adam on KL(teacher || student) over the players' observation rows the
+    teacher visits in ``PROBE_EPISODES`` episodes. Returns the teacher's mean per-player return and, at each step of
     ``PROBE_AT``, (step, KL on that step's minibatch, the student's mean
     per-player return over ``PROBE_EPISODES`` fresh episodes)."""
     import torch
