@@ -96,6 +96,28 @@ def test_two_trains_at_once_one_is_refused_and_the_other_is_whole(tmp_path: Path
     assert not (run / LOCK_FILE).exists()
 
 
+def test_a_racing_writers_write_probe_neither_fails_nor_fills_the_run_dir(
+        tmp_path: Path, monkeypatch) -> None:
+    """Two trains with one new --out: the one that gets there second finds the
+    first's write probe in it (not a run, so no 'not empty'), and its own probe
+    has another name, so the first's unlinking it cannot fail the second's."""
+    from qtrl.run.directory import create_run_dir
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".write-test-1").write_text("")              # the other writer's, mid-probe
+    removed = []
+    real_unlink = Path.unlink
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:
+        removed.append(self.name)
+        real_unlink(self, missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    assert create_run_dir(out, TrainConfig()) == out
+    assert removed == [f".write-test-{os.getpid()}"]    # its own probe only
+    assert (out / ".write-test-1").exists()
+
+
 def test_a_held_run_dir_refuses_train_and_resume_naming_the_pid(run_copy: Path, capsys,
                                                                 caplog) -> None:
     before = _hashes(run_copy)

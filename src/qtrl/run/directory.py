@@ -43,6 +43,7 @@ CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 2   # 2: named seed streams (a format-1 run would resume on others)
 # a continued run may change its budget and its run-time-only settings
 _MAY_CHANGE = dict.fromkeys(RESUMABLE_FIELDS, 0)
+_PROBE = ".write-test-"   # + pid: the file that shows a new run directory is writable
 
 
 def create_run_dir(out: Path | str | None, config: TrainConfig) -> Path:
@@ -60,7 +61,8 @@ def create_run_dir(out: Path | str | None, config: TrainConfig) -> Path:
         if holder:
             raise RunDirBusy(f"--out {out}: in use by another qtrl process ({holder})")
         _check_holds_no_run(out)
-        if any(p.name != LOCK_FILE for p in out.iterdir()):   # a dead writer's lock is no run
+        # a dead writer's lock is no run, nor is a racing writer's write probe
+        if any(p.name != LOCK_FILE and not p.name.startswith(_PROBE) for p in out.iterdir()):
             raise UserError(f"--out {out}: directory is not empty; choose a new --out")
     else:
         parent = out.parent
@@ -71,7 +73,7 @@ def create_run_dir(out: Path | str | None, config: TrainConfig) -> Path:
                             f"directory")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
+        probe = out / f"{_PROBE}{os.getpid()}"   # a second writer racing us has its own
         probe.write_text("")
         probe.unlink()
     except OSError as err:
