@@ -169,22 +169,23 @@ def scripted_play(episodes: int) -> float:
     return float(np.mean(means))
 
 
-def capacity_probe(teacher: Path, layout: str,
-                   seed: int = 0) -> tuple[float, list[tuple[int, float, float]]]:
+def capacity_probe(teacher: Path, layouts: tuple[str, ...], seed: int = 0
+                   ) -> tuple[float, dict[str, list[tuple[int, float, float]]]]:
     """Can a Quantum-Train generator hold a policy as good as the classical one?
 
-    Fits a freshly initialised Quantum-Train actor of ``layout`` (per-agent or
-    shared-bits; the recipe's circuits and mapping models) to the classical
-    per-player MAPPO policy trained in ``teacher`` by supervised learning, not RL:
-    Adam on KL(teacher || student) over the players' observation rows the
-    teacher visits in ``PROBE_EPISODES`` episodes. Returns the teacher's mean per-player return and, at each step of
+    Fits a freshly initialised Quantum-Train actor of each of ``layouts``
+    (per-agent, shared-bits; the recipe's circuits and mapping models) to the
+    classical per-player MAPPO policy trained in ``teacher`` by supervised
+    learning, not RL: Adam on KL(teacher || student) over the players'
+    observation rows the teacher visits in ``PROBE_EPISODES`` episodes. Returns
+    the teacher's mean per-player return and, per layout, at each step of
     ``PROBE_AT``, (step, KL on that step's minibatch, the student's mean
     per-player return over ``PROBE_EPISODES`` fresh episodes)."""
     import torch
     from torch.nn import functional as F
 
-    from qtrl.rl.multiagent import evaluate_players, task_spec, task_views
-    from qtrl.rl.policy import build_model, make_actor
+    from qtrl.rl.multiagent import evaluate_players
+    from qtrl.rl.policy import make_actor
     from qtrl.train import load_trained_model
 
     model, config = load_trained_model(teacher)
@@ -200,28 +201,27 @@ def capacity_probe(teacher: Path, layout: str,
     x = torch.tensor(np.concatenate(rows), dtype=torch.float32)
     with torch.no_grad():
         target = F.log_softmax(net(x), -1)
-    quantum = TrainConfig(**{**config.to_dict(), "classical": False, "seed": seed,
-                             "policy": layout})
-    spec = task_spec(quantum)
-    torch.manual_seed(seed)
-    student = build_model(quantum, spec.obs_dim, spec.n_actions,
-                          views=task_views(quantum, spec), players=len(spec.players)).policy
-    optimizer = torch.optim.Adam(student.parameters(), lr=PROBE_LR)
-    picks = torch.Generator().manual_seed(seed)
-    out = []
-    for step in range(PROBE_STEPS + 1):
-        idx = torch.randint(0, len(x), (PROBE_BATCH,), generator=picks)
-        log_p = F.log_softmax(student(x[idx]), -1)
-        kl = (target[idx].exp() * (target[idx] - log_p)).sum(-1).mean()
-        if step in PROBE_AT:
-            played = student.materialize()
-            score = evaluate_players(make_actor(played, dict(played.named_parameters())),
-                                     config, PROBE_EPISODES, seed=seed + 2).mean()
-            out.append((step, float(kl), float(score)))
-        optimizer.zero_grad()
-        kl.backward()
-        optimizer.step()
-    return taught, out
+    fitted = {}
+    for layout in layouts:
+        quantum = TrainConfig(**{**config.to_dict(), "classical": False, "seed": seed,
+                                 "policy": layout})
+        student = build(quantum, 0).model.policy   # seeded by quantum.seed
+        optimizer = torch.optim.Adam(student.parameters(), lr=PROBE_LR)
+        picks = torch.Generator().manual_seed(seed)
+        fitted[layout] = []
+        for step in range(PROBE_STEPS + 1):
+            idx = torch.randint(0, len(x), (PROBE_BATCH,), generator=picks)
+            log_p = F.log_softmax(student(x[idx]), -1)
+            kl = (target[idx].exp() * (target[idx] - log_p)).sum(-1).mean()
+            if step in PROBE_AT:
+                played = student.materialize()
+                score = evaluate_players(make_actor(played, dict(played.named_parameters())),
+                                         config, PROBE_EPISODES, seed=seed + 2).mean()
+                fitted[layout].append((step, float(kl), float(score)))
+            optimizer.zero_grad()
+            kl.backward()
+            optimizer.step()
+    return taught, fitted
 
 
 def curve(where: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -274,9 +274,9 @@ def probe_lines(teacher: Path, random: float, scores: dict[str, float]) -> list[
               f"{PROBE_EPISODES} episodes; each score is the mean per-player return of "
               f"{PROBE_EPISODES} further episodes (`capacity_probe` in the script)."), "",
              "| layout | KL steps | KL (nats) | QT actor's return |", "|---|---|---|---|"]
+    taught, fitted = capacity_probe(teacher, tuple(scores))
     found = {}
-    for layout in ("per-agent", "shared-bits"):
-        taught, steps = capacity_probe(teacher, layout)
+    for layout, steps in fitted.items():
         lines += [f"| {layout} | {step} | {kl:.3f} | {score:.2f} |"
                   for step, kl, score in steps]
         found[layout] = (steps[-1][2] - random) / (taught - random)
