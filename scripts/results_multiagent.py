@@ -39,6 +39,7 @@ from qtrl.run.recorder import moving_average
 
 BUDGET = int(PRESETS["spread"].settings["total_steps"])   # env steps (world steps) per run
 LAYOUT = PRESETS["spread"].settings.get("policy", "shared")   # the preset's policy layout
+CRITIC = PRESETS["spread"].settings.get("critic", "quantum")   # the QT runs' critic
 # MAPPO (centralised critic: the default --critic-input global).
 RECIPE = ["--preset", "spread"]
 SEEDS = (0, 1, 2)
@@ -244,12 +245,13 @@ def last_entropy(where: Path) -> float:
 
 
 def parameter_rows(scores: dict[str, float]) -> list[str]:
-    """Trainable parameters of each policy layout (Quantum-Train actor and critic)
-    against the classical networks of that layout, and the layout's scores, QT
-    and classical (per-agent and shared-bits are the same classical networks)."""
+    """Trainable parameters of each policy layout (the Quantum-Train run's actor and
+    critic, QT or classical as the preset says) against the classical networks of
+    that layout, and the layout's scores, QT and classical (per-agent and
+    shared-bits are the same classical networks)."""
     rows = [("| policy layout | actor trainable (QT) | actor's classical weights | critic "
-             "trainable (QT) | critic's classical weights | total trainable (QT) | classical "
-             "total | QT return, seed 0 | classical return, seed 0 |"),
+             "trainable, QT run | critic trainable, classical run | total trainable, QT run | "
+             "total trainable, classical run | QT return, seed 0 | classical return, seed 0 |"),
             "|---|---|---|---|---|---|---|---|---|"]
     for policy in POLICY_LAYOUTS:
         label, classical = qt_label(policy), classical_label(policy)
@@ -348,7 +350,7 @@ def main() -> int:
         (f"Task: PettingZoo/mpe2 `simple_spread_v3`, N=3 players, max_cycles=25, discrete "
          f"actions. Each run: `qtrl train {' '.join(flags('QT MAPPO', 0, budget))}` "
          f"(seed varied; `--classical` added for the baseline; the preset: "
-         f"{recipe_text()}): MAPPO with a centralised critic "
+         f"{recipe_text()}): MAPPO with a {CRITIC} centralised critic "
          f"(the one-hot and all three observations), {LAYOUT_WORDS[LAYOUT]} (each reads "
          f"the player's local observation and one-hot), {budget} env steps, {len(seeds)} "
          f"seeds. The score is "
