@@ -90,14 +90,17 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 def solve_stats(out: Path) -> dict[str, float | None]:
     """Updates, env steps, wall-clock and critical-path seconds until the target
-    (None each when not reached), and the final 100-episode average."""
+    (None each when not reached), the update whose own episodes first average the
+    target (``learned``: the rest is the 100-episode window catching up), and the
+    final 100-episode average."""
     episodes = _rows(out / "metrics.csv")
     returns = np.array([float(r["return"]) for r in episodes])
     summary = json.loads((out / "summary.json").read_text())
     config = json.loads((out / "config.json").read_text())
     stats: dict[str, float | None] = {"final": float(returns[-WINDOW:].mean()),
                                       "updates": None, "steps": None, "wall": None,
-                                      "critical": None,
+                                      "critical": None, "learned": None, "compute": None,
+                                      "allreduce": None,
                                       "total_wall": summary["wall_time_s"],
                                       "total_critical": summary.get("critical_path_s")}
     if len(returns) < WINDOW:
@@ -113,8 +116,17 @@ def solve_stats(out: Path) -> dict[str, float | None]:
         steps = update * config["num_envs"] * config["num_steps"] * config["agents"]
     else:                          # every episode of the updates so far
         steps = sum(int(r["length"]) for r in episodes if int(r["update"]) <= update)
+    by_update: dict[int, list[float]] = {}
+    for r, ret in zip(episodes, returns, strict=True):
+        by_update.setdefault(int(r["update"]), []).append(ret)
+    learned = min((u for u, rets in by_update.items() if np.mean(rets) >= TARGET and u <= update),
+                  default=update)   # a window can reach it with no whole update there yet
+    upto = [progress[u] for u in range(1, update + 1)]
     stats.update(updates=update, steps=steps, wall=float(row["wall_time"]),
-                 critical=float(progress[update]["time/critical_path_total_s"]))
+                 critical=float(progress[update]["time/critical_path_total_s"]),
+                 learned=learned,
+                 compute=float(np.mean([float(r["time/compute_max_s"]) for r in upto])),
+                 allreduce=float(np.mean([float(r["time/communicate_cpu_s"]) for r in upto])))
     return stats
 
 
@@ -143,6 +155,45 @@ def _cell(values: list[float], digits: int) -> str:
         return f"{values[0]:.{digits}f} (1 seed)"
     lo, hi = bootstrap(values)
     return f"{np.mean(values):.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def reading(stats: dict[tuple[str, int], list[dict]]) -> list[str]:
+    """What the PPO rows say, in numbers: where the updates and the time per update go."""
+    got = {n: [s for s in runs if s["updates"] is not None]
+           for (algo, n), runs in stats.items() if algo == "ppo"}
+    ns = sorted(n for n, runs in got.items() if runs)
+    if len(ns) < 2 or ns[0] != 1:
+        return []
+
+    def mean(n: int, key: str) -> float:
+        return float(np.mean([s[key] for s in got[n]]))
+
+    def ms(n: int) -> float:   # critical path per update
+        return 1e3 * float(np.mean([s["critical"] / s["updates"] for s in got[n]]))
+
+    top = ns[-1]
+    return ["", (f"Reading (PPO). More agents do not learn in fewer updates here: the "
+                 f"learning updates are {mean(1, 'learned'):.0f} at N=1 and "
+                 + ", ".join(f"{mean(n, 'learned'):.0f} at N={n}" for n in ns[1:])
+                 + f". What N shortens is the wait for the 100-episode average: "
+                 f"{mean(1, 'updates') - mean(1, 'learned'):.0f} updates at N=1, "
+                 f"{mean(top, 'updates') - mean(top, 'learned'):.0f} at N={top}. Meanwhile an "
+                 f"update's critical path grows from {ms(1):.1f} ms at N=1 to {ms(top):.1f} ms "
+                 f"at N={top}: the slowest of N agents' compute (from "
+                 f"{1e3 * mean(1, 'compute'):.1f} to {1e3 * mean(top, 'compute'):.1f} ms) and "
+                 f"the all-reduce's CPU time (to {1e3 * mean(top, 'allreduce'):.1f} ms), both "
+                 f"measured with {_cores()} cores shared by the N agents, where an agent's "
+                 "compute slows beside the others and gloo's all-reduce spends CPU while its "
+                 "peers wait to be scheduled. How much of that growth a core per agent removes "
+                 "only a run on such a machine can say.")]
+
+
+def _split(got: list[dict]) -> str:
+    """Mean per-update compute + all-reduce CPU milliseconds over ``got``'s seeds."""
+    if not got:
+        return "—"
+    compute, allreduce = (1e3 * np.mean([s[k] for s in got]) for k in ("compute", "allreduce"))
+    return f"{compute:.1f} + {allreduce:.1f}"
 
 
 def plot(stats: dict[tuple[str, int], list[dict]], path: Path) -> None:
@@ -200,9 +251,15 @@ def section(algos: list[str], agents: dict[str, list[int]], seeds: list[int],
               "per agent, the wire's latency left out. "
               f"**Wall clock**: measured on this machine ({_cores()} cores shared by all N agents "
               "and other work). Neither counts process start-up."), "",
-             ("| algo | N | reached | updates | env steps | critical path (s) | wall clock (s) "
-              "| final 100-ep avg | critical path vs N=1 |"),
-             "|---|---|---|---|---|---|---|---|---|"]
+             ("**Learning**: the update whose own episodes first average the target; the "
+              "updates after it are the 100-episode average catching up, which takes fewer "
+              "updates the more agents finish episodes in each. **Per update**: critical "
+              "path over updates, in milliseconds, and its two parts, the slowest agent's "
+              "compute and the all-reduce's CPU time (means over updates and seeds)."), "",
+             ("| algo | N | reached | updates | of which learning | env steps | critical path "
+              "(s) | per update (ms) | compute + all-reduce (ms) | wall clock (s) | final "
+              "100-ep avg | critical path vs N=1 |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (algo, n), runs in stats.items():
         got = [s for s in runs if s["updates"] is not None]
         crit = [s["critical"] for s in got]
@@ -217,9 +274,13 @@ def section(algos: list[str], agents: dict[str, list[int]], seeds: list[int],
                 ratio += f" (goal ≤ {GOALS[algo, n]})"
         lines.append(f"| {algo} | {n} | {len(got)} of {len(runs)} | "
                      f"{_cell([s['updates'] for s in got], 0)} | "
+                     f"{_cell([s['learned'] for s in got], 0)} | "
                      f"{_cell([s['steps'] for s in got], 0)} | {_cell(crit, 1)} | "
+                     f"{_cell([1e3 * s['critical'] / s['updates'] for s in got], 1)} | "
+                     f"{_split(got)} | "
                      f"{_cell([s['wall'] for s in got], 1)} | "
                      f"{_cell([s['final'] for s in runs], 1)} | {ratio} |")
+    lines += reading(stats)
     docs.mkdir(parents=True, exist_ok=True)
     plot(stats, docs / "time_to_solve.png")
     lines += ["", ("Figure: `time_to_solve.png` (critical path with its interval, the wall "
