@@ -244,7 +244,8 @@ def _start(tmp_path: Path, *argv: str) -> tuple[subprocess.Popen, Path, Path]:
     proc = subprocess.Popen([*QTRL, "train", *TINY, "--episodes", "100000", *argv,
                              "--out", str(run)], env=_clean_env(TMPDIR=str(tmp)),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=tmp_path, start_new_session=True, preexec_fn=_sigint_default)
+                            cwd=tmp_path, start_new_session=True,
+                            preexec_fn=_sigint_default)   # noqa: PLW1509 (only signal.signal)
     return proc, run, tmp
 
 
@@ -313,11 +314,10 @@ def test_ctrl_c_while_agents_start_is_deferred_not_lost():
     before = signal.signal(signal.SIGINT, signal.default_int_handler)
     inside = False
     try:
-        with pytest.raises(KeyboardInterrupt):
-            with _sigint_deferred():
-                os.kill(os.getpid(), signal.SIGINT)
-                time.sleep(0.05)   # deferred: nothing is raised here
-                inside = True
+        with pytest.raises(KeyboardInterrupt), _sigint_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)   # deferred: nothing is raised here
+            inside = True
         assert inside
         assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

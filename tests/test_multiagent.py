@@ -302,3 +302,40 @@ def test_a_run_records_team_and_player_returns_and_evaluates(tmp_path):
     assert policy[0].in_features == 12 + 2      # N=2: 12 local values + the one-hot
     returns = evaluate(policy, loaded, episodes=3, seed=1)
     assert returns.shape == (3,) and np.isfinite(returns).all()
+
+
+def test_a_resumed_run_keeps_each_players_returns_up_to_its_checkpoint(tmp_path):
+    import csv
+
+    from qtrl.run.callbacks import Callback
+    from qtrl.train import create_run_dir, train
+
+    class StopAfterUpdate3(Callback):
+        def on_update(self, episodes: int, values: dict) -> None:
+            if episodes >= 6:            # 2 worlds, each ending once per update
+                raise KeyboardInterrupt
+
+    def rows(name: str) -> list[dict]:
+        with open(run / name) as f:
+            return list(csv.DictReader(f))
+
+    config = TrainConfig(env=SPREAD, env_kwarg=("N=2", "max_cycles=5"), algo="ppo",
+                         hidden=(4,), layers=1, mapping_hidden=(4,), num_envs=2, num_steps=5,
+                         num_minibatches=1, update_epochs=1, total_steps=50, episodes=10**6,
+                         checkpoint_every=2)
+    run = tmp_path / "run"
+    create_run_dir(run, config)
+    with pytest.raises(KeyboardInterrupt):   # after update 3; the checkpoint is update 2's
+        train(config, run, tensorboard=False, callbacks=[StopAfterUpdate3()])
+    before = rows("players.csv")
+    assert len(before) == 6
+    summary = train(config, run, resume=True, tensorboard=False)
+    players, episodes = rows("players.csv"), rows("metrics.csv")
+    assert len(players) == len(episodes) == summary["episodes"] == 10
+    assert players[:4] == before[:4]         # update 3's rows were played again, not kept
+    assert [int(r["episode"]) for r in players] == list(range(1, 11))
+    for row, ep in zip(players, episodes, strict=True):
+        assert float(row["team_return"]) == float(ep["return"])
+    every = np.array([[float(r[f"return_agent_{p}"]) for p in range(2)] for r in players])
+    assert summary["final_mean_player_return_avg100"] == pytest.approx(every.mean())
+    assert summary["final_player_return_avg100"]["agent_1"] == pytest.approx(every[:, 1].mean())

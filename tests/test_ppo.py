@@ -21,8 +21,9 @@ from qtrl.rl.steps import StepCollector
 
 
 def _ppo_config(**kw) -> TrainConfig:
-    base = dict(env="CartPole-v1", algo="ppo", hidden=(8,), activation="tanh", layers=2,
-                mapping_hidden=(4,), num_envs=2, num_steps=16, num_minibatches=2)
+    base = {"env": "CartPole-v1", "algo": "ppo", "hidden": (8,), "activation": "tanh",
+            "layers": 2, "mapping_hidden": (4,), "num_envs": 2, "num_steps": 16,
+            "num_minibatches": 2}
     return TrainConfig(**{**base, **kw})
 
 

@@ -40,6 +40,7 @@ __all__ = ["CHECKPOINT", "CHECKPOINT_FORMAT", "Resumed", "atomic_write_bytes",
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
+PLAYERS_CSV = "players.csv"   # a multi-agent run's per-player returns, a row per episode
 CHECKPOINT_FORMAT = 2   # 2: named seed streams (a format-1 run would resume on others)
 # a continued run may change its budget and its run-time-only settings
 _MAY_CHANGE = dict.fromkeys(RESUMABLE_FIELDS, 0)
@@ -240,6 +241,7 @@ def restore_run(run_dir: Path, config: TrainConfig, model: torch.nn.Module,
                       state["episode_returns"].tolist(), state["episode_lengths"].tolist(), state)
     if main:
         truncate_csv(run_dir / "metrics.csv", len(resumed.returns))
+        truncate_csv(run_dir / PLAYERS_CSV, len(resumed.returns))
         truncate_csv(run_dir / "progress.csv", resumed.update)
     log.info("resuming %s at update %d (episode %d)", run_dir, resumed.update,
              len(resumed.returns))

@@ -5,6 +5,7 @@ through one :class:`Recorder`, so their bookkeeping cannot drift apart.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import time
@@ -17,7 +18,7 @@ import numpy as np
 from ..config import TrainConfig
 from .atomic import atomic_write_bytes, atomic_write_text
 from .callbacks import Callback
-from .directory import Resumed
+from .directory import PLAYERS_CSV, Resumed
 from .logger import Logger
 from .timing import UpdateSplit
 
@@ -25,7 +26,6 @@ __all__ = ["PLAYERS_CSV", "WINDOW", "Recorder", "Timings", "first_solved", "movi
            "plot_learning_curve"]
 
 WINDOW = 100  # episodes in the moving average
-PLAYERS_CSV = "players.csv"
 
 
 def moving_average(values: np.ndarray, window: int = WINDOW) -> np.ndarray:
@@ -83,6 +83,8 @@ class Recorder:
         if self.players:
             path = run_dir / PLAYERS_CSV
             fresh = not path.exists() or resumed is None
+            if not fresh:   # the rows up to the checkpoint (restore_run cut the rest)
+                self.player_returns = _player_rows(path, len(self.players))
             self._players_csv = open(path, "w" if fresh else "a", newline="")  # noqa: SIM115
             if fresh:
                 self._players_csv.write(",".join(("update", "episode", "team_return",
@@ -215,6 +217,13 @@ class Recorder:
         plot_learning_curve(self.run_dir / "learning_curve.png", returns, config,
                             np.asarray(self.player_returns), self.players)
         return summary
+
+
+def _player_rows(path: Path, players: int) -> list[list[float]]:
+    """Each ``players.csv`` row's per-player returns (its last ``players`` columns)."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))[1:]
+    return [[float(v) for v in row[-players:]] for row in rows]
 
 
 def _mean(values: Sequence[float]) -> float:
