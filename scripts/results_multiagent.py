@@ -198,7 +198,8 @@ def capacity_probe(teacher: Path, layouts: tuple[str, ...], seed: int = 0
         rows.append(np.array(obs, copy=True))
         return net_actor(obs)
 
-    taught = float(evaluate_players(recording, config, PROBE_EPISODES, seed=seed + 1).mean())
+    world = (config.env, config.env_kwarg, config.max_steps)
+    taught = float(evaluate_players(recording, *world, PROBE_EPISODES, seed=seed + 1).mean())
     x = torch.tensor(np.concatenate(rows), dtype=torch.float32)
     with torch.no_grad():
         target = F.log_softmax(net(x), -1)
@@ -217,7 +218,7 @@ def capacity_probe(teacher: Path, layouts: tuple[str, ...], seed: int = 0
             if step in PROBE_AT:
                 played = student.materialize()
                 score = evaluate_players(make_actor(played, dict(played.named_parameters())),
-                                         config, PROBE_EPISODES, seed=seed + 2).mean()
+                                         *world, PROBE_EPISODES, seed=seed + 2).mean()
                 fitted[layout].append((step, float(kl), float(score)))
             optimizer.zero_grad()
             kl.backward()

@@ -92,6 +92,10 @@ class PolicyMeta:
     qtrl_version: str = __version__  # qtrl that wrote the file
     activation: str = "relu"         # between the layers: relu or tanh
     continuous: bool = False         # outputs a continuous action's mean, not logits
+    # A multi-agent task's network (its input: [local observation | player one-hot]):
+    env_kwarg: tuple[str, ...] = ()  # the task's KEY=VALUE arguments, as trained
+    players: tuple[str, ...] = ()    # the task's players, in one-hot order (empty: one agent)
+    player: str | None = None        # the player this network plays (None: every player)
 
     @classmethod
     def from_policy(cls, policy: nn.Module, env_id: str, max_steps: int | None = None,
@@ -104,7 +108,8 @@ class PolicyMeta:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (``hidden`` as a list)."""
         data = asdict(self)
-        data["hidden"] = list(self.hidden)
+        for name in ("hidden", "env_kwarg", "players"):
+            data[name] = list(data[name])
         return data
 
     @classmethod
@@ -113,6 +118,8 @@ class PolicyMeta:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["hidden"] = tuple(int(h) for h in values.get("hidden", ()))
+        for name in ("env_kwarg", "players"):
+            values[name] = tuple(str(v) for v in values.get(name, ()))
         return cls(**values)
 
     def to_strings(self) -> dict[str, str]:
@@ -123,7 +130,7 @@ class PolicyMeta:
     @classmethod
     def from_strings(cls, props: dict[str, str]) -> PolicyMeta:
         """Inverse of :meth:`to_strings`."""
-        text_fields = {"env_id", "mode", "qtrl_version", "activation"}
+        text_fields = {"env_id", "mode", "qtrl_version", "activation", "player"}
         data: dict[str, Any] = {}
         for f in fields(cls):
             if f.name in props:
@@ -498,6 +505,10 @@ def evaluate_exported(path: Path | str, env_id: str | None = None, episodes: int
         raise UserError(f"--episodes {episodes}: must be a positive integer")
     policy = load_exported(path, threads=1)
     meta = policy.meta
+    if meta.players:
+        raise UserError(f"{path}: a policy of the multi-agent task {meta.env_id}; play it with "
+                        f"its team's files (qtrl eval FILE [FILE ...], "
+                        f"qtrl.exported_team.evaluate_team)")
     env_id = env_id or meta.env_id
     max_steps = max_steps if max_steps is not None else meta.max_steps
     obs_dim, actions = env_dims(env_id)

@@ -188,5 +188,6 @@ def evaluate(policy: nn.Module, config: TrainConfig, episodes: int = 100, greedy
         raise UserError(f"--episodes {episodes}: must be a positive integer")
     actor = make_actor(policy, dict(policy.named_parameters()))
     if is_multiagent(config.env):   # the team's return; evaluate_players has each player's
-        return evaluate_players(actor, config, episodes, seed, greedy).sum(1)
+        return evaluate_players(actor, config.env, config.env_kwarg, config.max_steps,
+                                episodes, seed, greedy).sum(1)
     return evaluation_returns(config.env, config.max_steps, actor, episodes, seed, greedy)

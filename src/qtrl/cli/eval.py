@@ -15,9 +15,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a trained run's classical policy",
                        description="Load RUN_DIR's generated weights into the plain policy "
                                    "network (no circuit is simulated) and play episodes.")
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR",
-                   help="a qtrl train run directory, or a policy file written by qtrl export "
-                        "(.onnx runs on ONNX Runtime, .pt2, .pt)")
+    p.add_argument("paths", type=Path, nargs="+", metavar="RUN_DIR|FILE",
+                   help="a qtrl train run directory, or the policy file(s) written by qtrl "
+                        "export (.onnx runs on ONNX Runtime, .pt2, .pt): a multi-agent run's "
+                        "shared file, or every player's file")
     p.add_argument("--env", metavar="ENV_ID",
                    help="environment for a policy file (default: the one stored in it)")
     p.add_argument("--episodes", type=int, default=100, help="episodes to play (default: 100)")
@@ -39,13 +40,17 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.episodes <= INT_MAX:
         raise UserError(f"--episodes {shown_int(args.episodes)}: must be a positive integer "
                         f"(at most 2**63-1)")
-    if is_policy_file(args.run_dir):
+    if len(args.paths) > 1 or is_policy_file(args.paths[0]):
+        for path in args.paths:
+            if not is_policy_file(path):
+                raise UserError(f"{path}: not a policy file (.onnx, .pt2, .pt); evaluate a run "
+                                f"directory alone")
         return run_eval_file(args)
     if args.env is not None:
         raise UserError(f"--env {args.env}: only for an exported policy file; a run is "
                         f"evaluated on the environment it was trained on")
     torch.set_num_threads(1)
-    policy, config = load_policy(args.run_dir)
+    policy, config = load_policy(args.paths[0])
     how = "greedy" if args.greedy else "sampled"
     if is_multiagent(config.env):
         return _eval_players(policy, config, args, how)
@@ -61,16 +66,11 @@ def _eval_players(policy, config, args: argparse.Namespace, how: str) -> int:
     """A multi-agent run: the team's return and each player's (task agent's)."""
     from ..rl.multiagent import evaluate_players, player_spec
     from ..rl.policy import make_actor
+    from .export import print_players
 
     actor = make_actor(policy, dict(policy.named_parameters()))
-    per_player = evaluate_players(actor, config, args.episodes, args.seed, args.greedy)
-    team = per_player.sum(1)
-    std = team.std(ddof=1) if len(team) > 1 else 0.0
-    print(f"{config.env} ({config.mode}, {config.policy} policy, {how} actions): team return "
-          f"{team.mean():.2f} ± {std:.2f} over {len(team)} episodes; mean per player "
-          f"{per_player.mean():.2f}")
-    for name, returns in zip(player_spec(config.env, config.env_kwarg).players, per_player.T,
-                             strict=True):
-        print(f"  {name}: return {returns.mean():.2f} ± "
-              f"{returns.std(ddof=1) if len(returns) > 1 else 0.0:.2f}")
+    per_player = evaluate_players(actor, config.env, config.env_kwarg, config.max_steps,
+                                  args.episodes, args.seed, args.greedy)
+    print_players(f"{config.env} ({config.mode}, {config.policy} policy, {how} actions)",
+                  per_player, player_spec(config.env, config.env_kwarg).players)
     return 0

@@ -8,11 +8,13 @@ branch of ``qtrl eval``.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ..errors import UserError
 
-__all__ = ["is_policy_file", "register", "run", "run_eval_file"]
+__all__ = ["is_policy_file", "print_players", "register", "run", "run_eval_file"]
 
 FORMAT_CHOICES = ("state_dict", "exported", "onnx")   # = qtrl.export.FORMATS (no torch import)
 
@@ -81,18 +83,21 @@ def _export_players(policy, config, output: Path, fmt: str, force: bool) -> int:
     """A multi-agent run: one file per distinct policy network. Shared: one, taking
     ``[local observation | player one-hot]``; per-agent and shared-bits: one per
     player (task agent), ``<name>_<player><suffix>``, each taking the same row."""
+    from dataclasses import replace
+
     from ..export import PolicyMeta, export_policy
     from ..rl.multiagent import player_spec
 
+    names = player_spec(config.env, config.env_kwarg).players
     blocks = getattr(policy, "blocks", None)
     if blocks is None:
-        nets = [(output, policy)]
+        nets = [(output, policy, None)]
     else:
-        names = player_spec(config.env, config.env_kwarg).players
-        nets = [(output.with_name(f"{output.stem}_{name}{output.suffix}"), block.net)
+        nets = [(output.with_name(f"{output.stem}_{name}{output.suffix}"), block.net, name)
                 for name, block in zip(names, blocks, strict=True)]
-    for path, net in nets:
-        meta = PolicyMeta.from_policy(net, config.env, config.max_steps, config.mode)
+    for path, net, player in nets:
+        meta = replace(PolicyMeta.from_policy(net, config.env, config.max_steps, config.mode),
+                       env_kwarg=tuple(config.env_kwarg), players=names, player=player)
         written = export_policy(net, path, fmt, meta, overwrite=force)
         print(f"wrote {written} ({fmt}, {config.policy} policy {meta.architecture} for "
               f"{meta.env_id}, input [local observation | player one-hot], "
@@ -112,22 +117,47 @@ def is_policy_file(path: Path | str) -> bool:
 
 
 def run_eval_file(args: argparse.Namespace) -> int:
-    """``qtrl eval FILE``: play episodes with an exported policy (ONNX on ONNX Runtime).
+    """``qtrl eval FILE [FILE ...]``: play episodes with exported policy files (ONNX
+    on ONNX Runtime): one file of a single-agent task, or a multi-agent task's
+    files (:mod:`qtrl.exported_team`).
 
-    Reads ``args.run_dir`` (the file), ``args.episodes``, ``args.greedy``,
+    Reads ``args.paths`` (the files), ``args.episodes``, ``args.greedy``,
     ``args.seed`` and, when present, ``args.env`` (default: the file's).
     """
     import torch
 
-    from ..export import evaluate_exported
+    from ..export import evaluate_exported, load_exported
 
     torch.set_num_threads(1)
-    returns, meta = evaluate_exported(args.run_dir, getattr(args, "env", None), args.episodes,
-                                      greedy=args.greedy, seed=args.seed)
-    env_id = getattr(args, "env", None) or meta.env_id
-    std = returns.std(ddof=1) if len(returns) > 1 else 0.0
     how = "greedy" if args.greedy else "sampled"
-    print(f"{env_id} ({Path(args.run_dir).name}, {meta.architecture}, {how} actions): return "
-          f"{returns.mean():.2f} ± {std:.2f} over {len(returns)} episodes "
+    env = getattr(args, "env", None)
+    if len(args.paths) > 1 or load_exported(args.paths[0]).meta.players:
+        if env is not None:
+            raise UserError(f"--env {env}: not for a multi-agent task's files (they name "
+                            f"their task)")
+        from ..exported_team import evaluate_team
+
+        per_player, meta = evaluate_team(args.paths, args.episodes, greedy=args.greedy,
+                                         seed=args.seed)
+        names = ", ".join(Path(p).name for p in args.paths)
+        print_players(f"{meta.env_id} ({names}, {how} actions)", per_player, meta.players)
+        return 0
+    path = args.paths[0]
+    returns, meta = evaluate_exported(path, env, args.episodes, greedy=args.greedy,
+                                      seed=args.seed)
+    std = returns.std(ddof=1) if len(returns) > 1 else 0.0
+    print(f"{env or meta.env_id} ({Path(path).name}, {meta.architecture}, {how} actions): "
+          f"return {returns.mean():.2f} ± {std:.2f} over {len(returns)} episodes "
           f"(min {returns.min():.2f}, max {returns.max():.2f})")
     return 0
+
+
+def print_players(title: str, per_player: Any, players: Sequence[str]) -> None:
+    """The team's return and each player's, ``per_player (episodes, P)``."""
+    team = per_player.sum(1)
+    std = team.std(ddof=1) if len(team) > 1 else 0.0
+    print(f"{title}: team return {team.mean():.2f} ± {std:.2f} over {len(team)} episodes; "
+          f"mean per player {per_player.mean():.2f}")
+    for name, returns in zip(players, per_player.T, strict=True):
+        print(f"  {name}: return {returns.mean():.2f} ± "
+              f"{returns.std(ddof=1) if len(returns) > 1 else 0.0:.2f}")

@@ -353,13 +353,15 @@ def make_task_envs(config: Any) -> Any:
     return make_vector_env(config.env, config.vector_envs, config.max_steps, config.autoreset)
 
 
-def evaluate_players(actor: Actor, config: Any, episodes: int, seed: int = 0,
+def evaluate_players(actor: Actor, env_id: str, env_kwargs: Sequence[str],
+                     max_steps: int | None, episodes: int, seed: int = 0,
                      greedy: bool = False) -> np.ndarray:
     """Each player's undiscounted return in ``episodes`` episodes of one world of
-    ``config.env`` played by ``actor`` (the policy on its columns: local
-    observation and one-hot), ``(episodes, P)`` float64; resets and action draws
-    from the evaluation streams of ``seed``."""
-    envs = PlayerVectorEnv(config.env, 1, config.env_kwarg, config.max_steps)
+    ``env_id`` (made with ``env_kwargs``, cut at ``max_steps``) played by
+    ``actor`` (the policy on its columns: local observation and one-hot),
+    ``(episodes, P)`` float64; resets and action draws from the evaluation
+    streams of ``seed``."""
+    envs = PlayerVectorEnv(env_id, 1, env_kwargs, max_steps)
     try:
         spec = envs.spec_
         play = ColumnsActor(actor, slice(0, spec.local_dim + len(spec.players)))
