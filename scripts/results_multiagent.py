@@ -250,9 +250,10 @@ def parameter_rows(scores: dict[str, float]) -> list[str]:
     critic, QT or classical as the preset says) against the classical networks of
     that layout, and the layout's scores, QT and classical (per-agent and
     shared-bits are the same classical networks)."""
-    rows = [("| policy layout | actor trainable (QT) | actor's classical weights | critic "
-             "trainable, QT run | critic trainable, classical run | total trainable, QT run | "
-             "total trainable, classical run | QT return, seed 0 | classical return, seed 0 |"),
+    rows = [("| policy layout | actor trainable, QT run | actor trainable, classical run | "
+             "critic trainable, QT run | critic trainable, classical run | total trainable, QT "
+             "run | total trainable, classical run | QT return, seed 0 | classical return, "
+             "seed 0 |"),
             "|---|---|---|---|---|---|---|---|---|"]
     for policy in POLICY_LAYOUTS:
         label, classical = qt_label(policy), classical_label(policy)

@@ -100,8 +100,24 @@ def test_files_that_do_not_make_a_team_are_one_clear_line(runs, capsys) -> None:
              ([a0, a0], "agent_0 already played by"),
              ([a0, a1, "--env", "CartPole-v1"], "--env CartPole-v1: not for a multi-agent"),
              ([a0, str(per)], "not a policy file"),
-             ([str(shared / "team.onnx"), a0], "plays every player of " + SPREAD)]
+             ([str(shared / "team.onnx"), a0], "plays every player of " + SPREAD),
+             ([a0, a1, str(shared / "team.onnx")], "plays every player of " + SPREAD)]
     for argv, expected in cases:
         capsys.readouterr()
         assert main(["eval", *argv]) == 2, argv
         assert expected in _one_error_line(capsys), argv
+
+
+def test_a_file_from_before_players_were_recorded_asks_for_a_new_export(runs, tmp_path,
+                                                                         capsys) -> None:
+    import torch
+
+    out = tmp_path / "old.pt"
+    assert main(["export", str(runs["shared"]), "-o", str(out)]) == 0
+    payload = torch.load(out, weights_only=True)
+    for key in ("players", "player", "env_kwarg"):   # what older files did not record
+        payload["meta"].pop(key)
+    torch.save(payload, out)
+    capsys.readouterr()
+    assert main(["eval", str(out)]) == 2
+    assert "exported by an older qtrl" in _one_error_line(capsys)

@@ -51,6 +51,7 @@ __all__ = [
     "SUFFIXES",
     "ExportedPolicy",
     "PolicyMeta",
+    "check_players_recorded",
     "evaluate_exported",
     "export_policy",
     "format_for_path",
@@ -485,11 +486,24 @@ def _load_onnx(path: Path, threads: int | None) -> ExportedPolicy:
 # Evaluation
 # ------------------------------------------------------------------------------------
 
-def evaluate_exported(path: Path | str, env_id: str | None = None, episodes: int = 100,
-                      greedy: bool = False, seed: int = 0,
+def check_players_recorded(policy: ExportedPolicy) -> None:
+    """Refuse (``UserError``) a multi-agent task's file written before exported
+    files recorded their task's players: it does not say whom it plays."""
+    from .config import is_multiagent
+
+    if not policy.meta.players and is_multiagent(policy.meta.env_id):
+        raise UserError(f"{policy.path}: a policy of the multi-agent task "
+                        f"{policy.meta.env_id} exported by an older qtrl, which did not "
+                        f"record its players; export the run again (qtrl export RUN_DIR)")
+
+
+def evaluate_exported(path: Path | str | ExportedPolicy, env_id: str | None = None,
+                      episodes: int = 100, greedy: bool = False, seed: int = 0,
                       max_steps: int | None = None) -> tuple[np.ndarray, PolicyMeta]:
-    """Play ``episodes`` episodes with an exported policy file; no torch model of
-    the run and no quantum part involved (ONNX files run on ONNX Runtime).
+    """Play ``episodes`` episodes with an exported policy file (a path, or a file
+    :func:`load_exported` opened); no torch model of the run and no quantum part
+    involved (ONNX files run on ONNX Runtime). A multi-agent task's files play
+    as a team: :func:`qtrl.exported_team.evaluate_team`.
 
     ``env_id`` and ``max_steps`` default to those stored in the file. The
     episodes, seeds and action draws are those of :func:`qtrl.train.evaluate`
@@ -503,20 +517,21 @@ def evaluate_exported(path: Path | str, env_id: str | None = None, episodes: int
 
     if episodes < 1:
         raise UserError(f"--episodes {episodes}: must be a positive integer")
-    policy = load_exported(path, threads=1)
+    policy = path if isinstance(path, ExportedPolicy) else load_exported(path, threads=1)
     meta = policy.meta
+    check_players_recorded(policy)
     if meta.players:
-        raise UserError(f"{path}: a policy of the multi-agent task {meta.env_id}; play it with "
-                        f"its team's files (qtrl eval FILE [FILE ...], "
+        raise UserError(f"{policy.path}: a policy of the multi-agent task {meta.env_id}; play "
+                        f"it with its team's files (qtrl eval FILE [FILE ...], "
                         f"qtrl.exported_team.evaluate_team)")
     env_id = env_id or meta.env_id
     max_steps = max_steps if max_steps is not None else meta.max_steps
     obs_dim, actions = env_dims(env_id)
     if obs_dim != meta.obs_dim or meta.n_actions > actions:
-        raise UserError(f"{path}: a {meta.architecture} policy ({meta.obs_dim} observations, "
+        raise UserError(f"{policy.path}: a {meta.architecture} policy ({meta.obs_dim} observations, "
                         f"{meta.n_actions} actions) does not fit {env_id} ({obs_dim} "
                         f"observations, {actions} actions)")
     returns = evaluation_returns(env_id, max_steps, policy, episodes, seed, greedy)
-    log.info("evaluated %s on %s: %d episodes, mean return %.2f", path, env_id, episodes,
+    log.info("evaluated %s on %s: %d episodes, mean return %.2f", policy.path, env_id, episodes,
              float(returns.mean()))
     return returns, meta

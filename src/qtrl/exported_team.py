@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
-from .export import ExportedPolicy, PolicyMeta, load_exported
+from .export import ExportedPolicy, PolicyMeta, check_players_recorded, load_exported
 from .rl.multiagent import evaluate_players
 
 __all__ = ["ExportedTeam", "evaluate_team", "team_of"]
@@ -52,19 +52,25 @@ def team_of(policies: Sequence[ExportedPolicy]) -> ExportedPolicy | ExportedTeam
     """The actor of a multi-agent task's exported files: the one shared file, or
     the files of every player (any order). A file of another task, a missing or
     repeated player, or a single-agent file is a :class:`UserError`."""
+    if not policies:
+        raise UserError("no policy file given")
     first = policies[0].meta
     for policy in policies:
         meta = policy.meta
+        check_players_recorded(policy)
         if not meta.players:
             raise UserError(f"{policy.path}: a single-agent policy ({meta.env_id}); give it "
                             f"alone")
         if _task(meta) != _task(first):
             raise UserError(f"{policy.path}: a policy of {_shown(meta)}, not of "
                             f"{_shown(first)} as {policies[0].path} is")
+        if meta.player is None and len(policies) > 1:
+            raise UserError(f"{policy.path}: plays every player of {meta.env_id}; give it "
+                            f"alone")
+        if meta.player is not None and meta.player not in meta.players:
+            raise UserError(f"{policy.path}: plays {meta.player}, not one of the task's "
+                            f"players ({', '.join(meta.players)})")
     if first.player is None:
-        if len(policies) > 1:
-            raise UserError(f"{policies[0].path}: plays every player of {first.env_id}; give "
-                            f"it alone")
         return policies[0]
     by_player: dict[str, ExportedPolicy] = {}
     for policy in policies:
@@ -79,22 +85,25 @@ def team_of(policies: Sequence[ExportedPolicy]) -> ExportedPolicy | ExportedTeam
     return ExportedTeam([by_player[p] for p in first.players])
 
 
-def evaluate_team(paths: Sequence[Path | str], episodes: int = 100, greedy: bool = False,
-                  seed: int = 0) -> tuple[np.ndarray, PolicyMeta]:
+def evaluate_team(files: Sequence[Path | str | ExportedPolicy], episodes: int = 100,
+                  greedy: bool = False, seed: int = 0) -> tuple[np.ndarray, PolicyMeta]:
     """Play ``episodes`` episodes of a multi-agent task with its exported files
-    (:func:`team_of`), on the task the files name, with the episodes, seeds and
-    action draws of ``qtrl eval RUN_DIR`` for the same ``seed``.
+    (paths, or files :func:`~qtrl.export.load_exported` opened; :func:`team_of`),
+    on the task the files name, with the episodes, seeds and action draws of
+    ``qtrl eval RUN_DIR`` for the same ``seed``.
 
     Returns each player's undiscounted return per episode, ``(episodes, P)``
-    float64 in the files' player order, and the first file's metadata.
+    float64 in the task's player order, and the metadata of the file that plays
+    the first player.
     """
     if episodes < 1:
         raise UserError(f"--episodes {episodes}: must be a positive integer")
-    team = team_of([load_exported(path, threads=1) for path in paths])
+    team = team_of([f if isinstance(f, ExportedPolicy) else load_exported(f, threads=1)
+                    for f in files])
     meta = (team.policies[0] if isinstance(team, ExportedTeam) else team).meta
     returns = evaluate_players(team, meta.env_id, meta.env_kwarg, meta.max_steps, episodes,
                                seed, greedy)
-    log.info("evaluated %d file(s) on %s: %d episodes, mean team return %.2f", len(paths),
+    log.info("evaluated %d file(s) on %s: %d episodes, mean team return %.2f", len(files),
              meta.env_id, episodes, float(returns.sum(1).mean()))
     return returns, meta
 

@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "export (.onnx runs on ONNX Runtime, .pt2, .pt): a multi-agent run's "
                         "shared file, or every player's file")
     p.add_argument("--env", metavar="ENV_ID",
-                   help="environment for a policy file (default: the one stored in it)")
+                   help="environment for a single-agent policy file (default: the one "
+                        "stored in it)")
     p.add_argument("--episodes", type=int, default=100, help="episodes to play (default: 100)")
     p.add_argument("--greedy", action="store_true",
                    help="take the most probable action instead of sampling")
@@ -43,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
     if len(args.paths) > 1 or is_policy_file(args.paths[0]):
         for path in args.paths:
             if not is_policy_file(path):
-                raise UserError(f"{path}: not a policy file (.onnx, .pt2, .pt); evaluate a run "
-                                f"directory alone")
+                raise UserError(f"{path}: not a policy file (.onnx, .pt2, .pt, .pth); evaluate "
+                                f"a run directory alone")
         return run_eval_file(args)
     if args.env is not None:
         raise UserError(f"--env {args.env}: only for an exported policy file; a run is "

@@ -131,22 +131,22 @@ def run_eval_file(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     how = "greedy" if args.greedy else "sampled"
     env = getattr(args, "env", None)
-    if len(args.paths) > 1 or load_exported(args.paths[0]).meta.players:
+    files = [load_exported(path, threads=1) for path in args.paths]
+    if len(files) > 1 or files[0].meta.players:
         if env is not None:
             raise UserError(f"--env {env}: not for a multi-agent task's files (they name "
                             f"their task)")
         from ..exported_team import evaluate_team
 
-        per_player, meta = evaluate_team(args.paths, args.episodes, greedy=args.greedy,
+        per_player, meta = evaluate_team(files, args.episodes, greedy=args.greedy,
                                          seed=args.seed)
         names = ", ".join(Path(p).name for p in args.paths)
         print_players(f"{meta.env_id} ({names}, {how} actions)", per_player, meta.players)
         return 0
-    path = args.paths[0]
-    returns, meta = evaluate_exported(path, env, args.episodes, greedy=args.greedy,
+    returns, meta = evaluate_exported(files[0], env, args.episodes, greedy=args.greedy,
                                       seed=args.seed)
     std = returns.std(ddof=1) if len(returns) > 1 else 0.0
-    print(f"{env or meta.env_id} ({Path(path).name}, {meta.architecture}, {how} actions): "
+    print(f"{env or meta.env_id} ({Path(args.paths[0]).name}, {meta.architecture}, {how} actions): "
           f"return {returns.mean():.2f} ± {std:.2f} over {len(returns)} episodes "
           f"(min {returns.min():.2f}, max {returns.max():.2f})")
     return 0

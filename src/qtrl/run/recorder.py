@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,6 +25,8 @@ from .timing import UpdateSplit
 
 __all__ = ["PLAYERS_CSV", "WINDOW", "Recorder", "Timings", "first_solved", "moving_average",
            "plot_learning_curve"]
+
+log = logging.getLogger(__name__)
 
 WINDOW = 100  # episodes in the moving average
 
@@ -85,6 +88,10 @@ class Recorder:
             fresh = not path.exists() or resumed is None
             if not fresh:   # the rows up to the checkpoint (restore_run cut the rest)
                 self.player_returns = _player_rows(path, len(self.players))
+            if resumed is not None and len(self.player_returns) != len(resumed.returns):
+                log.warning("%s has %d rows for the checkpoint's %d episodes: its per-player "
+                            "averages and curve do not line up with the team's", path,
+                            len(self.player_returns), len(resumed.returns))
             self._players_csv = open(path, "w" if fresh else "a", newline="")  # noqa: SIM115
             if fresh:
                 self._players_csv.write(",".join(("update", "episode", "team_return",
