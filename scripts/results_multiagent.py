@@ -219,7 +219,7 @@ def capacity_probe(teacher: Path, layouts: tuple[str, ...], seed: int = 0
                 played = student.materialize()
                 score = evaluate_players(make_actor(played, dict(played.named_parameters())),
                                          *world, PROBE_EPISODES, seed=seed + 2).mean()
-                fitted[layout].append((step, float(kl), float(score)))
+                fitted[layout].append((step, kl.item(), float(score)))
             optimizer.zero_grad()
             kl.backward()
             optimizer.step()
