@@ -51,7 +51,6 @@ __all__ = [
     "SUFFIXES",
     "ExportedPolicy",
     "PolicyMeta",
-    "check_players_recorded",
     "evaluate_exported",
     "export_policy",
     "format_for_path",
@@ -93,9 +92,9 @@ class PolicyMeta:
     qtrl_version: str = __version__  # qtrl that wrote the file
     activation: str = "relu"         # between the layers: relu or tanh
     continuous: bool = False         # outputs a continuous action's mean, not logits
-    # A multi-agent task's network (its input: [local observation | player one-hot]):
     env_kwarg: tuple[str, ...] = ()  # the task's KEY=VALUE arguments, as trained
-    players: tuple[str, ...] = ()    # the task's players, in one-hot order (empty: one agent)
+    players: tuple[str, ...] = ()    # a multi-agent task's players, in one-hot order (the
+                                     # input: [local observation | player one-hot])
     player: str | None = None        # the player this network plays (None: every player)
 
     @classmethod
@@ -109,9 +108,7 @@ class PolicyMeta:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (``hidden`` as a list)."""
         data = asdict(self)
-        for name in ("hidden", "env_kwarg", "players"):
-            data[name] = list(data[name])
-        return data
+        return data | {k: list(data[k]) for k in ("hidden", "env_kwarg", "players")}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PolicyMeta:
@@ -119,8 +116,7 @@ class PolicyMeta:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["hidden"] = tuple(int(h) for h in values.get("hidden", ()))
-        for name in ("env_kwarg", "players"):
-            values[name] = tuple(str(v) for v in values.get(name, ()))
+        values |= {k: tuple(map(str, values.get(k, ()))) for k in ("env_kwarg", "players")}
         return cls(**values)
 
     def to_strings(self) -> dict[str, str]:
@@ -486,24 +482,12 @@ def _load_onnx(path: Path, threads: int | None) -> ExportedPolicy:
 # Evaluation
 # ------------------------------------------------------------------------------------
 
-def check_players_recorded(policy: ExportedPolicy) -> None:
-    """Refuse (``UserError``) a multi-agent task's file written before exported
-    files recorded their task's players: it does not say whom it plays."""
-    from .config import is_multiagent
-
-    if not policy.meta.players and is_multiagent(policy.meta.env_id):
-        raise UserError(f"{policy.path}: a policy of the multi-agent task "
-                        f"{policy.meta.env_id} exported by an older qtrl, which did not "
-                        f"record its players; export the run again (qtrl export RUN_DIR)")
-
-
 def evaluate_exported(path: Path | str | ExportedPolicy, env_id: str | None = None,
                       episodes: int = 100, greedy: bool = False, seed: int = 0,
                       max_steps: int | None = None) -> tuple[np.ndarray, PolicyMeta]:
-    """Play ``episodes`` episodes with an exported policy file (a path, or a file
-    :func:`load_exported` opened); no torch model of the run and no quantum part
-    involved (ONNX files run on ONNX Runtime). A multi-agent task's files play
-    as a team: :func:`qtrl.exported_team.evaluate_team`.
+    """Play ``episodes`` episodes with an exported policy file (or one opened);
+    no torch model of the run and no quantum part involved (ONNX files run on
+    ONNX Runtime). A multi-agent task's: :func:`qtrl.exported_team.evaluate_team`.
 
     ``env_id`` and ``max_steps`` default to those stored in the file. The
     episodes, seeds and action draws are those of :func:`qtrl.train.evaluate`
@@ -512,6 +496,7 @@ def evaluate_exported(path: Path | str | ExportedPolicy, env_id: str | None = No
     Returns the undiscounted return of each episode, ``(episodes,)`` float64,
     and the file's metadata.
     """
+    from .config import is_multiagent
     from .rl.env import env_dims
     from .rl.rollout import evaluation_returns
 
@@ -519,11 +504,9 @@ def evaluate_exported(path: Path | str | ExportedPolicy, env_id: str | None = No
         raise UserError(f"--episodes {episodes}: must be a positive integer")
     policy = path if isinstance(path, ExportedPolicy) else load_exported(path, threads=1)
     meta = policy.meta
-    check_players_recorded(policy)
-    if meta.players:
+    if meta.players or is_multiagent(meta.env_id):
         raise UserError(f"{policy.path}: a policy of the multi-agent task {meta.env_id}; play "
-                        f"it with its team's files (qtrl eval FILE [FILE ...], "
-                        f"qtrl.exported_team.evaluate_team)")
+                        f"it with its team's files (qtrl eval FILE [FILE ...])")
     env_id = env_id or meta.env_id
     max_steps = max_steps if max_steps is not None else meta.max_steps
     obs_dim, actions = env_dims(env_id)

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
-from .export import ExportedPolicy, PolicyMeta, check_players_recorded, load_exported
-from .rl.multiagent import evaluate_players
+from .export import ExportedPolicy, PolicyMeta, load_exported
+from .rl.multiagent import evaluate_players, is_multiagent
 
 __all__ = ["ExportedTeam", "evaluate_team", "team_of"]
 
@@ -57,7 +57,7 @@ def team_of(policies: Sequence[ExportedPolicy]) -> ExportedPolicy | ExportedTeam
     first = policies[0].meta
     for policy in policies:
         meta = policy.meta
-        check_players_recorded(policy)
+        _check_players_recorded(policy)
         if not meta.players:
             raise UserError(f"{policy.path}: a single-agent policy ({meta.env_id}); give it "
                             f"alone")
@@ -106,6 +106,15 @@ def evaluate_team(files: Sequence[Path | str | ExportedPolicy], episodes: int = 
     log.info("evaluated %d file(s) on %s: %d episodes, mean team return %.2f", len(files),
              meta.env_id, episodes, float(returns.sum(1).mean()))
     return returns, meta
+
+
+def _check_players_recorded(policy: ExportedPolicy) -> None:
+    """Refuse a multi-agent task's file written before exported files recorded
+    their task's players: it does not say whom it plays."""
+    if not policy.meta.players and is_multiagent(policy.meta.env_id):
+        raise UserError(f"{policy.path}: a policy of the multi-agent task "
+                        f"{policy.meta.env_id} exported by an older qtrl, which did not "
+                        f"record its players; export the run again (qtrl export RUN_DIR)")
 
 
 def _task(meta: PolicyMeta) -> tuple:
