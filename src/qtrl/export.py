@@ -106,7 +106,7 @@ class PolicyMeta:
                    activation=policy_activation(policy), continuous=continuous)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (``hidden`` as a list)."""
+        """JSON-ready dict (its tuples as lists)."""
         data = asdict(self)
         return data | {k: list(data[k]) for k in ("hidden", "env_kwarg", "players")}
 
