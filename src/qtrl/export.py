@@ -504,7 +504,7 @@ def evaluate_exported(path: Path | str | ExportedPolicy, env_id: str | None = No
         raise UserError(f"--episodes {episodes}: must be a positive integer")
     policy = path if isinstance(path, ExportedPolicy) else load_exported(path, threads=1)
     meta = policy.meta
-    if meta.players or is_multiagent(meta.env_id):
+    if is_multiagent(meta.env_id):
         raise UserError(f"{policy.path}: a policy of the multi-agent task {meta.env_id}; play "
                         f"it with its team's files (qtrl eval FILE [FILE ...])")
     env_id = env_id or meta.env_id

@@ -133,7 +133,7 @@ def run_eval_file(args: argparse.Namespace) -> int:
     how = "greedy" if args.greedy else "sampled"
     env = getattr(args, "env", None)
     files = [load_exported(path, threads=1) for path in args.paths]
-    if len(files) > 1 or files[0].meta.players or is_multiagent(files[0].meta.env_id):
+    if len(files) > 1 or is_multiagent(files[0].meta.env_id):   # a team's file(s)
         if env is not None:
             raise UserError(f"--env {env}: not for a multi-agent task's files (they name "
                             f"their task)")
