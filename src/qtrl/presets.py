@@ -103,7 +103,7 @@ PRESETS: dict[str, Preset] = {
                      episodes=1_000_000_000,
                      settings={"algo": "ppo", "activation": "relu", "policy": "per-agent",
                                "env_kwarg": ("N=3", "max_cycles=25"),
-                               "total_steps": 1_000_000, "anneal_lr": True,
+                               "total_steps": 1_500_000, "anneal_lr": True,
                                "qt_init_std": 0.1, "num_envs": 64, "num_steps": 25,
                                "update_epochs": 10, "num_minibatches": 4,
                                "max_grad_norm": 10.0}),
