@@ -359,7 +359,8 @@ def main() -> int:
          f"the mean per-player episode return over the last 100 episodes of training "
          f"(sampled actions); entropy: the policy's mean entropy in the last update "
          f"(uniform over 5 actions: {np.log(5):.3f}); wall: each run's own clock, "
-         f"{args.jobs} runs at a time on this machine. Random play: uniform actions, "
+         f"{args.jobs} runs at a time on this machine, more where other work shared its "
+         f"cores (a guide, not a benchmark). Random play: uniform actions, "
          f"{RANDOM_EPISODES} episodes."), "",
         ("| seed | QT MAPPO | classical MAPPO | QT vs random | QT within 5% of classical | "
          "QT entropy | classical entropy | QT wall s | classical wall s |"),
