@@ -75,8 +75,8 @@ for _layout in POLICY_LAYOUTS:
                         (["--classical", "--policy", classical_nets(_layout)], SEEDS[:1]))
 RANDOM_EPISODES = 300
 # Each run's final policy is scored over this many episodes (sampled actions, the
-# evaluation seed 0): a 100-episode training average moves by about half a point
-# between neighbouring windows, as much as the 5% the goal allows.
+# evaluation seed 0): successive 100-episode training averages of one run differ by
+# 0.3 to 0.5 points (standard deviation), near the 5% (about 0.6) the goal allows.
 EVAL_EPISODES = 1000
 # The capacity probe (capacity_probe): its KL steps, the steps at which the fitted
 # generator's play is scored, its learning rate and minibatch rows, and the episodes
