@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import is_multiagent
 from .errors import UserError
 from .export import ExportedPolicy, PolicyMeta, load_exported
-from .rl.multiagent import evaluate_players, is_multiagent
+from .rl.multiagent import evaluate_players
 
 __all__ = ["ExportedTeam", "evaluate_team", "team_of"]
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch.distributed as dist
 from torch import nn
 
-from .config import QUANTUM_FIELDS, TrainConfig
+from .config import QUANTUM_FIELDS, TrainConfig, is_multiagent
 from .distributed import AgentContext, init_torchrun, launch_local, shutdown
 from .errors import RunWriteError, UserError
 from .generator import QuantumTrain
@@ -35,7 +35,7 @@ from .loops.asynchronous import train_async
 from .loops.common import check_config
 from .loops.sync import train_sync
 from .presets import build_policy
-from .rl.multiagent import evaluate_players, is_multiagent, task_spec, task_views
+from .rl.multiagent import evaluate_players, task_spec, task_views
 from .rl.policy import ClassicalPolicy, build_model, make_actor
 from .rl.rollout import evaluation_returns
 from .run.callbacks import Callback, CallbackList, LogProgress
