@@ -106,7 +106,7 @@ PRESETS: dict[str, Preset] = {
                                "total_steps": 1_500_000, "anneal_lr": True,
                                "qt_init_std": 0.1, "num_envs": 64, "num_steps": 25,
                                "update_epochs": 10, "num_minibatches": 4,
-                               "max_grad_norm": 10.0}),
+                               "max_grad_norm": 10.0, "norm_value": True}),
     "cartpole-paper": _PAPER_CARTPOLE,
     "minigrid-paper": _PAPER_MINIGRID,
 }
