@@ -76,8 +76,8 @@ for _layout in POLICY_LAYOUTS:
     TRAINERS.setdefault(qt_label(_layout), (["--policy", _layout], SEEDS[:1]))
     TRAINERS.setdefault(classical_label(_layout),
                         ([*CLASSICAL, "--policy", classical_nets(_layout)], SEEDS[:1]))
-# What value normalisation does, on the first seed: trainer -> (its run with
-# --norm-value, its run without).
+# What value normalisation does, over SEEDS: trainer -> (its run with --norm-value,
+# its run without).
 VALUE_NORM = {"QT MAPPO": ("QT MAPPO", "QT MAPPO no-norm-value"),
               "classical MAPPO": ("classical MAPPO norm-value", "classical MAPPO")}
 TRAINERS["QT MAPPO no-norm-value"] = (["--no-norm-value"], SEEDS)
@@ -418,8 +418,8 @@ def main() -> int:
          f"Measured {machine_line()}."), "",
         (f"Task: PettingZoo/mpe2 `simple_spread_v3`, N=3 players, max_cycles=25, discrete "
          f"actions. Each run: `qtrl train {' '.join(flags('QT MAPPO', 0, budget))}` "
-         f"(seed varied; `{' '.join(CLASSICAL)}` added for the baseline, whose classical "
-         f"critic learns worse with value normalisation; the preset: "
+         f"(seed varied; `{' '.join(CLASSICAL)}` added for the baseline: the section on "
+         f"value normalisation below says why; the preset: "
          f"{recipe_text()}): MAPPO with a {CRITIC} centralised critic "
          f"(the one-hot and all three observations), {LAYOUT_WORDS[LAYOUT]} (each reads "
          f"the player's local observation and one-hot), {budget} env steps, {len(seeds)} "
