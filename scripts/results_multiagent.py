@@ -346,13 +346,11 @@ def value_norm_lines(score: dict[tuple[str, int], float], seeds: tuple[int, ...]
              ("| seed | " + " | ".join(f"{label}, {way}" for label in VALUE_NORM
                                        for way in ("with", "without")) + " |"),
              "|---|" + "---|" * 2 * len(VALUE_NORM)]
-    for seed in seeds:
-        lines.append(f"| {seed} | " + " | ".join(
-            f"{score[(run, seed)]:.2f}" for runs in VALUE_NORM.values() for run in runs) + " |")
-    mean = {run: np.mean([score[(run, seed)] for seed in seeds])
-            for runs in VALUE_NORM.values() for run in runs}
-    lines.append("| mean | " + " | ".join(f"{mean[run]:.2f}" for runs in VALUE_NORM.values()
-                                          for run in runs) + " |")
+    columns = [run for runs in VALUE_NORM.values() for run in runs]
+    rows = {str(seed): [score[(run, seed)] for run in columns] for seed in seeds}
+    rows["mean"] = list(np.mean(list(rows.values()), axis=0))
+    lines += [f"| {name} | " + " | ".join(f"{v:.2f}" for v in values) + " |"
+              for name, values in rows.items()]
     qt, classical = VALUE_NORM["QT MAPPO"][0], VALUE_NORM["classical MAPPO"][0]
     met = sum(goal_met(score[(qt, seed)], score[(classical, seed)], random) for seed in seeds)
     lines += ["", (f"Against classical MAPPO with `--norm-value` (the preset exactly, "
