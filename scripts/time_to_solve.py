@@ -40,18 +40,42 @@ from qtrl.presets import PRESETS
 
 ROOT = Path(__file__).resolve().parent.parent
 WINDOW, TARGET = 100, 475.0
-# Per algorithm: the qtrl train flags and how the budget of U updates for N agents is given.
+# Per algorithm: the qtrl train flags. "ppo": each agent plays the preset's whole
+# roll-out (N agents, N times the samples per update: weak scaling). "ppo-split":
+# the preset's roll-out split over the agents, each playing num_steps / N steps in
+# its envs, so every N learns from the same number of samples per update (strong
+# scaling); one agent of it is the preset itself.
 RECIPES = {
     "reinforce": ["--preset", "cartpole-paper", "--mapping-activation", "relu", "--lr", "3e-3",
                   "--qt-init-std", "0.1", "--anneal-lr"],
     "ppo": ["--preset", "cartpole"],
+    "ppo-split": ["--preset", "cartpole"],
 }
-PPO_STEPS_PER_AGENT = (PRESETS["cartpole"].settings["num_envs"]
-                       * PRESETS["cartpole"].settings["num_steps"])   # one roll-out
-GOALS = {("ppo", 4): 0.5, ("ppo", 8): 0.35}   # critical path vs N = 1 (issue 18)
+PPO_ENVS = PRESETS["cartpole"].settings["num_envs"]
+PPO_STEPS = PRESETS["cartpole"].settings["num_steps"]
+GOALS = {("ppo", 4): 0.5, ("ppo", 8): 0.35,   # critical path vs N = 1 (issue 18)
+         ("ppo-split", 4): 0.5, ("ppo-split", 8): 0.35}
+
+
+def steps_per_agent(algo: str, n: int) -> int:
+    """Env steps one agent plays per update (PPO): its envs times its roll-out's length."""
+    if algo == "ppo-split":
+        if PPO_STEPS % n:
+            raise SystemExit(f"ppo-split: N={n} does not divide the preset's {PPO_STEPS} steps")
+        return PPO_ENVS * (PPO_STEPS // n)
+    return PPO_ENVS * PPO_STEPS
+
+
+def recipe(algo: str, n: int) -> list[str]:
+    """The qtrl train flags of ``algo`` with ``n`` agents."""
+    if algo == "ppo-split" and n > 1:
+        return [*RECIPES[algo], "--num-steps", str(PPO_STEPS // n)]
+    return RECIPES[algo]
 
 
 def run_dir(algo: str, n: int, seed: int, updates: int) -> Path:
+    if algo == "ppo-split" and n == 1:
+        algo = "ppo"   # the same run
     return ROOT / "runs" / "time-to-solve" / f"{algo}-u{updates}-agents{n}-seed{seed}"
 
 
@@ -72,8 +96,8 @@ def train(algo: str, n: int, seed: int, updates: int) -> Path:
     if finished(out):
         return out
     budget = (["--episodes", str(n * updates)] if algo == "reinforce"
-              else ["--total-steps", str(n * updates * PPO_STEPS_PER_AGENT)])
-    cmd = [sys.executable, "-m", "qtrl", "train", *RECIPES[algo], "--seed", str(seed),
+              else ["--total-steps", str(n * updates * steps_per_agent(algo, n))])
+    cmd = [sys.executable, "-m", "qtrl", "train", *recipe(algo, n), "--seed", str(seed),
            "--agents", str(n), *budget, "--checkpoint-every", "1000", "--no-tensorboard",
            "--out", str(out)]
     with open(out.with_suffix(".log"), "w") as log:
@@ -90,7 +114,8 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 def solve_stats(out: Path) -> dict[str, float | None]:
     """Updates, env steps, wall-clock and critical-path seconds until the target
-    (None each when not reached), the update whose own episodes first average the
+    (None each when not reached), the critical path's compute alone
+    (``compute_path``: a lower bound of the time with a core per agent), the update whose own episodes first average the
     target (``learned``: the rest is the 100-episode window catching up), and the
     final 100-episode average."""
     episodes = _rows(out / "metrics.csv")
@@ -100,7 +125,8 @@ def solve_stats(out: Path) -> dict[str, float | None]:
     stats: dict[str, float | None] = {"final": float(returns[-WINDOW:].mean()),
                                       "updates": None, "steps": None, "wall": None,
                                       "critical": None, "learned": None, "compute": None,
-                                      "allreduce": None,
+                                      "allreduce": None, "compute_path": None,
+                                      "rollout": None, "learn": None,
                                       "total_wall": summary["wall_time_s"],
                                       "total_critical": summary.get("critical_path_s")}
     if len(returns) < WINDOW:
@@ -126,6 +152,9 @@ def solve_stats(out: Path) -> dict[str, float | None]:
                  critical=float(progress[update]["time/critical_path_total_s"]),
                  learned=learned, learned_episodes=len(by_update.get(learned, ())),
                  compute=float(np.mean([float(r["time/compute_max_s"]) for r in upto])),
+                 compute_path=float(sum(float(r["time/compute_max_s"]) for r in upto)),
+                 rollout=float(np.mean([float(r["time/rollout_s"]) for r in upto])),
+                 learn=float(np.mean([float(r["time/learn_s"]) for r in upto])),
                  allreduce=float(np.mean([float(r["time/communicate_cpu_s"]) for r in upto])))
     return stats
 
@@ -192,6 +221,18 @@ def reading(stats: dict[tuple[str, int], list[dict]]) -> list[str]:
                  "only a run on such a machine can say.")]
 
 
+def _ratio(got: list[dict], base: list[dict], key: str, n: int) -> str:
+    """mean(got's ``key``) / mean(base's), with its 95% interval when both have seeds."""
+    if n == 1 or not got or not base:
+        return "—"
+    a, b = [s[key] for s in got], [s[key] for s in base]
+    text = f"{np.mean(a) / np.mean(b):.2f}"
+    if len(a) > 1 and len(b) > 1:
+        lo, hi = ratio_interval(a, b)
+        text += f" [{lo:.2f}, {hi:.2f}]"
+    return text
+
+
 def _split(got: list[dict]) -> str:
     """Mean per-update compute + all-reduce CPU milliseconds over ``got``'s seeds."""
     if not got:
@@ -207,7 +248,8 @@ def plot(stats: dict[tuple[str, int], list[dict]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=110)
-    for algo, color in (("reinforce", "tab:blue"), ("ppo", "tab:orange")):
+    for algo, color in (("reinforce", "tab:blue"), ("ppo", "tab:orange"),
+                        ("ppo-split", "tab:green")):
         ns = sorted(n for a, n in stats if a == algo)
         points = [(n, [s["critical"] for s in stats[algo, n] if s["critical"] is not None],
                    [s["wall"] for s in stats[algo, n] if s["wall"] is not None]) for n in ns]
@@ -252,7 +294,13 @@ def section(algos: list[str], agents: dict[str, list[int]], seeds: list[int],
               f"average ≥ {TARGET:g}. Mean [95% bootstrap interval] over the seeds that reached "
               "it. **Critical path**: per update the slowest agent's compute (CPU seconds) plus "
               "the all-reduce's transfer (CPU seconds too), summed: the run's time with a core "
-              "per agent, the wire's latency left out. "
+              "per agent, the wire's latency left out. **Compute alone**: the same without the "
+              "all-reduce, a lower bound of that time; where N agents share fewer cores the "
+              "all-reduce's CPU time is inflated by peers waiting to be scheduled, so the truth "
+              "lies between the two ratios. **ppo** gives each agent the preset's whole roll-out "
+              f"({PPO_ENVS} envs x {PPO_STEPS} steps: N times the samples per update); "
+              f"**ppo-split** splits that roll-out over the agents ({PPO_STEPS}/N steps each, "
+              "the same samples per update at every N; its N=1 row is ppo's). "
               f"**Wall clock**: measured on this machine ({_cores()} cores shared by all N agents "
               "and other work). Neither counts process start-up."), "",
              ("**Learning**: the update whose own episodes first average the target; the "
@@ -262,28 +310,23 @@ def section(algos: list[str], agents: dict[str, list[int]], seeds: list[int],
               "compute and the all-reduce's CPU time (means over updates and seeds)."), "",
              ("| algo | N | reached | updates | of which learning | env steps | critical path "
               "(s) | per update (ms) | compute + all-reduce (ms) | wall clock (s) | final "
-              "100-ep avg | critical path vs N=1 |"),
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "100-ep avg | critical path vs N=1 | compute alone vs N=1 |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (algo, n), runs in stats.items():
         got = [s for s in runs if s["updates"] is not None]
-        crit = [s["critical"] for s in got]
-        base = [s["critical"] for s in stats.get((algo, 1), []) if s["critical"] is not None]
-        ratio = "—"
-        if n > 1 and crit and base:
-            ratio = f"{np.mean(crit) / np.mean(base):.2f}"
-            if len(crit) > 1 and len(base) > 1:
-                lo, hi = ratio_interval(crit, base)
-                ratio += f" [{lo:.2f}, {hi:.2f}]"
-            if (algo, n) in GOALS:
-                ratio += f" (goal ≤ {GOALS[algo, n]})"
+        base = [s for s in stats.get((algo, 1), []) if s["updates"] is not None]
+        goal = f" (goal ≤ {GOALS[algo, n]})" if (algo, n) in GOALS else ""
+        ratio = _ratio(got, base, "critical", n) + goal
+        alone = _ratio(got, base, "compute_path", n) + goal
         lines.append(f"| {algo} | {n} | {len(got)} of {len(runs)} | "
                      f"{_cell([s['updates'] for s in got], 0)} | "
                      f"{_cell([s['learned'] for s in got], 0)} | "
-                     f"{_cell([s['steps'] for s in got], 0)} | {_cell(crit, 1)} | "
+                     f"{_cell([s['steps'] for s in got], 0)} | "
+                     f"{_cell([s['critical'] for s in got], 1)} | "
                      f"{_cell([1e3 * s['critical'] / s['updates'] for s in got], 1)} | "
                      f"{_split(got)} | "
                      f"{_cell([s['wall'] for s in got], 1)} | "
-                     f"{_cell([s['final'] for s in runs], 1)} | {ratio} |")
+                     f"{_cell([s['final'] for s in runs], 1)} | {ratio} | {alone} |")
     lines += reading(stats)
     docs.mkdir(parents=True, exist_ok=True)
     plot(stats, docs / "time_to_solve.png")
@@ -310,19 +353,22 @@ def main() -> int:
     p.add_argument("--agents", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     p.add_argument("--reinforce-agents", type=int, nargs="+",
                    help="REINFORCE's Ns when they differ from --agents")
-    p.add_argument("--algos", nargs="+", default=["reinforce", "ppo"], choices=list(RECIPES))
+    p.add_argument("--algos", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     p.add_argument("--seeds", type=seed_list, default=seed_list("0-9"),
                    help="e.g. 0-9 (the issue asks for at least 10) or 0,1,2")
     p.add_argument("--reinforce-updates", type=int, default=800)
-    p.add_argument("--ppo-updates", type=int, default=200)
+    p.add_argument("--ppo-updates", type=int, default=200, help="PPO's and ppo-split's")
     p.add_argument("--quick", action="store_true", help="N = 1, 2; seeds 0, 1; short runs")
     p.add_argument("--docs", type=Path, default=ROOT / "runs" / "time-to-solve")
     args = p.parse_args()
-    updates = {"reinforce": args.reinforce_updates, "ppo": args.ppo_updates}
+    updates = {"reinforce": args.reinforce_updates, "ppo": args.ppo_updates,
+               "ppo-split": args.ppo_updates}
     if args.quick:
-        args.agents, args.seeds, updates = [1, 2], [0, 1], {"reinforce": 100, "ppo": 20}
+        args.agents, args.seeds = [1, 2], [0, 1]
+        updates = {"reinforce": 100, "ppo": 20, "ppo-split": 20}
         args.reinforce_agents = None
-    agents = {"ppo": args.agents, "reinforce": args.reinforce_agents or args.agents}
+    agents = {"ppo": args.agents, "ppo-split": args.agents,
+              "reinforce": args.reinforce_agents or args.agents}
     lines = section(args.algos, agents, args.seeds, updates, args.docs)
     print("\n".join(lines))
     return 0

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import json
 import os
 import statistics
@@ -72,6 +73,21 @@ def launch(agents: int, extra: tuple[str, ...] = (), tensorboard: bool = False
                 "stderr": proc.stderr}
 
 
+def bare_torch() -> float:
+    """Seconds to launch ``python -c "import torch"``: the floor under any launch."""
+    launched = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import torch"], check=True)
+    return time.perf_counter() - launched
+
+
+def byte_compiled() -> bool:
+    """Whether qtrl's modules have current byte-code (else each launch compiles them)."""
+    from .. import train
+    source = Path(train.__file__)
+    cached = Path(importlib.util.cache_from_source(str(source)))
+    return cached.exists() and cached.stat().st_mtime >= source.stat().st_mtime
+
+
 def imports(text: str) -> dict[str, float]:
     """Seconds of the named imports (cumulative) in ``-X importtime`` output."""
     found: dict[str, float] = {}
@@ -105,6 +121,10 @@ def run(args: argparse.Namespace) -> int:
               f"{'met' if first <= goal else 'NOT met'}")
     print("TB: TensorBoard events on (the command's default; the other rows pass "
           "--no-tensorboard)")
+    floor = statistics.median(bare_torch() for _ in range(args.repeats))
+    print(f"baseline: `python -c 'import torch'` alone takes {floor:.2f} s (median); "
+          f"qtrl's own modules {'are' if byte_compiled() else 'are NOT'} byte-compiled "
+          "(scripts/setup.sh compiles them)")
     named = imports(launch(1, ("-X", "importtime"))["stderr"])
     print("imports of one launch (cumulative s, under -X importtime, which slows them): "
           + ", ".join(f"{k} {v:.2f}" for k, v in sorted(named.items(), key=lambda kv: -kv[1])))
