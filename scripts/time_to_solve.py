@@ -221,6 +221,37 @@ def reading(stats: dict[tuple[str, int], list[dict]]) -> list[str]:
                  "only a run on such a machine can say.")]
 
 
+def split_reading(stats: dict[tuple[str, int], list[dict]]) -> list[str]:
+    """What the ppo-split rows say: the updates stay, the roll-out splits, the
+    learning step's fixed part does not."""
+    got = {n: [s for s in runs if s["updates"] is not None]
+           for (algo, n), runs in stats.items() if algo == "ppo-split"}
+    ns = sorted(n for n, runs in got.items() if runs)
+    if len(ns) < 2 or ns[0] != 1:
+        return []
+
+    def ms(n: int, key: str) -> float:   # per update, mean over the seeds
+        return 1e3 * float(np.mean([s[key] for s in got[n]]))
+
+    def updates(n: int) -> str:
+        return f"{np.mean([s['updates'] for s in got[n]]):.0f}"
+
+    top = ns[-1]
+    per_update = {n: 1e3 * float(np.mean([s["compute_path"] / s["updates"] for s in got[n]]))
+                  for n in ns}
+    return ["", (f"Reading (ppo-split). Every N learns from the same {PPO_ENVS * PPO_STEPS} "
+                 f"samples per update, and the updates to the target are {updates(1)} at N=1, "
+                 + ", ".join(f"{updates(n)} at N={n}" for n in ns[1:])
+                 + f". Per update, the slowest agent's compute falls from {per_update[1]:.1f} "
+                 f"ms at N=1 to " + ", ".join(f"{per_update[n]:.1f} ms at N={n}" for n in ns[1:])
+                 + f": agent 0's roll-out splits (from {ms(1, 'rollout'):.1f} to "
+                 f"{ms(top, 'rollout'):.1f} ms at N={top}), its learning step much less (from "
+                 f"{ms(1, 'learn'):.1f} to {ms(top, 'learn'):.1f} ms), because each of its "
+                 "minibatch steps generates both networks' weights and back-propagates through "
+                 "the generators however few its samples. That fixed part, the same on every "
+                 "agent, is what bounds the compute-alone ratio.")]
+
+
 def _ratio(got: list[dict], base: list[dict], key: str, n: int) -> str:
     """mean(got's ``key``) / mean(base's), with its 95% interval when both have seeds."""
     if n == 1 or not got or not base:
@@ -327,7 +358,7 @@ def section(algos: list[str], agents: dict[str, list[int]], seeds: list[int],
                      f"{_split(got)} | "
                      f"{_cell([s['wall'] for s in got], 1)} | "
                      f"{_cell([s['final'] for s in runs], 1)} | {ratio} | {alone} |")
-    lines += reading(stats)
+    lines += reading(stats) + split_reading(stats)
     docs.mkdir(parents=True, exist_ok=True)
     plot(stats, docs / "time_to_solve.png")
     lines += ["", ("Figure: `time_to_solve.png` (critical path with its interval, the wall "

@@ -60,7 +60,8 @@ def test_solve_point_matches_a_hand_count(tmp_path):
 
 def test_unreached_target_gives_none(tmp_path):
     _fake_run(tmp_path / "run")
-    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    with open(tmp_path / "run" / "metrics.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
     for r in rows:
         r["return"] = "100.0"
     _write(tmp_path / "run" / "metrics.csv", rows)
@@ -85,3 +86,17 @@ def test_intervals_of_constant_samples_are_the_value():
     assert tts.ratio_interval([1.0, 1.0], [4.0, 4.0]) == (0.25, 0.25)
     lo, hi = tts.bootstrap([1.0, 2.0, 3.0, 4.0])
     assert 1.0 <= lo < 2.5 < hi <= 4.0
+
+
+def test_split_reading_quotes_the_rows():
+    def run(updates, compute, rollout, learn):
+        return {"updates": updates, "compute_path": compute * updates, "rollout": rollout,
+                "learn": learn}
+    stats = {("ppo-split", 1): [run(60, 0.030, 0.015, 0.012), run(80, 0.030, 0.015, 0.012)],
+             ("ppo-split", 4): [run(70, 0.018, 0.004, 0.011)],
+             ("ppo", 4): [run(40, 0.030, 0.015, 0.012)]}
+    text = tts.split_reading(stats)[1]
+    assert "70 at N=1, 70 at N=4" in text
+    assert "from 30.0 ms at N=1 to 18.0 ms at N=4" in text
+    assert "from 15.0 to 4.0 ms at N=4" in text and "from 12.0 to 11.0 ms" in text
+    assert tts.split_reading({("ppo-split", 4): stats["ppo-split", 4]}) == []

@@ -2,14 +2,19 @@
 its parameters, with torch.distributed point-to-point messages (gloo ``send`` /
 ``recv``) over the same process group as the synchronous mode.
 
-A *push* (worker → agent 0) is three messages: an int64 header
-``(version used, episodes, update, info length)``, the flat gradient of the
-trainable parameters, and a float64 ``info`` vector (the update's episodes and
-statistics, packed by the caller). A *reply* (agent 0 → worker) is an int64
+Each exchange is as few messages as it can be, because on a slow link every
+message of an exchange costs about a round trip more (a ``send`` completes once
+its receiver takes it). A *push* (worker → agent 0) is one message of
+:func:`push_size` bytes: an int64 header ``(version used, episodes, update,
+info length)``, the flat gradient of the trainable parameters, and the first
+:data:`INFO_INLINE` values of a float64 ``info`` vector (the update's episodes
+and statistics, packed by the caller), zero padded; a longer ``info`` sends its
+rest as a second message. A *reply* (agent 0 → worker) is one message: an int64
 header ``(version, episodes to collect next, update index)`` and the flat
-parameters; ``episodes == 0`` tells the worker to stop. Each kind of message has
-its own tag, so agent 0 can take the next push header from whichever worker
-sends first (``recv(src=None)``) and then the rest of that push from that worker.
+parameters; ``episodes == 0`` tells the worker to stop. Each part starts at a
+multiple of 8 bytes of the message, so it is read back as its own dtype,
+exactly. Agent 0 takes the next push from whichever worker sends first
+(``recv(src=None)``), then the rest of its ``info``, if any, from that worker.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ import torch.distributed as dist
 from torch import Tensor
 
 __all__ = [
+    "INFO_INLINE",
     "Push",
     "Reply",
+    "push_size",
     "recv_push",
     "recv_reply",
     "send_push",
@@ -30,7 +37,46 @@ __all__ = [
 ]
 
 LEARNER = 0
-_PUSH_HEADER, _PUSH_GRAD, _PUSH_INFO, _REPLY_HEADER, _REPLY_PARAMS = 11, 12, 13, 14, 15
+_PUSH, _PUSH_REST, _REPLY = 11, 12, 13
+INFO_INLINE = 64
+"""``info`` values carried in the push message itself (a worker's statistics and
+about 18 episodes); the rest, if any, follow in a second message."""
+
+
+def _aligned(nbytes: int) -> int:
+    return -(-nbytes // 8) * 8
+
+
+def _nbytes(numel: int, dtype: torch.dtype) -> int:
+    return numel * torch.empty((), dtype=dtype).element_size()
+
+
+def _pack(parts: list[Tensor], size: int) -> Tensor:
+    """``parts``' bytes in one ``uint8`` tensor of ``size`` bytes, each part from
+    a multiple of 8, zero padded."""
+    buf = torch.zeros(size, dtype=torch.uint8)
+    at = 0
+    for part in parts:
+        raw = part.detach().contiguous().reshape(-1).view(torch.uint8)
+        buf[at:at + raw.numel()] = raw
+        at += _aligned(raw.numel())
+    return buf
+
+
+def _unpack(buf: Tensor, layout: list[tuple[int, torch.dtype]]) -> list[Tensor]:
+    """Inverse of :func:`_pack`: ``(numel, dtype)`` of each part, in order."""
+    parts, at = [], 0
+    for numel, dtype in layout:
+        nbytes = _nbytes(numel, dtype)
+        parts.append(buf[at:at + nbytes].view(dtype).clone())
+        at += _aligned(nbytes)
+    return parts
+
+
+def push_size(grad_like: Tensor) -> int:
+    """Bytes of a push message for gradients shaped like ``grad_like``."""
+    grad = _nbytes(grad_like.numel(), grad_like.dtype)
+    return _aligned(_nbytes(4, torch.int64)) + _aligned(grad) + _nbytes(INFO_INLINE, torch.float64)
 
 
 class Push(NamedTuple):
@@ -56,12 +102,16 @@ class Reply(NamedTuple):
 
 def send_push(version: int, episodes: int, update: int, grad: Tensor, info: Tensor) -> int:
     """Worker → agent 0. Returns the bytes sent."""
+    info = info.to(torch.float64).reshape(-1)
     header = torch.tensor([version, episodes, update, info.numel()], dtype=torch.int64)
-    info = info.to(torch.float64).contiguous()
-    for tensor, tag in ((header, _PUSH_HEADER), (grad.contiguous(), _PUSH_GRAD),
-                        (info, _PUSH_INFO)):
-        dist.send(tensor, dst=LEARNER, tag=tag)
-    return sum(t.numel() * t.element_size() for t in (header, grad, info))
+    message = _pack([header, grad, info[:INFO_INLINE]], push_size(grad))
+    dist.send(message, dst=LEARNER, tag=_PUSH)
+    sent = message.numel()
+    if info.numel() > INFO_INLINE:
+        rest = info[INFO_INLINE:].contiguous()
+        dist.send(rest, dst=LEARNER, tag=_PUSH_REST)
+        sent += _nbytes(rest.numel(), rest.dtype)
+    return sent
 
 
 def recv_push(grad_like: Tensor) -> Push:
@@ -69,30 +119,40 @@ def recv_push(grad_like: Tensor) -> Push:
 
     ``grad_like``: a tensor of the flat gradient's shape and dtype.
     """
-    header = torch.empty(4, dtype=torch.int64)
-    source = dist.recv(header, src=None, tag=_PUSH_HEADER)
+    message = torch.empty(push_size(grad_like), dtype=torch.uint8)
+    source = dist.recv(message, src=None, tag=_PUSH)
+    (header,) = _unpack(message, [(4, torch.int64)])
     version, episodes, update, n_info = (int(v) for v in header)
-    grad = torch.empty_like(grad_like)
-    info = torch.empty(n_info, dtype=torch.float64)
-    dist.recv(grad, src=source, tag=_PUSH_GRAD)
-    dist.recv(info, src=source, tag=_PUSH_INFO)
-    nbytes = sum(t.numel() * t.element_size() for t in (header, grad, info))
-    return Push(source, version, episodes, update, grad, info, nbytes)
+    inline = min(n_info, INFO_INLINE)
+    _, grad, info = _unpack(message, [(4, torch.int64), (grad_like.numel(), grad_like.dtype),
+                                      (inline, torch.float64)])
+    nbytes = message.numel()
+    if n_info > inline:
+        rest = torch.empty(n_info - inline, dtype=torch.float64)
+        dist.recv(rest, src=source, tag=_PUSH_REST)
+        info = torch.cat([info, rest])
+        nbytes += _nbytes(rest.numel(), rest.dtype)
+    return Push(source, version, episodes, update, grad.view_as(grad_like), info, nbytes)
 
 
 def send_reply(worker: int, version: int, episodes: int, update: int, params: Tensor) -> int:
     """Agent 0 → ``worker``. Returns the bytes sent."""
     header = torch.tensor([version, episodes, update], dtype=torch.int64)
-    dist.send(header, dst=worker, tag=_REPLY_HEADER)
-    dist.send(params.contiguous(), dst=worker, tag=_REPLY_PARAMS)
-    return header.numel() * header.element_size() + params.numel() * params.element_size()
+    message = _pack([header, params], _reply_size(params))
+    dist.send(message, dst=worker, tag=_REPLY)
+    return message.numel()
 
 
 def recv_reply(params_like: Tensor) -> Reply:
     """Worker: agent 0's next reply (``params_like``: the flat parameters' shape and dtype)."""
-    header = torch.empty(3, dtype=torch.int64)
-    dist.recv(header, src=LEARNER, tag=_REPLY_HEADER)
-    params = torch.empty_like(params_like)
-    dist.recv(params, src=LEARNER, tag=_REPLY_PARAMS)
+    message = torch.empty(_reply_size(params_like), dtype=torch.uint8)
+    dist.recv(message, src=LEARNER, tag=_REPLY)
+    header, params = _unpack(message, [(3, torch.int64),
+                                       (params_like.numel(), params_like.dtype)])
     version, episodes, update = (int(v) for v in header)
-    return Reply(version, episodes, update, params)
+    return Reply(version, episodes, update, params.view_as(params_like))
+
+
+def _reply_size(params_like: Tensor) -> int:
+    return _aligned(_nbytes(3, torch.int64)) + _aligned(_nbytes(params_like.numel(),
+                                                                params_like.dtype))
