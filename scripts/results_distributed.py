@@ -40,6 +40,8 @@ from qtrl.generator import QuantumTrain
 from qtrl.presets import PRESETS, build_policy
 
 WINDOW = 100
+# The hosts section: rates at three delays, and both modes trained to the target at 20 ms.
+HOSTS_ARGS = "--hosts 4 --delays 0 1 20 --updates 30 --solve-seeds 0 1 2"
 
 
 def run_dir(n: int, seed: int, updates: int, tag: str) -> Path:
@@ -174,8 +176,8 @@ def main() -> int:
     p.add_argument("--tts-reinforce-agents", type=int, nargs="+",
                    help="time to solve: REINFORCE's agent counts, when not --tts-agents")
     p.add_argument("--ppo-updates", type=int, default=200, help="time to solve: PPO updates")
-    p.add_argument("--hosts-args", default="",
-                   help="flags for `qtrl bench hosts` (default: its own; quick: --quick)")
+    p.add_argument("--hosts-args", default=HOSTS_ARGS,
+                   help="flags for `qtrl bench hosts` (quick: --quick)")
     p.add_argument("--keep-hosts", action="store_true",
                    help="keep the file's hosts section as it is (measured by `qtrl bench hosts` "
                         "on a quiet machine) instead of measuring it again")
@@ -187,7 +189,7 @@ def main() -> int:
         args.agents, args.seeds, args.updates = [1, 2], [0], 20
         args.tts_agents, args.tts_seeds, args.ppo_updates = [1, 2], [0, 1], 20
         args.tts_reinforce_agents = None
-        args.hosts_args = args.hosts_args or "--quick"
+        args.hosts_args = "--quick"
         args.docs = ROOT / "runs" / "results-quick"
     command = " ".join(["python scripts/results_distributed.py",
                         *(shlex.quote(a) for a in sys.argv[1:])])

@@ -5,8 +5,9 @@ claim is about.
     .venv/bin/python scripts/time_to_solve.py --quick      # smoke run of the pipeline
 
 For each algorithm (sync REINFORCE on the ``cartpole-paper`` recipe, sync PPO on
-the ``cartpole`` preset), each N and each seed, one ordinary ``qtrl train
---agents N`` run of a fixed number of *updates* (every N the same), then from
+the ``cartpole`` preset with each agent playing the preset's roll-out, and
+``ppo-split``: that roll-out split over the N agents), each N and each seed,
+one ordinary ``qtrl train --agents N`` run of a fixed number of *updates* (every N the same), then from
 its files: the updates, env steps and seconds until the 100-episode average
 first reaches 475, and the final 100-episode average.
 
@@ -15,8 +16,8 @@ machine, where N agents share its cores. **Critical path** is what the run
 would take with a core per agent: per update, the slowest agent's measured
 compute plus the transfer of the all-reduce (the last-arriving agent's), both
 in CPU seconds, summed
-(``time/critical_path_total_s`` of ``progress.csv``, :mod:`qtrl.run.timing`).
-Intervals: 95% percentile bootstrap over the seeds that reached the target
+(``time/critical_path_total_s`` of ``progress.csv``, :mod:`qtrl.run.timing`);
+its compute alone, without the all-reduce, is a lower bound of it. Intervals: 95% percentile bootstrap over the seeds that reached the target
 (10 000 resamples); a ratio's interval resamples both Ns' seeds.
 
 Runs go under ``runs/time-to-solve/`` and a finished run is reused, so more
@@ -115,9 +116,9 @@ def _rows(path: Path) -> list[dict[str, str]]:
 def solve_stats(out: Path) -> dict[str, float | None]:
     """Updates, env steps, wall-clock and critical-path seconds until the target
     (None each when not reached), the critical path's compute alone
-    (``compute_path``: a lower bound of the time with a core per agent), the update whose own episodes first average the
-    target (``learned``: the rest is the 100-episode window catching up), and the
-    final 100-episode average."""
+    (``compute_path``: a lower bound of the time with a core per agent), the
+    update whose own episodes first average the target (``learned``: the rest is
+    the 100-episode window catching up), and the final 100-episode average."""
     episodes = _rows(out / "metrics.csv")
     returns = np.array([float(r["return"]) for r in episodes])
     summary = json.loads((out / "summary.json").read_text())
