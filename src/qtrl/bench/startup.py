@@ -111,10 +111,11 @@ def run(args: argparse.Namespace) -> int:
           f"{os.cpu_count()} cores; median of {args.repeats} launch(es) per N")
     print(f"{'agents':>6}  {'to training loop (s)':>20}  {'to first update (s)':>19}  "
           f"{'goal (s)':>8}  verdict")
+    firsts = {}
     for n, tensorboard in [(n, False) for n in args.agents] + [(1, True)]:
         runs = [launch(n, tensorboard=tensorboard) for _ in range(args.repeats)]
         loop = statistics.median(r["loop"] for r in runs)
-        first = statistics.median(r["first_update"] for r in runs)
+        first = firsts[n, tensorboard] = statistics.median(r["first_update"] for r in runs)
         goal = 1.5 if n == 1 else 1.5 + 0.3 * n
         label = f"{n}, TB" if tensorboard else str(n)
         print(f"{label:>6}  {loop:>20.2f}  {first:>19.2f}  {goal:>8.2f}  "
@@ -122,7 +123,9 @@ def run(args: argparse.Namespace) -> int:
     print("TB: TensorBoard events on (the command's default; the other rows pass "
           "--no-tensorboard)")
     floor = statistics.median(bare_torch() for _ in range(args.repeats))
-    print(f"baseline: `python -c 'import torch'` alone takes {floor:.2f} s (median); "
+    one = firsts.get((1, False), firsts[1, True])   # without TensorBoard where measured
+    print(f"baseline: `python -c 'import torch'` alone takes {floor:.2f} s (median); one "
+          f"agent's first update comes {one - floor:.2f} s after that ({one / floor:.2f}x). "
           f"qtrl's own modules {'are' if byte_compiled() else 'are NOT'} byte-compiled "
           "(scripts/setup.sh compiles them)")
     named = imports(launch(1, ("-X", "importtime"))["stderr"])
