@@ -223,34 +223,37 @@ def reading(stats: dict[tuple[str, int], list[dict]]) -> list[str]:
 
 
 def split_reading(stats: dict[tuple[str, int], list[dict]]) -> list[str]:
-    """What the ppo-split rows say: the updates stay, the roll-out splits, the
-    learning step's fixed part does not."""
-    got = {n: [s for s in runs if s["updates"] is not None]
-           for (algo, n), runs in stats.items() if algo == "ppo-split"}
-    ns = sorted(n for n, runs in got.items() if runs)
+    """What the ppo-split rows say: how many runs reach the target as the same
+    batch is split further, and what splits in an update's compute and what not."""
+    runs = {n: r for (algo, n), r in stats.items() if algo == "ppo-split"}
+    got = {n: [s for s in r if s["updates"] is not None] for n, r in runs.items()}
+    ns = sorted(n for n, g in got.items() if g)
     if len(ns) < 2 or ns[0] != 1:
         return []
 
     def ms(n: int, key: str) -> float:   # per update, mean over the seeds
         return 1e3 * float(np.mean([s[key] for s in got[n]]))
 
-    def updates(n: int) -> str:
-        return f"{np.mean([s['updates'] for s in got[n]]):.0f}"
-
     top = ns[-1]
     per_update = {n: 1e3 * float(np.mean([s["compute_path"] / s["updates"] for s in got[n]]))
                   for n in ns}
     return ["", (f"Reading (ppo-split). Every N learns from the same {PPO_ENVS * PPO_STEPS} "
-                 f"samples per update, and the updates to the target are {updates(1)} at N=1, "
-                 + ", ".join(f"{updates(n)} at N={n}" for n in ns[1:])
-                 + f". Per update, the slowest agent's compute falls from {per_update[1]:.1f} "
-                 f"ms at N=1 to " + ", ".join(f"{per_update[n]:.1f} ms at N={n}" for n in ns[1:])
+                 "samples per update; the runs that reach the target are "
+                 + ", ".join(f"{len(got[n])} of {len(runs[n])} at N={n}" for n in sorted(runs))
+                 + " (final 100-episode averages "
+                 + ", ".join(f"{np.mean([s['final'] for s in runs[n]]):.1f}"
+                             for n in sorted(runs))
+                 + f"). What differs from one agent's update: each agent normalises the "
+                 f"advantages of its own {PPO_ENVS * PPO_STEPS}/N samples and bootstraps its "
+                 f"returns after {PPO_STEPS}/N steps. Per update, the slowest agent's compute "
+                 f"goes from {per_update[1]:.1f} ms at N=1 to "
+                 + ", ".join(f"{per_update[n]:.1f} ms at N={n}" for n in ns[1:])
                  + f": agent 0's roll-out splits (from {ms(1, 'rollout'):.1f} to "
                  f"{ms(top, 'rollout'):.1f} ms at N={top}), its learning step much less (from "
                  f"{ms(1, 'learn'):.1f} to {ms(top, 'learn'):.1f} ms), because each of its "
                  "minibatch steps generates both networks' weights and back-propagates through "
-                 "the generators however few its samples. That fixed part, the same on every "
-                 "agent, is what bounds the compute-alone ratio.")]
+                 "the generators however few its samples. That part, the same on every agent, "
+                 "bounds the compute-alone ratio.")]
 
 
 def _ratio(got: list[dict], base: list[dict], key: str, n: int) -> str:

@@ -89,14 +89,15 @@ def test_intervals_of_constant_samples_are_the_value():
 
 
 def test_split_reading_quotes_the_rows():
-    def run(updates, compute, rollout, learn):
-        return {"updates": updates, "compute_path": compute * updates, "rollout": rollout,
-                "learn": learn}
+    def run(updates, compute, rollout, learn, final=500.0):
+        return {"updates": updates, "compute_path": None if updates is None else compute * updates,
+                "rollout": rollout, "learn": learn, "final": final}
     stats = {("ppo-split", 1): [run(60, 0.030, 0.015, 0.012), run(80, 0.030, 0.015, 0.012)],
-             ("ppo-split", 4): [run(70, 0.018, 0.004, 0.011)],
+             ("ppo-split", 4): [run(70, 0.018, 0.004, 0.011),
+                                run(None, None, None, None, final=300.0)],
              ("ppo", 4): [run(40, 0.030, 0.015, 0.012)]}
     text = tts.split_reading(stats)[1]
-    assert "70 at N=1, 70 at N=4" in text
+    assert "2 of 2 at N=1, 1 of 2 at N=4 (final 100-episode averages 500.0, 400.0)" in text
     assert "from 30.0 ms at N=1 to 18.0 ms at N=4" in text
     assert "from 15.0 to 4.0 ms at N=4" in text and "from 12.0 to 11.0 ms" in text
     assert tts.split_reading({("ppo-split", 4): stats["ppo-split", 4]}) == []
