@@ -88,16 +88,21 @@ def test_intervals_of_constant_samples_are_the_value():
     assert 1.0 <= lo < 2.5 < hi <= 4.0
 
 
-def test_split_reading_quotes_the_rows():
+def test_split_reading_quotes_the_rows(monkeypatch):
+    monkeypatch.setattr(tts, "_cores", lambda: 2)
     def run(updates, compute, rollout, learn, final=500.0):
         return {"updates": updates, "compute_path": None if updates is None else compute * updates,
                 "rollout": rollout, "learn": learn, "final": final}
     stats = {("ppo-split", 1): [run(60, 0.030, 0.015, 0.012), run(80, 0.030, 0.015, 0.012)],
              ("ppo-split", 4): [run(70, 0.018, 0.004, 0.011),
                                 run(None, None, None, None, final=300.0)],
+             ("ppo-split", 2): [run(65, 0.022, 0.007, 0.0115)],
              ("ppo", 4): [run(40, 0.030, 0.015, 0.012)]}
     text = tts.split_reading(stats)[1]
-    assert "2 of 2 at N=1, 1 of 2 at N=4 (final 100-episode averages 500.0, 400.0)" in text
-    assert "from 30.0 ms at N=1 to 18.0 ms at N=4" in text
-    assert "from 15.0 to 4.0 ms at N=4" in text and "from 12.0 to 11.0 ms" in text
+    assert ("2 of 2 at N=1, 1 of 1 at N=2, 1 of 2 at N=4 (final 100-episode averages "
+            "500.0, 500.0, 400.0)") in text
+    assert "from 30.0 ms at N=1 to 22.0 ms at N=2, 18.0 ms at N=4" in text
+    assert "At N=2, where each agent has a core of its own" in text
+    assert "roll-out takes 7.0 ms against 15.0 at N=1, its learning step 11.5 ms against 12.0" \
+        in text
     assert tts.split_reading({("ppo-split", 4): stats["ppo-split", 4]}) == []
