@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gc
 import hashlib
 import json
 from pathlib import Path
@@ -185,6 +186,19 @@ def test_bad_config(tmp_path: Path, capsys, argv: list[str], match: str) -> None
     assert main(["train", *TINY, *argv, "--out", str(out)]) == 2
     assert match in _one_error_line(capsys)
     assert not out.exists()
+
+
+def test_the_garbage_collector_is_left_as_found(tmp_path: Path, capsys) -> None:
+    """A run pauses the collector while it sets up and freezes what the set-up left;
+    afterwards, and after a refused run, the collector is on and nothing frozen."""
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    assert main(["train", *TINY, "--out", str(tmp_path / "run")]) == 0
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    # refused by check_config, inside the pause
+    assert main(["train", *TINY, "--env", "Pendulum-v1", "--algo", "reinforce",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "continuous actions" in _one_error_line(capsys)
+    assert gc.isenabled() and gc.get_freeze_count() == 0
 
 
 def test_unwritable_out(tmp_path: Path, capsys) -> None:

@@ -8,10 +8,12 @@ every flag that is not given.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import json
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from ..config import RESUMABLE_FIELDS, TrainConfig
@@ -66,10 +68,12 @@ def run(args: argparse.Namespace) -> int:
         return _run_torchrun(args)
     if args.resume is None:
         config = config_from_flags(args)
-        check_config(config)                     # everything checked before anything is written
-        warning = check_agent_count(config.agents)          # refuses absurd counts
-        with new_run(args.out, config) as run_dir:          # this process its only writer
-            return _train(args, config, run_dir, warning)
+        with _collector_quiet_in_set_up() as set_up_done:
+            check_config(config)                 # everything checked before anything is written
+            set_up_done()
+            warning = check_agent_count(config.agents)      # refuses absurd counts
+            with new_run(args.out, config) as run_dir:      # this process its only writer
+                return _train(args, config, run_dir, warning)
     if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
         raise UserError("give either --out (a new run) or --resume RUN_DIR, not both")
     run_dir = Path(args.resume)
@@ -83,6 +87,33 @@ def run(args: argparse.Namespace) -> int:
     warning = check_agent_count(config.agents)
     with RunDirLock(run_dir):
         return _train(args, config, run_dir, warning)
+
+
+@contextlib.contextmanager
+def _collector_quiet_in_set_up() -> Iterator[Callable[[], None]]:
+    """Python's cyclic garbage collector paused until the run is set up (the
+    ``set_up_done()`` this yields), then on again with what the set-up left alive
+    frozen (out of its passes) until the block ends.
+
+    Why: building the model loads the compiled kernels, and Numba's first load sets
+    up its compiler, creating many long-lived objects and little garbage; the
+    collector's passes over them, and over everything imported before, would
+    otherwise delay the first update. The freeze ends with the block, so a caller
+    that trains in-process again gets back whatever garbage it held."""
+    collecting = gc.isenabled()
+    gc.disable()
+
+    def set_up_done() -> None:
+        gc.freeze()
+        if collecting:
+            gc.enable()
+
+    try:
+        yield set_up_done
+    finally:
+        gc.unfreeze()
+        if collecting:
+            gc.enable()
 
 
 def _train(args: argparse.Namespace, config: TrainConfig, run_dir: Path,
