@@ -70,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
         config = config_from_flags(args)
         with _collector_quiet_in_set_up() as set_up_done:
             check_config(config)                 # everything checked before anything is written
+            if not args.no_tensorboard:   # the run's event writer, imported inside the pause too
+                import torch.utils.tensorboard
             set_up_done()
             warning = check_agent_count(config.agents)      # refuses absurd counts
             with new_run(args.out, config) as run_dir:      # this process its only writer
