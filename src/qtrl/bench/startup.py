@@ -48,7 +48,7 @@ _NAMED = ("torch", "torch._dynamo", "numba", "gymnasium", "scipy.linalg", "qtrl"
 
 def register_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agents", type=int, nargs="+", default=[1, 2, 4], help="agent counts N")
-    p.add_argument("--repeats", type=int, default=3, help="launches per N (median shown)")
+    p.add_argument("--repeats", type=int, default=7, help="launches per N (median shown)")
     p.add_argument("--quick", action="store_true",
                    help="N = 1 only: one launch, and one with TensorBoard")
 
