@@ -193,12 +193,10 @@ def main() -> int:
         args.docs = ROOT / "runs" / "results-quick"
     command = " ".join(["python scripts/results_distributed.py",
                         *(shlex.quote(a) for a in sys.argv[1:])])
-    agents = {"ppo": args.tts_agents, "ppo-split": args.tts_agents,
-              "reinforce": args.tts_reinforce_agents or args.tts_agents}
+    agents = time_to_solve.by_algo(args.tts_agents, args.tts_reinforce_agents or args.tts_agents)
     kept = kept_hosts_section(args.docs) if args.keep_hosts else None   # before any training
     new = time_to_solve.section(args.tts_algos, agents, args.tts_seeds,
-                                {"reinforce": args.updates, "ppo": args.ppo_updates,
-                                 "ppo-split": args.ppo_updates}, args.docs)
+                                time_to_solve.by_algo(args.ppo_updates, args.updates), args.docs)
     new += kept if kept is not None else hosts_section(args.hosts_args)
     if args.only_new:
         old = (args.docs / "RESULTS_distributed.md").read_text().split(NEW_MARK)[0].rstrip()

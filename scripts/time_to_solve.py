@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,6 +57,11 @@ PPO_ENVS = PRESETS["cartpole"].settings["num_envs"]
 PPO_STEPS = PRESETS["cartpole"].settings["num_steps"]
 GOALS = {("ppo", 4): 0.5, ("ppo", 8): 0.35,   # critical path vs N = 1 (issue 18)
          ("ppo-split", 4): 0.5, ("ppo-split", 8): 0.35}
+
+
+def by_algo(ppo: Any, reinforce: Any) -> dict[str, Any]:
+    """A setting per recipe: ``ppo``'s for both PPO recipes, ``reinforce``'s for REINFORCE."""
+    return {algo: reinforce if algo == "reinforce" else ppo for algo in RECIPES}
 
 
 def steps_per_agent(algo: str, n: int) -> int:
@@ -399,14 +405,12 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="N = 1, 2; seeds 0, 1; short runs")
     p.add_argument("--docs", type=Path, default=ROOT / "runs" / "time-to-solve")
     args = p.parse_args()
-    updates = {"reinforce": args.reinforce_updates, "ppo": args.ppo_updates,
-               "ppo-split": args.ppo_updates}
+    updates = by_algo(args.ppo_updates, args.reinforce_updates)
     if args.quick:
         args.agents, args.seeds = [1, 2], [0, 1]
-        updates = {"reinforce": 100, "ppo": 20, "ppo-split": 20}
+        updates = by_algo(20, 100)
         args.reinforce_agents = None
-    agents = {"ppo": args.agents, "ppo-split": args.agents,
-              "reinforce": args.reinforce_agents or args.agents}
+    agents = by_algo(args.agents, args.reinforce_agents or args.agents)
     lines = section(args.algos, agents, args.seeds, updates, args.docs)
     print("\n".join(lines))
     return 0

@@ -47,8 +47,13 @@ def _aligned(nbytes: int) -> int:
     return -(-nbytes // 8) * 8
 
 
-def _nbytes(numel: int, dtype: torch.dtype) -> int:
-    return numel * torch.empty((), dtype=dtype).element_size()
+Layout = list[tuple[int, torch.dtype]]
+"""A message's parts in order, each ``(numel, dtype)``."""
+
+
+def _size(layout: Layout) -> int:
+    """Bytes of a message of ``layout``, each part from a multiple of 8."""
+    return sum(_aligned(numel * dtype.itemsize) for numel, dtype in layout)
 
 
 def _pack(parts: list[Tensor], size: int) -> Tensor:
@@ -63,20 +68,29 @@ def _pack(parts: list[Tensor], size: int) -> Tensor:
     return buf
 
 
-def _unpack(buf: Tensor, layout: list[tuple[int, torch.dtype]]) -> list[Tensor]:
-    """Inverse of :func:`_pack`: ``(numel, dtype)`` of each part, in order."""
+def _unpack(buf: Tensor, layout: Layout) -> list[Tensor]:
+    """Inverse of :func:`_pack`: the parts of ``layout``, in order."""
     parts, at = [], 0
     for numel, dtype in layout:
-        nbytes = _nbytes(numel, dtype)
+        nbytes = numel * dtype.itemsize
         parts.append(buf[at:at + nbytes].view(dtype).clone())
         at += _aligned(nbytes)
     return parts
 
 
+def _push_layout(grad_like: Tensor, info: int) -> Layout:
+    """Header, gradient and ``info`` inline values of a push."""
+    return [(4, torch.int64), (grad_like.numel(), grad_like.dtype), (info, torch.float64)]
+
+
+def _reply_layout(params_like: Tensor) -> Layout:
+    """Header and parameters of a reply."""
+    return [(3, torch.int64), (params_like.numel(), params_like.dtype)]
+
+
 def push_size(grad_like: Tensor) -> int:
     """Bytes of a push message for gradients shaped like ``grad_like``."""
-    grad = _nbytes(grad_like.numel(), grad_like.dtype)
-    return _aligned(_nbytes(4, torch.int64)) + _aligned(grad) + _nbytes(INFO_INLINE, torch.float64)
+    return _size(_push_layout(grad_like, INFO_INLINE))
 
 
 class Push(NamedTuple):
@@ -110,7 +124,7 @@ def send_push(version: int, episodes: int, update: int, grad: Tensor, info: Tens
     if info.numel() > INFO_INLINE:
         rest = info[INFO_INLINE:].contiguous()
         dist.send(rest, dst=LEARNER, tag=_PUSH_REST)
-        sent += _nbytes(rest.numel(), rest.dtype)
+        sent += rest.numel() * rest.dtype.itemsize
     return sent
 
 
@@ -121,38 +135,33 @@ def recv_push(grad_like: Tensor) -> Push:
     """
     message = torch.empty(push_size(grad_like), dtype=torch.uint8)
     source = dist.recv(message, src=None, tag=_PUSH)
-    (header,) = _unpack(message, [(4, torch.int64)])
-    version, episodes, update, n_info = (int(v) for v in header)
+    n_info = int(message[24:32].view(torch.int64))   # the header's last value
     inline = min(n_info, INFO_INLINE)
-    _, grad, info = _unpack(message, [(4, torch.int64), (grad_like.numel(), grad_like.dtype),
-                                      (inline, torch.float64)])
+    header, grad, info = _unpack(message, _push_layout(grad_like, inline))
+    version, episodes, update, _ = header.tolist()
     nbytes = message.numel()
     if n_info > inline:
         rest = torch.empty(n_info - inline, dtype=torch.float64)
         dist.recv(rest, src=source, tag=_PUSH_REST)
         info = torch.cat([info, rest])
-        nbytes += _nbytes(rest.numel(), rest.dtype)
+        nbytes += rest.numel() * rest.dtype.itemsize
     return Push(source, version, episodes, update, grad.view_as(grad_like), info, nbytes)
 
 
 def send_reply(worker: int, version: int, episodes: int, update: int, params: Tensor) -> int:
     """Agent 0 → ``worker``. Returns the bytes sent."""
     header = torch.tensor([version, episodes, update], dtype=torch.int64)
-    message = _pack([header, params], _reply_size(params))
+    message = _pack([header, params], _size(_reply_layout(params)))
     dist.send(message, dst=worker, tag=_REPLY)
     return message.numel()
 
 
 def recv_reply(params_like: Tensor) -> Reply:
     """Worker: agent 0's next reply (``params_like``: the flat parameters' shape and dtype)."""
-    message = torch.empty(_reply_size(params_like), dtype=torch.uint8)
+    layout = _reply_layout(params_like)
+    message = torch.empty(_size(layout), dtype=torch.uint8)
     dist.recv(message, src=LEARNER, tag=_REPLY)
-    header, params = _unpack(message, [(3, torch.int64),
-                                       (params_like.numel(), params_like.dtype)])
-    version, episodes, update = (int(v) for v in header)
+    header, params = _unpack(message, layout)
+    version, episodes, update = header.tolist()
     return Reply(version, episodes, update, params.view_as(params_like))
 
-
-def _reply_size(params_like: Tensor) -> int:
-    return _aligned(_nbytes(3, torch.int64)) + _aligned(_nbytes(params_like.numel(),
-                                                                params_like.dtype))
